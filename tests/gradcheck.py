@@ -1,0 +1,39 @@
+"""Centred-difference gradients in float64 (CS231n ``gradient_check`` style)."""
+
+import numpy as np
+
+
+def numerical_gradient(f, x, h=1e-5):
+    """d f() / d x for a scalar-valued ``f`` that reads ``x`` (changed in place)."""
+    grad = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
+    while not it.finished:
+        i = it.multi_index
+        old = x[i]
+        x[i] = old + h
+        fp = f()
+        x[i] = old - h
+        fm = f()
+        x[i] = old
+        grad[i] = (fp - fm) / (2 * h)
+        it.iternext()
+    return grad
+
+
+def rel_error(a, b):
+    """Max relative error, with a floor so exact zeros compare sensibly."""
+    return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
+
+
+def check_layer(forward, backward_grads, inputs, dout, tol=1e-6):
+    """Compare analytic grads of sum(forward(**inputs) * dout) with numerical ones.
+
+    ``backward_grads`` returns a dict name -> analytic gradient.
+    """
+    analytic = backward_grads()
+    errors = {}
+    for name, g in analytic.items():
+        num = numerical_gradient(lambda: float((forward() * dout).sum()), inputs[name])
+        errors[name] = rel_error(g, num)
+        assert errors[name] < tol, f"{name}: relative error {errors[name]:.2e}"
+    return errors

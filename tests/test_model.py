@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from scratchcnn import model as cnn
+from gradcheck import numerical_gradient, rel_error
+
+
+def small_arch(**kw):
+    base = dict(filters1=3, filters2=2, input_shape=(12, 10, 3), num_classes=4)
+    base.update(kw)
+    return cnn.make_arch(**base)
+
+
+def float64(d):
+    return {k: v.astype(np.float64) for k, v in d.items()}
+
+
+@pytest.mark.parametrize(
+    "arch_kw,n",
+    [
+        ({}, 3),
+        ({"padding1": 2, "padding2": 1}, 2),
+        ({"stride": 2, "padding2": 1, "pool_size": 2, "pool_stride": 1}, 2),
+        ({"filters1": 5, "filters2": 3}, 1),
+    ],
+)
+def test_whole_model_gradients(arch_kw, n):
+    """Loss (cross-entropy + L2) w.r.t. every parameter and the input, float64."""
+    arch = small_arch(**arch_kw)
+    params, bn_state = cnn.init_params(arch, seed=3, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in params.items()}  # non-trivial BN params
+    x = rng.standard_normal((n, *arch["input_shape"]))
+    y = rng.integers(0, arch["num_classes"], n)
+    reg = 0.05
+
+    def loss():
+        return float(cnn.loss_and_grads(params, bn_state, x, y, arch, reg)[0])
+
+    logits, caches, _ = cnn.forward(params, bn_state, x, arch, train=True)
+    _, _, grads, _, _ = cnn.loss_and_grads(params, bn_state, x, y, arch, reg)
+    from scratchcnn import layers
+
+    _, dlogits = layers.softmax_cross_entropy(logits, y)
+    grads["x"] = cnn.backward(dlogits, caches, need_dx=True)["x"]
+    # h = 1e-4: the loss is O(1) while some input gradients are O(1e-5), so a
+    # smaller step drowns them in float64 rounding noise
+    for name in cnn.PARAM_NAMES:
+        num = numerical_gradient(loss, params[name], h=1e-4)
+        if name in ("b1", "b2"):
+            # batch norm removes a per-channel bias: both gradients are zero up to rounding
+            assert np.abs(grads[name]).max() < 1e-8 and np.abs(num).max() < 1e-8
+            continue
+        err = rel_error(grads[name], num)
+        assert err < 1e-6, f"{name}: {err:.2e}"
+    assert rel_error(grads["x"], numerical_gradient(loss, x, h=1e-4)) < 1e-6
+
+
+def test_study_shapes_and_parameter_layouts():
+    arch = cnn.make_arch(32)
+    shapes = cnn.layer_shapes(arch)
+    assert shapes["conv1"] == (32, 32, 32)
+    assert shapes["pool1"] == (16, 16, 32)
+    assert shapes["conv2"] == (14, 14, 32)
+    assert shapes["pool2"] == (7, 7, 32)
+    p = cnn.param_shapes(arch)
+    assert p["W1"] == (32, 3, 3, 3) and p["W2"] == (32, 3, 3, 32) and p["W3"] == (7 * 7 * 32, 10)
+    for filters in (16, 256):
+        assert cnn.param_shapes(cnn.make_arch(filters))["W3"] == (7 * 7 * filters, 10)
+
+
+def test_he_init_is_seeded_and_scaled():
+    arch = cnn.make_arch(64)
+    a, sa = cnn.init_params(arch, seed=0)
+    b, _ = cnn.init_params(arch, seed=0)
+    c, _ = cnn.init_params(arch, seed=1)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(a["W2"], c["W2"])
+    assert a["W2"].dtype == np.float32
+    assert a["W2"].std() == pytest.approx(np.sqrt(2 / (3 * 3 * 64)), rel=0.02)
+    assert a["W3"].std() == pytest.approx(np.sqrt(2 / (7 * 7 * 64)), rel=0.02)
+    assert not a["b1"].any() and (a["gamma1"] == 1).all() and not a["beta2"].any()
+    assert (sa["running_var1"] == 1).all() and not sa["running_mean2"].any()
+
+
+def test_make_arch_rejects_an_impossible_configuration():
+    with pytest.raises(ValueError, match="does not fit"):
+        cnn.make_arch(8, kernel_size=13, padding1=0, padding2=0)
+
+
+def test_predict_logits_matches_forward_in_eval_mode_and_batches():
+    arch = small_arch()
+    params, bn_state = cnn.init_params(arch, seed=0)
+    bn_state = {k: v + 0.3 for k, v in bn_state.items()}
+    x = np.random.default_rng(0).random((7, *arch["input_shape"]), dtype=np.float32)
+    want, _, _ = cnn.forward(params, bn_state, x, arch, train=False)
+    got = cnn.predict_logits({**params, **bn_state}, arch, x, batch_size=3)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

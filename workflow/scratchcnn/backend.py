@@ -1,0 +1,100 @@
+"""Choose NumPy or CuPy at run time: ``device: auto | cpu | gpu``."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+
+
+class BackendError(RuntimeError):
+    """The requested device cannot be used."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    xp: ModuleType
+    name: str  # "numpy" or "cupy"
+    device_name: str
+    device_id: int | None = None
+
+    def asarray(self, a, dtype=None):
+        return self.xp.asarray(a, dtype=dtype)
+
+    def to_host(self, a) -> np.ndarray:
+        """A host NumPy copy of ``a`` (a no-op for NumPy arrays)."""
+        if self.name == "cupy":
+            return self.xp.asnumpy(a)
+        return np.asarray(a)
+
+    def synchronize(self) -> None:
+        if self.name == "cupy":
+            self.xp.cuda.get_current_device().synchronize()
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    return f"{name} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def numpy_backend() -> Backend:
+    return Backend(np, "numpy", cpu_name())
+
+
+def _cupy_backend(device_id: int | None = None) -> Backend:
+    """CuPy on ``device_id`` (default: the current device); raises if unusable."""
+    try:
+        import cupy as cp
+    except Exception as exc:  # ImportError, or a broken CUDA install
+        raise BackendError(f"CuPy cannot be imported ({exc}); install the 'gpu' extra") from exc
+    try:
+        count = cp.cuda.runtime.getDeviceCount()
+        if count < 1:
+            raise BackendError("CuPy imports but sees no CUDA device")
+        dev = cp.cuda.Device(device_id if device_id is not None else 0)
+        dev.use()
+        props = cp.cuda.runtime.getDeviceProperties(dev.id)
+        name = props["name"]
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        cp.zeros(1).sum().item()  # the GPU answers
+    except BackendError:
+        raise
+    except Exception as exc:
+        raise BackendError(f"CuPy imports but no GPU answers ({exc})") from exc
+    return Backend(cp, "cupy", name, dev.id)
+
+
+def get_backend(device: str = "auto", device_id: int | None = None) -> Backend:
+    """``auto``: CuPy when it imports and a GPU answers, else NumPy."""
+    if device == "cpu":
+        return numpy_backend()
+    if device == "gpu":
+        try:
+            return _cupy_backend(device_id)
+        except BackendError as exc:
+            raise BackendError(f"device: gpu was requested, but {exc}") from exc
+    if device == "auto":
+        try:
+            return _cupy_backend(device_id)
+        except BackendError:
+            return numpy_backend()
+    raise BackendError(f"device must be one of auto, cpu, gpu; got {device!r}")
+
+
+def array_module(a) -> ModuleType:
+    """NumPy or CuPy, whichever owns ``a``."""
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy
+    return np

@@ -1,0 +1,91 @@
+"""Checkpoints: one ``.npz`` with every array, the architecture and metadata.
+
+See the package docstring for the layout. Saving is atomic; loading checks the
+architecture and every shape and says exactly what does not match.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .io import save_npz_atomic
+from .model import BN_STATE_NAMES, PARAM_NAMES, param_shapes
+
+ARRAY_NAMES = PARAM_NAMES + BN_STATE_NAMES
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, damaged, foreign or does not match."""
+
+
+@dataclass
+class Checkpoint:
+    params: dict  # host arrays: the learnable parameters and the BN running statistics
+    arch: dict
+    meta: dict
+
+
+def save_checkpoint(path, params: dict, bn_state: dict, arch: dict, meta: dict, to_host=np.asarray):
+    arrays = {name: to_host(params[name]) for name in PARAM_NAMES}
+    arrays.update({name: to_host(bn_state[name]) for name in BN_STATE_NAMES})
+    arrays["arch_json"] = np.array(json.dumps(arch))
+    arrays["meta_json"] = np.array(json.dumps(meta, default=_json_default))
+    save_npz_atomic(path, arrays)
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def read_npz(path, what="checkpoint") -> dict:
+    """All arrays of an ``.npz`` as a dict, with clear errors for bad files."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{what} {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{what} {path} is not a readable .npz file (truncated or foreign?): {exc}"
+        ) from exc
+
+
+def load_checkpoint(path, expected_arch: dict | None = None) -> Checkpoint:
+    arrays = read_npz(path)
+    missing = [k for k in ARRAY_NAMES + ("arch_json", "meta_json") if k not in arrays]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}: not a scratchcnn model")
+    try:
+        arch = json.loads(str(arrays["arch_json"]))
+        meta = json.loads(str(arrays["meta_json"]))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint {path}: arch_json/meta_json is not valid JSON ({exc})") from exc
+    if expected_arch is not None:
+        diff = [
+            f"{k}: checkpoint has {arch.get(k)!r}, expected {v!r}"
+            for k, v in expected_arch.items()
+            if arch.get(k) != v
+        ]
+        if diff:
+            raise CheckpointError(f"checkpoint {path} has another architecture: " + "; ".join(diff))
+    try:
+        shapes = param_shapes(arch)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path}: its architecture is incomplete or invalid ({exc})") from exc
+    wrong = [
+        f"{k} has shape {arrays[k].shape}, the architecture needs {tuple(shapes[k])}"
+        for k in ARRAY_NAMES
+        if arrays[k].shape != tuple(shapes[k])
+    ]
+    if wrong:
+        raise CheckpointError(f"checkpoint {path}: " + "; ".join(wrong))
+    params = {k: arrays[k] for k in ARRAY_NAMES}
+    return Checkpoint(params=params, arch=arch, meta=meta)

@@ -1,0 +1,199 @@
+"""The study's network: conv-BN-ReLU-pool, conv-BN-ReLU-pool, fully connected.
+
+``params`` is a dict of the learnable arrays (``W1 b1 gamma1 beta1 W2 b2
+gamma2 beta2 W3 b3``), ``bn_state`` a dict of the running statistics
+(``running_mean1 running_var1 running_mean2 running_var2``), ``arch`` a plain
+dict (see :func:`make_arch`). All three live on the backend's device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import layers
+from .backend import Backend, array_module, numpy_backend
+
+PARAM_NAMES = ("W1", "b1", "gamma1", "beta1", "W2", "b2", "gamma2", "beta2", "W3", "b3")
+BN_STATE_NAMES = ("running_mean1", "running_var1", "running_mean2", "running_var2")
+WEIGHT_NAMES = ("W1", "W2", "W3")  # the arrays the L2 term covers
+
+
+def make_arch(
+    filters1=32,
+    filters2=None,
+    kernel_size=3,
+    padding1=1,
+    padding2=0,
+    stride=1,
+    pool_size=2,
+    pool_stride=2,
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    bn_eps=1e-5,
+) -> dict:
+    """The architecture as a JSON-able dict; ``filters2`` defaults to ``filters1``."""
+    arch = {
+        "input_shape": [int(s) for s in input_shape],
+        "num_classes": int(num_classes),
+        "filters1": int(filters1),
+        "filters2": int(filters2 if filters2 is not None else filters1),
+        "kernel_size": int(kernel_size),
+        "padding1": int(padding1),
+        "padding2": int(padding2),
+        "stride": int(stride),
+        "pool_size": int(pool_size),
+        "pool_stride": int(pool_stride),
+        "bn_eps": float(bn_eps),
+    }
+    layer_shapes(arch)  # fails early on a configuration that does not fit
+    return arch
+
+
+def layer_shapes(arch: dict) -> dict:
+    """Activation shapes (without the batch axis) after each stage."""
+    h, w, c = arch["input_shape"]
+    k, s = arch["kernel_size"], arch["stride"]
+    ps, pst = arch["pool_size"], arch["pool_stride"]
+    h1 = layers.conv_output_size(h, k, s, arch["padding1"])
+    w1 = layers.conv_output_size(w, k, s, arch["padding1"])
+    hp1, wp1 = layers.conv_output_size(h1, ps, pst, 0), layers.conv_output_size(w1, ps, pst, 0)
+    h2 = layers.conv_output_size(hp1, k, s, arch["padding2"])
+    w2 = layers.conv_output_size(wp1, k, s, arch["padding2"])
+    hp2, wp2 = layers.conv_output_size(h2, ps, pst, 0), layers.conv_output_size(w2, ps, pst, 0)
+    f1, f2 = arch["filters1"], arch["filters2"]
+    return {
+        "input": (h, w, c),
+        "conv1": (h1, w1, f1),
+        "pool1": (hp1, wp1, f1),
+        "conv2": (h2, w2, f2),
+        "pool2": (hp2, wp2, f2),
+        "fc": (arch["num_classes"],),
+    }
+
+
+def param_shapes(arch: dict) -> dict:
+    k, f1, f2 = arch["kernel_size"], arch["filters1"], arch["filters2"]
+    c = arch["input_shape"][2]
+    d = int(np.prod(layer_shapes(arch)["pool2"]))
+    shapes = {
+        "W1": (f1, k, k, c), "b1": (f1,), "gamma1": (f1,), "beta1": (f1,),
+        "W2": (f2, k, k, f1), "b2": (f2,), "gamma2": (f2,), "beta2": (f2,),
+        "W3": (d, arch["num_classes"]), "b3": (arch["num_classes"],),
+        "running_mean1": (f1,), "running_var1": (f1,),
+        "running_mean2": (f2,), "running_var2": (f2,),
+    }  # fmt: skip
+    return shapes
+
+
+def init_params(arch: dict, seed: int, backend: Backend | None = None, dtype=np.float32):
+    """Seeded He initialisation: ``N(0, 2 / fan_in)`` weights, zero biases, unit BN scales.
+
+    The random numbers are drawn on the host, so CPU and GPU start from the
+    same weights for the same seed.
+    """
+    backend = backend or numpy_backend()
+    rng = np.random.default_rng(seed)
+    shapes = param_shapes(arch)
+    params, bn_state = {}, {}
+    for name in PARAM_NAMES:
+        shape = shapes[name]
+        if name.startswith("W"):
+            fan_in = int(np.prod(shape[1:])) if name != "W3" else shape[0]
+            value = rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
+        elif name.startswith("gamma"):
+            value = np.ones(shape)
+        else:
+            value = np.zeros(shape)
+        params[name] = backend.asarray(value.astype(dtype))
+    for name in BN_STATE_NAMES:
+        value = np.ones(shapes[name]) if "var" in name else np.zeros(shapes[name])
+        bn_state[name] = backend.asarray(value.astype(dtype))
+    return params, bn_state
+
+
+def forward(params, bn_state, x, arch, *, train, momentum=0.9):
+    """Logits, the caches for :func:`backward`, and the (updated) BN state."""
+    s, eps = arch["stride"], arch["bn_eps"]
+    ps, pst = arch["pool_size"], arch["pool_stride"]
+    caches, new_state = {}, {}
+    h = x
+    for i in (1, 2):
+        h, caches[f"conv{i}"] = layers.conv2d_forward(
+            h, params[f"W{i}"], params[f"b{i}"], s, arch[f"padding{i}"]
+        )
+        h, caches[f"bn{i}"], (rm, rv) = layers.batchnorm_forward(
+            h, params[f"gamma{i}"], params[f"beta{i}"],
+            bn_state[f"running_mean{i}"], bn_state[f"running_var{i}"],
+            train=train, momentum=momentum, eps=eps,
+        )  # fmt: skip
+        new_state[f"running_mean{i}"], new_state[f"running_var{i}"] = rm, rv
+        h, caches[f"relu{i}"] = layers.relu_forward(h)
+        h, caches[f"pool{i}"] = layers.maxpool_forward(h, ps, pst)
+    logits, caches["fc"] = layers.affine_forward(h, params["W3"], params["b3"])
+    return logits, caches, new_state
+
+
+def backward(dlogits, caches, need_dx=False):
+    """Gradients of every parameter, and of the input under ``"x"`` when ``need_dx``."""
+    grads = {}
+    dh, grads["W3"], grads["b3"] = layers.affine_backward(dlogits, caches["fc"])
+    for i in (2, 1):
+        dh = layers.maxpool_backward(dh, caches[f"pool{i}"])
+        dh = layers.relu_backward(dh, caches[f"relu{i}"])
+        dh, grads[f"gamma{i}"], grads[f"beta{i}"] = layers.batchnorm_backward(dh, caches[f"bn{i}"])
+        dh, grads[f"W{i}"], grads[f"b{i}"] = layers.conv2d_backward(
+            dh, caches[f"conv{i}"], need_dx=need_dx or i == 2
+        )
+    if need_dx:
+        grads["x"] = dh
+    return grads
+
+
+def loss_and_grads(params, bn_state, x, y, arch, reg, *, momentum=0.9):
+    """Training-mode loss (cross-entropy + L2), gradients, logits and new BN state.
+
+    ``loss`` and ``data_loss`` are 0-d arrays on the backend's device.
+    """
+    logits, caches, new_state = forward(params, bn_state, x, arch, train=True, momentum=momentum)
+    data_loss, dlogits = layers.softmax_cross_entropy(logits, y)
+    reg_loss, reg_grads = layers.l2_penalty([params[w] for w in WEIGHT_NAMES], reg)
+    grads = backward(dlogits, caches)
+    for name, g in zip(WEIGHT_NAMES, reg_grads):
+        grads[name] = grads[name] + g
+    return data_loss + reg_loss, data_loss, grads, logits, new_state
+
+
+def predict_logits(params, arch, x, backend: Backend | None = None, batch_size=1000):
+    """Evaluation-mode logits for host images ``x``, as a host float32 array.
+
+    ``params`` holds the learnable arrays and the running statistics (a
+    checkpoint's ``params``); host arrays are moved to the backend's device.
+    """
+    backend = backend or numpy_backend()
+    p = {k: backend.asarray(v) for k, v in params.items()}
+    out = []
+    for start in range(0, len(x), batch_size):
+        xb = backend.asarray(x[start : start + batch_size], dtype=p["W1"].dtype)
+        logits, _, _ = forward(p, p, xb, arch, train=False)
+        out.append(backend.to_host(logits).astype(np.float32))
+    if not out:
+        return np.zeros((0, arch["num_classes"]), np.float32)
+    return np.concatenate(out)
+
+
+def evaluate(params, bn_state, x, y, arch, batch_size=1000):
+    """Mean cross-entropy and accuracy of device arrays ``x``, ``y`` in evaluation mode.
+
+    Returns two 0-d device arrays (no host synchronisation on the GPU).
+    """
+    xp = array_module(x)
+    total_loss = xp.zeros((), dtype=x.dtype)
+    correct = xp.zeros((), dtype=xp.int64)
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        logits, _, _ = forward(params, bn_state, xb, arch, train=False)
+        loss, _ = layers.softmax_cross_entropy(logits, yb)
+        total_loss += loss * len(xb)
+        correct += (logits.argmax(axis=1) == yb).sum()
+    n = max(len(x), 1)
+    return total_loss / n, correct / n

@@ -1,0 +1,60 @@
+"""What made a result: config, backend, device, package versions, code version."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+
+
+def package_versions(backend=None) -> dict:
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "scratchcnn": __version__}
+    if backend is not None and backend.name == "cupy":
+        versions["cupy"] = backend.xp.__version__
+        try:
+            versions["cuda_runtime"] = backend.xp.cuda.runtime.runtimeGetVersion()
+        except Exception:  # informative only
+            pass
+    try:
+        from importlib.metadata import version
+
+        versions["snakemake"] = version("snakemake")
+    except Exception:
+        pass
+    return versions
+
+
+def git_commit() -> str | None:
+    """The project's commit (with ``-dirty`` when the tree has changes), or None."""
+    if os.environ.get("SCRATCHCNN_GIT_COMMIT"):
+        return os.environ["SCRATCHCNN_GIT_COMMIT"]
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("-dirty" if dirty else "")
+
+
+def provenance(config: dict, backend) -> dict:
+    return {
+        "config": config,
+        "backend": backend.name,
+        "device": backend.device_name,
+        "versions": package_versions(backend),
+        "git_commit": git_commit(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
