@@ -1,0 +1,79 @@
+import json
+
+import numpy as np
+import pytest
+
+from scratchcnn import model as cnn
+from scratchcnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+
+@pytest.fixture
+def saved(tmp_path):
+    arch = cnn.make_arch(filters1=4, filters2=6)
+    params, bn = cnn.init_params(arch, seed=2)
+    bn["running_var2"] += 0.5
+    path = tmp_path / "model.npz"
+    save_checkpoint(path, params, bn, arch, {"epoch": 3, "val_acc": 0.5, "config": {"lr": 0.1}})
+    return path, arch, params, bn
+
+
+def test_round_trip_keeps_every_array_and_the_metadata(saved):
+    path, arch, params, bn = saved
+    ck = load_checkpoint(path)
+    assert ck.arch == arch
+    assert ck.meta["epoch"] == 3 and ck.meta["config"] == {"lr": 0.1}
+    for k, v in {**params, **bn}.items():
+        assert ck.params[k].dtype == np.float32
+        assert np.array_equal(ck.params[k], v)
+    # readable by plain NumPy without pickle, as documented
+    with np.load(path, allow_pickle=False) as z:
+        assert z["W2"].shape == (6, 3, 3, 4) and z["W3"].shape == (7 * 7 * 6, 10)
+        assert json.loads(str(z["arch_json"]))["filters2"] == 6
+    assert not list(path.parent.glob(".*tmp*"))  # no temporary file left
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.npz")
+
+
+def test_truncated_file(saved):
+    path = saved[0]
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable .npz"):
+        load_checkpoint(path)
+
+
+def test_foreign_file(tmp_path):
+    path = tmp_path / "x.npz"
+    path.write_text("hello")
+    with pytest.raises(CheckpointError, match="not a readable .npz"):
+        load_checkpoint(path)
+    np.savez(tmp_path / "other.npz", weights=np.zeros(3))
+    with pytest.raises(CheckpointError, match="lacks W1"):
+        load_checkpoint(tmp_path / "other.npz")
+
+
+def test_wrong_shape_is_named(saved, tmp_path):
+    path = saved[0]
+    with np.load(path) as z:
+        arrays = dict(z)
+    arrays["W3"] = arrays["W3"][:10]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(CheckpointError, match=r"W3 has shape \(10, 10\), the architecture needs \(294, 10\)"):
+        load_checkpoint(tmp_path / "bad.npz")
+
+
+def test_architecture_mismatch_is_named(saved):
+    path, arch, _, _ = saved
+    with pytest.raises(CheckpointError, match="filters1: checkpoint has 4, expected 32"):
+        load_checkpoint(path, expected_arch={**arch, "filters1": 32})
+
+
+def test_failed_save_leaves_nothing_behind(tmp_path):
+    arch = cnn.make_arch(filters1=2)
+    params, bn = cnn.init_params(arch, 0)
+    with pytest.raises(TypeError):
+        save_checkpoint(tmp_path / "m.npz", params, bn, arch, {"bad": object()})
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,120 @@
+import numpy as np
+import pytest
+
+from scratchcnn import model as cnn
+from scratchcnn import training as tr
+from scratchcnn.backend import numpy_backend
+
+
+def test_step_decay_schedule():
+    lrs = [tr.step_decay(0.1, 0.5, 5, e) for e in range(12)]
+    assert lrs[:5] == [0.1] * 5
+    assert lrs[5:10] == [0.05] * 5
+    assert lrs[10:] == [0.025] * 2
+
+
+def test_clip_by_norm_scales_only_large_gradients():
+    g = np.array([3.0, 4.0])  # norm 5
+    np.testing.assert_allclose(tr.clip_by_norm(g, 10.0), g)
+    np.testing.assert_allclose(tr.clip_by_norm(g, 2.5), [1.5, 2.0])
+    np.testing.assert_allclose(tr.clip_by_norm(np.zeros(3), 5.0), np.zeros(3))
+    assert tr.clip_by_norm(g, None) is g
+
+
+def test_sgd_step_applies_clip_per_array():
+    params = {"a": np.array([1.0, 1.0]), "b": np.array([2.0])}
+    grads = {"a": np.array([30.0, 40.0]), "b": np.array([-1.0])}
+    tr.sgd_step(params, grads, lr=0.1, clip=5.0)
+    # a: gradient norm 50 clipped to 5 -> [3, 4]; b: norm 1, untouched
+    np.testing.assert_allclose(params["a"], [1 - 0.3, 1 - 0.4])
+    np.testing.assert_allclose(params["b"], [2.1])
+
+
+def test_l2_weight_decay_enters_the_update():
+    arch = cnn.make_arch(filters1=2, input_shape=(12, 12, 3), num_classes=3)
+    params, bn = cnn.init_params(arch, 0, dtype=np.float64)
+    x = np.random.default_rng(0).random((4, 12, 12, 3))
+    y = np.array([0, 1, 2, 0])
+    l0, d0, g0, _, _ = cnn.loss_and_grads(params, bn, x, y, arch, reg=0.0)
+    l1, d1, g1, _, _ = cnn.loss_and_grads(params, bn, x, y, arch, reg=0.2)
+    assert float(d0) == pytest.approx(float(d1))
+    want = 0.1 * sum((params[w] ** 2).sum() for w in ("W1", "W2", "W3"))
+    assert float(l1 - l0) == pytest.approx(want)
+    for w in ("W1", "W2", "W3"):
+        np.testing.assert_allclose(g1[w] - g0[w], 0.2 * params[w], atol=1e-12)
+    for b in ("b3", "gamma1", "beta2"):
+        np.testing.assert_allclose(g1[b], g0[b])
+
+
+def tiny_problem(n=20, seed=0):
+    arch = cnn.make_arch(filters1=8, input_shape=(12, 12, 3), num_classes=10)
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 12, 12, 3), dtype=np.float32)
+    y = np.arange(n) % 10
+    return arch, {"x_train": x, "y_train": y, "x_val": x, "y_val": y}
+
+
+def run(arch, data, cfg, epochs=None, state=None, on_epoch_end=None):
+    if state is None:
+        params, bn = cnn.init_params(arch, cfg.seed)
+        state = tr.TrainState(params, bn)
+    return tr.train(state, data, arch, cfg, numpy_backend(), on_epoch_end=on_epoch_end, log=lambda m: None)
+
+
+def test_small_batch_is_driven_to_full_training_accuracy():
+    arch, data = tiny_problem()
+    cfg = tr.TrainConfig(lr=0.1, reg=0.0, batch_size=10, epochs=30, lr_step=100)
+    state = run(arch, data, cfg)
+    assert state.status == "ok"
+    assert state.history[-1]["train_acc"] == 1.0
+    assert state.best_val_acc == 1.0
+    assert [r["epoch"] for r in state.history] == list(range(1, 31))
+
+
+def test_history_records_decayed_lr_and_best_epoch():
+    arch, data = tiny_problem()
+    cfg = tr.TrainConfig(lr=0.05, reg=1e-3, batch_size=8, epochs=6, lr_step=2, lr_decay=0.5)
+    state = run(arch, data, cfg)
+    assert [r["lr"] for r in state.history] == [0.05, 0.05, 0.025, 0.025, 0.0125, 0.0125]
+    best = max(state.history, key=lambda r: r["val_acc"])
+    assert state.best_val_acc == best["val_acc"]
+    assert state.best_epoch == min(r["epoch"] for r in state.history if r["val_acc"] == best["val_acc"])
+
+
+def test_same_seed_gives_bitwise_identical_runs():
+    arch, data = tiny_problem()
+    cfg = tr.TrainConfig(lr=0.05, batch_size=7, epochs=3)
+    a, b = run(arch, data, cfg), run(arch, data, cfg)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]
+    assert strip(a.history) == strip(b.history)
+    for k in a.params:
+        assert np.array_equal(a.params[k], b.params[k])
+        assert np.array_equal(a.best_params[k], b.best_params[k])
+    c = run(arch, data, tr.TrainConfig(lr=0.05, batch_size=7, epochs=3, seed=1))
+    assert not np.array_equal(a.params["W1"], c.params["W1"])
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted():
+    arch, data = tiny_problem()
+    cfg = tr.TrainConfig(lr=0.05, batch_size=7, epochs=4, lr_step=2)
+    full = run(arch, data, cfg)
+    half = run(arch, data, tr.TrainConfig(lr=0.05, batch_size=7, epochs=2, lr_step=2))
+    resumed = run(arch, data, cfg, state=half)
+    for k in full.params:
+        assert np.array_equal(full.params[k], resumed.params[k])
+    assert [r["val_loss"] for r in full.history] == [r["val_loss"] for r in resumed.history]
+
+
+def test_divergence_stops_with_status():
+    arch, data = tiny_problem()
+    cfg = tr.TrainConfig(lr=1e6, reg=0.0, batch_size=10, epochs=10, clip=None)
+    with np.errstate(all="ignore"):
+        state = run(arch, data, cfg)
+    assert state.status == "diverged"
+    assert state.epoch < 10
+
+
+def test_epoch_permutation_is_fresh_each_epoch_and_reproducible():
+    p0, p1 = tr.epoch_permutation(0, 0, 50), tr.epoch_permutation(0, 1, 50)
+    assert sorted(p0) == list(range(50)) and not np.array_equal(p0, p1)
+    assert np.array_equal(p0, tr.epoch_permutation(0, 0, 50))
