@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Reshape, scale and split the verified CIFAR-10 archive into cifar10.npz (the `prepare` step).
+
+See docs/outputs.md for the contract. The split is
+`numpy.random.default_rng(split_seed).permutation(n)`: the first --n-val indices are the
+validation set, the rest the training set, both kept in permutation order. Example:
+
+    python workflow/scripts/prepare.py --archive results/data/cifar-10-python.tar.gz \
+        --out results/data/cifar10.npz --n-val 5000 --split-seed 0
+
+Exit status 1 with a one-line message (no traceback) on any data problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+try:
+    from scratchcnn import cifar
+except ImportError:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from scratchcnn import cifar
+
+
+def setup_logging(log_path: str | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--archive", required=True, help="verified CIFAR-10 python .tar.gz")
+    ap.add_argument("--out", required=True, help="cifar10.npz to write")
+    ap.add_argument("--n-val", type=int, default=5000, help="validation images")
+    ap.add_argument("--split-seed", type=int, default=0, help="seed of the train/val split")
+    ap.add_argument(
+        "--standardize", action="store_true",
+        help="per-channel standardisation with training-split mean/std",
+    )
+    ap.add_argument("--expected-train", type=int, default=50000)
+    ap.add_argument("--expected-test", type=int, default=10000)
+    ap.add_argument("--log", help="also write the log to this file")
+    args = ap.parse_args(argv)
+    setup_logging(args.log)
+    log = logging.getLogger("prepare")
+    t0 = time.monotonic()
+    try:
+        arrays = cifar.prepare_dataset(
+            args.archive,
+            n_val=args.n_val,
+            split_seed=args.split_seed,
+            standardize=args.standardize,
+            expected_train=args.expected_train,
+            expected_test=args.expected_test,
+        )
+    except cifar.DataError as e:
+        log.error("%s", e)
+        return 1
+    t1 = time.monotonic()
+    cifar.save_npz_atomic(args.out, arrays)
+    t2 = time.monotonic()
+    for k, v in arrays.items():
+        if k != "meta_json":
+            log.info("%-11s %-8s %s", k, v.dtype, v.shape)
+    meta = json.loads(str(arrays["meta_json"]))
+    means = [round(m, 4) for m in meta["train_channel_mean"]]
+    stds = [round(s, 4) for s in meta["train_channel_std"]]
+    log.info("x_train per-channel mean (R, G, B) of pixel/255: %s, std %s", means, stds)
+    if meta["standardize"] is not None:
+        log.info("standardised with the training-split mean/std above")
+    log.info(
+        "wrote %s in %.1f s (read + prepare %.1f s, save %.1f s)",
+        args.out, t2 - t0, t1 - t0, t2 - t1,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
