@@ -1,0 +1,28 @@
+# Reproduce the three-layer CNN study on CIFAR-10: download -> prepare -> grid
+# search -> final training -> evaluation -> figures -> Chinese PDF report.
+#   snakemake --cores 1 --resources gpu=1          everything
+#   snakemake --configfile config/demo.yaml ...    the small synthetic demo
+
+
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/sweep.smk"
+include: "workflow/rules/final.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/final/test_metrics.json",
+        expand("results/figures/{name}.pdf", name=FIGURES),
+        "report/report.pdf",

@@ -1,0 +1,160 @@
+import json
+import re
+import shlex
+
+import pandas as pd
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+from snakemake.utils import Paramspace, validate
+
+from scratchcnn import sweeps as sweeplib
+
+FLOAT_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def coerce_float_strings(node, where, source):
+    """YAML reads 1e-4 (no dot) as a string: use it as a number, and say so."""
+    if isinstance(node, dict):
+        return {
+            k: coerce_float_strings(v, f"{where}.{k}" if where else k, source)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [
+            coerce_float_strings(v, f"{where}[{i}]", source) for i, v in enumerate(node)
+        ]
+    if isinstance(node, str) and FLOAT_STRING.match(node):
+        logger.warning(
+            f"{source}: {where}: YAML read {node!r} as a string; using {float(node)!r} "
+            f"(write it with a decimal point, e.g. {float(node):.1e}, to silence this)"
+        )
+        return float(node)
+    return node
+
+
+config.update(coerce_float_strings(dict(config), "", "config"))
+validate(config, schema="../schemas/config.schema.yaml")
+
+with open(config["sweep"]["grid"], encoding="utf-8") as f:
+    GRID = coerce_float_strings(yaml.safe_load(f) or {}, "", config["sweep"]["grid"])
+validate(GRID, schema="../schemas/grid.schema.yaml")
+try:
+    sweeplib.check_sweep_order(GRID["sweeps"])
+except ValueError as exc:
+    raise WorkflowError(f"{config['sweep']['grid']}: {exc}")
+
+SWEEPS = list(GRID["sweeps"])
+DEFAULT_POINT = {
+    "lr": config["train"]["lr"],
+    "reg": config["train"]["reg"],
+    "filters": config["model"]["filters"],
+}
+# Every point path names all three values, so a point is the same job whichever sweep asks for it.
+POINT_PATTERN = Paramspace(
+    pd.DataFrame([DEFAULT_POINT])[list(sweeplib.HYPERPARAMETERS)],
+    filename_params="*",
+    param_sep="~",
+).wildcard_pattern
+DATA = "results/data/cifar10.npz"
+FIGURES = [
+    "loss_curve",
+    "val_accuracy",
+    "sweep_heatmap",
+    "filters_sweep",
+    "per_class_accuracy",
+    "conv1_kernels",
+    "conv2_kernels",
+    "fc_weights",
+    "histograms",
+    "confusion_matrix",
+    "test_samples",
+]
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def sweep_points(sweep):
+    """The points of ``sweep``; a sweep with a base waits for that sweep's selection."""
+    spec = GRID["sweeps"][sweep]
+    fixed = dict(DEFAULT_POINT)
+    if spec.get("base"):
+        best = read_json(checkpoints.select_sweep.get(sweep=spec["base"]).output.best)
+        fixed.update({h: best[h] for h in sweeplib.HYPERPARAMETERS})
+    return sweeplib.expand(spec, fixed)
+
+
+def point_dir(sweep, point):
+    space = Paramspace(
+        pd.DataFrame([point])[list(sweeplib.HYPERPARAMETERS)],
+        filename_params="*",
+        param_sep="~",
+    )
+    return f"results/sweep/{sweep}/{next(space.instance_patterns)}"
+
+
+def sweep_metrics(wildcards):
+    return [
+        f"{point_dir(wildcards.sweep, p)}/metrics.json"
+        for p in sweep_points(wildcards.sweep)
+    ]
+
+
+def train_args(lr, reg, filters, epochs):
+    """Command-line flags of workflow/scripts/train.py for one run."""
+    m, t = config["model"], config["train"]
+    return " ".join(
+        [
+            f"--lr {float(lr)!r} --reg {float(reg)!r} --filters {int(filters)} --epochs {int(epochs)}",
+            f"--batch-size {t['batch_size']} --lr-decay {t['lr_decay']} --lr-step {t['lr_step']}",
+            f"--clip {t['clip']} --bn-momentum {m['bn_momentum']} --seed {config['seed']}",
+            f"--kernel-size {m['kernel_size']} --padding1 {m['padding1']} --padding2 {m['padding2']}",
+            f"--pool-size {m['pool_size']} --pool-stride {m['pool_stride']}",
+            f"--device {config['device']} --train-subset {t['train_subset']}",
+        ]
+    )
+
+
+def best_point():
+    return read_json(checkpoints.select.get().output.best)
+
+
+def config_json():
+    return shlex.quote(json.dumps(config, sort_keys=True))
+
+
+def final_input(wildcards):
+    best_point()  # waits for the selection; the values arrive through params
+    return {"data": DATA}
+
+
+# Which results each figure is drawn from (flag of plot_figures.py -> file).
+FIGURE_INPUTS = {
+    "loss_curve": {"history": "results/final/history.csv"},
+    "val_accuracy": {"history": "results/final/history.csv"},
+    "sweep_heatmap": {"summary": "results/sweep/summary.csv"},
+    "filters_sweep": {"summary": "results/sweep/summary.csv"},
+    "per_class_accuracy": {"test_metrics": "results/final/test_metrics.json"},
+    "conv1_kernels": {"model": "results/final/model.npz"},
+    "conv2_kernels": {"model": "results/final/model.npz"},
+    "fc_weights": {
+        "model": "results/final/model.npz",
+        "test_metrics": "results/final/test_metrics.json",
+    },
+    "histograms": {"model": "results/final/model.npz"},
+    "confusion_matrix": {"test_metrics": "results/final/test_metrics.json"},
+    "test_samples": {
+        "data": DATA,
+        "predictions": "results/final/predictions.npz",
+        "test_metrics": "results/final/test_metrics.json",
+    },
+}
+
+
+def figure_flags(wildcards, input):
+    return " ".join(
+        f"--{flag.replace('_', '-')} {path}" for flag, path in input.items()
+    )

@@ -1,0 +1,36 @@
+rule render_report:
+    input:
+        template="report/report.tex.j2",
+        test_metrics="results/final/test_metrics.json",
+        summary="results/sweep/summary.csv",
+        history="results/final/history.csv",
+        best="results/sweep/best.json",
+        final_metrics="results/final/metrics.json",
+        model="results/final/model.npz",
+        data=DATA,
+        figures=expand("results/figures/{name}.pdf", name=FIGURES),
+    output:
+        tex="report/report.tex",
+    log:
+        "logs/report/render.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python workflow/scripts/render_report.py --template {input.template}"
+        " --test-metrics {input.test_metrics} --summary {input.summary} --history {input.history}"
+        " --best {input.best} --final-metrics {input.final_metrics} --model {input.model}"
+        " --data-meta {input.data} --figures-dir results/figures --out {output.tex} 2> {log}"
+
+
+rule compile_report:
+    input:
+        tex="report/report.tex",
+        figures=expand("results/figures/{name}.pdf", name=FIGURES),
+    output:
+        pdf="report/report.pdf",
+    log:
+        "logs/report/compile.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python workflow/scripts/compile_report.py --tex {input.tex} --out {output.pdf} --log {log}"

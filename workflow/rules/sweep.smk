@@ -1,0 +1,52 @@
+rule train_point:
+    input:
+        data=DATA,
+    output:
+        metrics=f"results/sweep/{{sweep}}/{POINT_PATTERN}/metrics.json",
+        history=f"results/sweep/{{sweep}}/{POINT_PATTERN}/history.csv",
+        model=f"results/sweep/{{sweep}}/{POINT_PATTERN}/model.npz",
+    log:
+        f"logs/sweep/{{sweep}}/{POINT_PATTERN}.log",
+    benchmark:
+        f"results/benchmarks/sweep/{{sweep}}/{POINT_PATTERN}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        args=lambda w: train_args(w.lr, w.reg, w.filters, config["sweep"]["epochs"]),
+        out_dir=lambda w, output: os.path.dirname(output.metrics),
+    shell:
+        "python workflow/scripts/train.py --data {input.data} --out-dir {params.out_dir}"
+        " {params.args} 2> {log}"
+
+
+checkpoint select_sweep:
+    input:
+        sweep_metrics,
+    output:
+        summary="results/sweep/{sweep}/summary.csv",
+        best="results/sweep/{sweep}/best.json",
+    log:
+        "logs/sweep/{sweep}/select.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python workflow/scripts/select_best.py --sweep {wildcards.sweep} --metrics {input}"
+        " --out-summary {output.summary} --out-best {output.best} 2> {log}"
+
+
+checkpoint select:
+    input:
+        expand("results/sweep/{sweep}/summary.csv", sweep=SWEEPS),
+    output:
+        summary="results/sweep/summary.csv",
+        best="results/sweep/best.json",
+    log:
+        "logs/sweep/select.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python workflow/scripts/select_best.py --summaries {input}"
+        " --out-summary {output.summary} --out-best {output.best} 2> {log}"

@@ -1,0 +1,82 @@
+"""The grid search: expand sweeps into points, summarise them, choose the best.
+
+A point is a dict ``{"lr": float, "reg": float, "filters": int}``. A sweep
+sweeps some of these and takes the others from its ``base`` sweep's best
+point, or from the config's defaults.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+HYPERPARAMETERS = ("lr", "reg", "filters")
+SUMMARY_COLUMNS = ["sweep", "lr", "reg", "filters", "best_val_acc", "best_epoch", "epochs",
+                   "seconds", "seconds_per_epoch", "status"]  # fmt: skip
+
+
+class SelectionError(RuntimeError):
+    """No grid point can be chosen."""
+
+
+def check_sweep_order(sweeps: dict) -> None:
+    """Each ``base`` names an earlier sweep."""
+    seen = []
+    for name, spec in sweeps.items():
+        base = spec.get("base")
+        if base is not None and base not in seen:
+            raise ValueError(
+                f"sweep {name!r}: base {base!r} is not an earlier sweep (earlier: {', '.join(seen) or 'none'})"
+            )
+        if not any(h in spec for h in HYPERPARAMETERS):
+            raise ValueError(f"sweep {name!r} sweeps nothing: give at least one of {', '.join(HYPERPARAMETERS)}")
+        seen.append(name)
+
+
+def plain_point(point: dict) -> dict:
+    """Plain Python types (``json.dump`` refuses NumPy scalars)."""
+    return {"lr": float(point["lr"]), "reg": float(point["reg"]), "filters": int(point["filters"])}
+
+
+def expand(spec: dict, fixed: dict) -> list[dict]:
+    """All points of one sweep: the product of its axes, the rest from ``fixed``."""
+    axes = [h for h in HYPERPARAMETERS if h in spec]
+    points = []
+    for values in itertools.product(*(spec[h] for h in axes)):
+        point = {h: fixed[h] for h in HYPERPARAMETERS}
+        point.update(dict(zip(axes, values)))
+        points.append(plain_point(point))
+    return points
+
+
+def is_usable(metrics: dict) -> bool:
+    acc = metrics.get("best_val_acc")
+    return metrics.get("status") == "ok" and acc is not None and math.isfinite(acc)
+
+
+def summary_row(sweep: str, point: dict, metrics: dict) -> dict:
+    return {
+        "sweep": sweep,
+        **plain_point(point),
+        "best_val_acc": metrics.get("best_val_acc"),
+        "best_epoch": metrics.get("best_epoch"),
+        "epochs": metrics.get("epochs_run"),
+        "seconds": metrics.get("seconds"),
+        "seconds_per_epoch": metrics.get("seconds_per_epoch"),
+        "status": metrics.get("status"),
+    }
+
+
+def choose_best(rows: list[dict]) -> dict:
+    """The row with the highest validation accuracy among points that did not diverge.
+
+    Ties go to the earlier row, so the choice is stable.
+    """
+    usable = [r for r in rows if r["status"] == "ok" and r["best_val_acc"] is not None]
+    if not usable:
+        statuses = ", ".join(sorted({str(r["status"]) for r in rows})) or "no points"
+        raise SelectionError(
+            f"no grid point can be chosen: all {len(rows)} points diverged or failed ({statuses}); "
+            "lower the learning rates in config/grid.yaml"
+        )
+    return max(usable, key=lambda r: r["best_val_acc"])  # max keeps the first of equals

@@ -1,0 +1,145 @@
+"""Train the study's CNN on a prepared dataset and keep the best-validation checkpoint.
+
+Writes into --out-dir: history.csv (one row per epoch), model.npz (best
+validation accuracy), metrics.json (status, best accuracy, timing, provenance).
+A snapshot (state.npz) is saved after every epoch, so a killed run started
+again with the same arguments continues from its last completed epoch.
+
+    python workflow/scripts/train.py --data results/data/cifar10.npz \
+        --out-dir results/manual --lr 0.01 --reg 1e-3 --filters 32 --epochs 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scratchcnn import model as cnn
+from scratchcnn import training
+from scratchcnn.backend import BackendError, get_backend
+from scratchcnn.checkpoint import save_checkpoint
+from scratchcnn.io import atomic_path, write_json_atomic
+from scratchcnn.provenance import provenance
+
+log = logging.getLogger("train")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="prepared dataset (cifar10.npz)")
+    p.add_argument("--out-dir", required=True, type=Path)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--reg", type=float, default=1e-3, help="L2 strength")
+    p.add_argument("--filters", type=int, default=32, help="filters of both convolutions")
+    p.add_argument("--filters2", type=int, default=None, help="filters of conv2 (default: --filters)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--lr-decay", type=float, default=0.5)
+    p.add_argument("--lr-step", type=int, default=5)
+    p.add_argument("--clip", type=float, default=5.0, help="max L2 norm per gradient array (0: off)")
+    p.add_argument("--bn-momentum", type=float, default=0.9)
+    p.add_argument("--kernel-size", type=int, default=3)
+    p.add_argument("--padding1", type=int, default=1)
+    p.add_argument("--padding2", type=int, default=0)
+    p.add_argument("--pool-size", type=int, default=2)
+    p.add_argument("--pool-stride", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
+    p.add_argument("--train-subset", type=int, default=0, help="use only the first N training images (0: all)")
+    p.add_argument("--config-json", default=None, help="the pipeline's config, recorded as provenance")
+    return p.parse_args(argv)
+
+
+def load_data(path, backend, subset=0):
+    with np.load(path, allow_pickle=False) as z:
+        data = {k: z[k] for k in ("x_train", "y_train", "x_val", "y_val")}
+    if subset:
+        data["x_train"], data["y_train"] = data["x_train"][:subset], data["y_train"][:subset]
+    # the whole split lives on the device for the run: no per-batch host copies
+    return {k: backend.asarray(v, dtype=np.float32 if k[0] == "x" else np.int64) for k, v in data.items()}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    try:
+        backend = get_backend(args.device)
+    except BackendError as exc:
+        log.error("%s", exc)
+        return 1
+    arch = cnn.make_arch(
+        filters1=args.filters, filters2=args.filters2, kernel_size=args.kernel_size,
+        padding1=args.padding1, padding2=args.padding2, pool_size=args.pool_size, pool_stride=args.pool_stride,
+    )  # fmt: skip
+    cfg = training.TrainConfig(
+        lr=args.lr, reg=args.reg, batch_size=args.batch_size, epochs=args.epochs, lr_decay=args.lr_decay,
+        lr_step=args.lr_step, clip=args.clip or None, bn_momentum=args.bn_momentum, seed=args.seed,
+    )  # fmt: skip
+    run_config = {"arch": arch, "train": cfg.__dict__, "data": str(args.data), "train_subset": args.train_subset}
+    pipeline_config = json.loads(Path(args.config_json).read_text()) if args.config_json else None
+    out = args.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    log.info("backend %s on %s; arch %s; %s", backend.name, backend.device_name, arch, cfg)
+
+    data = load_data(args.data, backend, args.train_subset)
+    log.info("data: %d training and %d validation images", len(data["x_train"]), len(data["x_val"]))
+
+    # a snapshot is reused only by the same run on the same data and backend
+    fingerprint = hashlib.sha256(json.dumps([run_config, backend.name], sort_keys=True).encode()).hexdigest()
+    state_path = out / "state.npz"
+    state = training.load_train_state(state_path, fingerprint, backend)
+    if state is not None and state.status == "running":
+        log.info("resuming after epoch %d from %s", state.epoch, state_path)
+    else:
+        params, bn_state = cnn.init_params(arch, cfg.seed, backend)
+        state = training.TrainState(params, bn_state)
+
+    def snapshot(s):
+        training.save_train_state(state_path, s, fingerprint, to_host=backend.to_host)
+
+    started = time.perf_counter()
+    state = training.train(state, data, arch, cfg, backend, on_epoch_end=snapshot, log=log.info)
+    log.info("finished: status %s, best val acc %.4f at epoch %d (%.0fs)",
+             state.status, state.best_val_acc, state.best_epoch, time.perf_counter() - started)  # fmt: skip
+
+    history = pd.DataFrame(state.history, columns=["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"])
+    seconds = float(history["seconds"].sum())
+    prov = provenance(pipeline_config or run_config, backend)
+    best_params = state.best_params or state.params  # a run that diverged in epoch 1 has no best
+    best_bn = state.best_bn_state or state.bn_state
+    meta = {"epoch": state.best_epoch, "val_acc": state.best_val_acc if state.best_epoch else None,
+            "config": run_config, "backend": backend.name, "device": backend.device_name,
+            "versions": prov["versions"], "git_commit": prov["git_commit"]}  # fmt: skip
+    save_checkpoint(out / "model.npz", best_params, best_bn, arch, meta, to_host=backend.to_host)
+    with atomic_path(out / "history.csv") as tmp:
+        history.to_csv(tmp, index=False)
+    write_json_atomic(out / "metrics.json", {
+        "status": state.status,
+        "best_val_acc": state.best_val_acc if state.best_epoch else None,
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch,
+        "epochs_planned": cfg.epochs,
+        "seconds": seconds,
+        "seconds_per_epoch": seconds / max(len(history), 1),
+        "hyperparameters": {"lr": cfg.lr, "reg": cfg.reg, "filters": arch["filters1"], "filters2": arch["filters2"],
+                            "batch_size": cfg.batch_size, "epochs": cfg.epochs, "lr_decay": cfg.lr_decay,
+                            "lr_step": cfg.lr_step, "clip": cfg.clip, "seed": cfg.seed},
+        "arch": arch,
+        "backend": backend.name,
+        "device": backend.device_name,
+        "provenance": {**prov, "run": run_config},
+    })  # fmt: skip
+    state_path.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
