@@ -1,0 +1,270 @@
+"""Every figure renders from small hand-made inputs to a valid PDF and PNG."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import struct
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow"))
+
+from scratchcnn import figures  # noqa: E402
+from scratchcnn.metrics import classification_report  # noqa: E402
+
+CLASSES = list(figures.CIFAR10_CLASSES)
+
+
+# --------------------------------------------------------------------------- fixture builders
+
+
+def make_history(epochs=12, step=4, lr0=0.01, decay=0.5) -> pd.DataFrame:
+    e = np.arange(1, epochs + 1)
+    lr = lr0 * decay ** ((e - 1) // step)
+    train_loss = 2.1 * np.exp(-e / 5) + 0.6
+    val_loss = 2.0 * np.exp(-e / 6) + 0.8 + 0.01 * e
+    train_acc = 0.9 - 0.55 * np.exp(-e / 4)
+    val_acc = 0.7 - 0.4 * np.exp(-e / 4) - 0.002 * np.maximum(e - 9, 0)
+    return pd.DataFrame(
+        {"epoch": e, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+         "val_loss": val_loss, "val_acc": val_acc, "seconds": np.full(epochs, 12.5)}
+    )  # fmt: skip
+
+
+def make_summary() -> pd.DataFrame:
+    rows = []
+    for lr in (0.1, 0.01, 0.001, 0.0001):
+        for reg in (0.0, 1e-4, 1e-3, 1e-2):
+            diverged = lr == 0.1 and reg < 1e-3
+            acc = np.nan if diverged else 0.45 + 0.2 * (1 - abs(np.log10(lr) + 2) / 2) - 3 * reg
+            rows.append(("lr_reg", lr, reg, 32, acc, 5, 10, 100.0, 10.0, "diverged" if diverged else "ok"))
+    for f in (8, 16, 32, 64):
+        rows.append(("filters", 0.01, 1e-4, f, 0.5 + 0.04 * np.log2(f), 8, 10, 3.0 * f, 0.3 * f, "ok"))
+    cols = "sweep,lr,reg,filters,best_val_acc,best_epoch,epochs,seconds,seconds_per_epoch,status"
+    return pd.DataFrame(rows, columns=cols.split(","))
+
+
+def make_params(f1=16, f2=16, k=3, seed=0) -> dict:
+    rng = np.random.default_rng(seed)
+    d = 7 * 7 * f2  # 32 -pad1 conv-> 32 -pool-> 16 -conv-> 14 -pool-> 7
+    p = {
+        "W1": rng.normal(0, 0.2, (f1, k, k, 3)), "b1": rng.normal(0, 0.01, f1),
+        "gamma1": 1 + rng.normal(0, 0.1, f1), "beta1": rng.normal(0, 0.1, f1),
+        "W2": rng.normal(0, 0.1, (f2, k, k, f1)), "b2": rng.normal(0, 0.01, f2),
+        "gamma2": 1 + rng.normal(0, 0.1, f2), "beta2": rng.normal(0, 0.1, f2),
+        "W3": rng.normal(0, 0.05, (d, 10)), "b3": np.zeros(10),
+        "running_mean1": np.zeros(f1), "running_var1": np.ones(f1),
+        "running_mean2": np.zeros(f2), "running_var2": np.ones(f2),
+    }  # fmt: skip
+    return {k: v.astype(np.float32) for k, v in p.items()}
+
+
+def make_predictions(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    y_true = np.arange(n) % 10
+    y_pred = np.where(rng.random(n) < 0.7, y_true, rng.integers(0, 10, n))
+    probs = rng.dirichlet(np.ones(10), n).astype(np.float32)
+    return y_true.astype(np.int64), y_pred.astype(np.int64), probs
+
+
+def make_images(n=60, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:32, 0:32] / 31.0
+    base = np.stack([yy, xx, 1 - yy], axis=-1)
+    return np.clip(base[None] * rng.random((n, 1, 1, 3)) + 0.1 * rng.random((n, 32, 32, 3)), 0, 1).astype(
+        np.float32
+    )
+
+
+def make_test_metrics():
+    y_true, y_pred, _ = make_predictions(200)
+    return classification_report(y_true, y_pred, CLASSES)
+
+
+def build_all(lang: str) -> dict:
+    """name -> Figure for every figure."""
+    history, summary, params = make_history(), make_summary(), make_params()
+    tm = make_test_metrics()
+    y_true, y_pred, _ = make_predictions()
+    return {
+        "loss_curve": lambda: figures.loss_curve(history, lang),
+        "val_accuracy": lambda: figures.val_accuracy(history, lang),
+        "sweep_heatmap": lambda: figures.sweep_heatmap(summary, lang),
+        "filters_sweep": lambda: figures.filters_sweep(summary, lang),
+        "per_class_accuracy": lambda: figures.per_class_accuracy(tm, lang),
+        "conv1_kernels": lambda: figures.conv1_kernels(params["W1"], lang),
+        "conv2_kernels": lambda: figures.conv2_kernels(params["W2"], lang),
+        "fc_weights": lambda: figures.fc_weights(params["W3"], CLASSES, lang),
+        "histograms": lambda: figures.histograms(params, lang),
+        "confusion_matrix": lambda: figures.confusion_matrix(tm["confusion"], CLASSES, lang),
+        "test_samples": lambda: figures.test_samples(make_images(), y_true, y_pred, CLASSES, lang),
+    }
+
+
+# --------------------------------------------------------------------------- file checks
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def check_outputs(stem: Path) -> None:
+    pdf, png = stem.with_suffix(".pdf"), stem.with_suffix(".png")
+    assert pdf.read_bytes()[:4] == b"%PDF"
+    w, h = png_size(png)
+    assert 300 < w < 4000 and 80 < h < 4000, (w, h)
+    assert not list(stem.parent.glob(".*tmp*")), "temporary files left behind"
+
+
+def has_cjk_font() -> bool:
+    return figures.find_cjk_font() is not None
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_every_figure_has_a_builder():
+    assert sorted(build_all("en")) == sorted(figures.FIGURES)
+
+
+def test_english_figure_renders(tmp_path):
+    lang = figures.setup_style("en")
+    assert lang == "en"
+    figures.save_figure(build_all(lang)["sweep_heatmap"](), tmp_path / "sweep_heatmap", dpi=60)
+    check_outputs(tmp_path / "sweep_heatmap")
+
+
+@pytest.mark.skipif(not has_cjk_font(), reason="no CJK font installed")
+def test_zh_uses_cjk_font():
+    assert figures.setup_style("zh") == "zh"
+    import matplotlib
+
+    assert "CJK" in matplotlib.rcParams["font.sans-serif"][0] or matplotlib.rcParams["font.sans-serif"][0]
+
+
+def test_zh_falls_back_to_english_without_cjk_font(monkeypatch, caplog, tmp_path):
+    monkeypatch.setattr(figures, "find_cjk_font", lambda: None)
+    with caplog.at_level(logging.WARNING, logger="scratchcnn.figures"):
+        lang = figures.setup_style("zh")
+    assert lang == "en"
+    assert any("CJK" in r.getMessage() for r in caplog.records)
+    fig = figures.per_class_accuracy(make_test_metrics(), lang)
+    texts = [fig.axes[0].get_title()] + [tl.get_text() for tl in fig.axes[0].get_xticklabels()]
+    assert all(ord(ch) < 0x2E80 for s in texts for ch in s), texts  # no CJK characters
+    figures.save_figure(fig, tmp_path / "fallback", dpi=60)
+    check_outputs(tmp_path / "fallback")
+
+
+def test_setup_style_rejects_unknown_language():
+    with pytest.raises(ValueError):
+        figures.setup_style("fr")
+
+
+def test_labels_complete_in_both_languages():
+    for key, entry in figures.LABELS.items():
+        assert entry.get("zh") and entry.get("en"), key
+
+
+def test_decay_epochs_from_lr_changes():
+    assert figures._decay_epochs(make_history(epochs=12, step=4)) == [(5, 0.005), (9, 0.0025)]
+    assert figures._decay_epochs(make_history(epochs=3, step=10)) == []
+
+
+def test_heatmap_marks_diverged_cells():
+    figures.setup_style("en")
+    fig = figures.sweep_heatmap(make_summary(), "en")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts.count("diverged") == 2
+    assert len(texts) == 16  # one label per grid point
+
+
+def test_minmax_scales_each_kernel_independently():
+    w = np.stack([np.full((3, 3, 3), 5.0), np.arange(27.0).reshape(3, 3, 3) * 10])
+    s = figures._minmax(w)
+    assert np.all(s[0] == 0.5)  # constant kernel -> mid grey
+    assert s[1].min() == 0 and s[1].max() == 1
+
+
+def test_display_images_undoes_standardization():
+    x = np.full((1, 2, 2, 3), 0.25, np.float32)
+    std = {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.2]}
+    z = (x - np.array(std["mean"], np.float32)) / np.array(std["std"], np.float32)
+    np.testing.assert_allclose(figures.display_images(z, std), x, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- the plot script
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "workflow" / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def write_inputs(tmp: Path) -> dict:
+    """The files plot_figures reads, written in the docs/outputs.md layout."""
+    make_history().to_csv(tmp / "history.csv", index=False)
+    make_summary().to_csv(tmp / "summary.csv", index=False)
+    params = make_params()
+    arch = {"input_shape": [32, 32, 3], "num_classes": 10, "filters1": 16, "filters2": 16,
+            "kernel_size": 3, "padding1": 1, "padding2": 0, "stride": 1, "pool_size": 2,
+            "pool_stride": 2, "bn_eps": 1e-5}  # fmt: skip
+    meta = {"epoch": 3, "val_acc": 0.5, "config": {}, "backend": "numpy", "device": "cpu",
+            "versions": {}, "git_commit": None}  # fmt: skip
+    np.savez(tmp / "model.npz", **params, arch_json=np.array(json.dumps(arch)), meta_json=np.array(json.dumps(meta)))
+    (tmp / "test_metrics.json").write_text(json.dumps(make_test_metrics()), encoding="utf-8")
+    y_true, y_pred, probs = make_predictions()
+    mean, std = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]
+    x = (make_images() - np.float32(mean)) / np.float32(std)
+    data_meta = {"seed": 0, "standardize": {"mean": mean, "std": std}}
+    np.savez(tmp / "cifar10.npz", x_test=x.astype(np.float32), y_test=y_true, class_names=np.array(CLASSES),
+             meta_json=np.array(json.dumps(data_meta)))  # fmt: skip
+    np.savez(tmp / "predictions.npz", y_true=y_true, y_pred=y_pred, probs=probs)
+    return {
+        "--history": tmp / "history.csv", "--summary": tmp / "summary.csv", "--model": tmp / "model.npz",
+        "--test-metrics": tmp / "test_metrics.json", "--data": tmp / "cifar10.npz",
+        "--predictions": tmp / "predictions.npz",
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict:
+    return write_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+@pytest.mark.parametrize("name", figures.FIGURES)
+def test_each_figure_alone_through_the_script(name, inputs, tmp_path):
+    """plot_figures.py builds NAME from only the flags NAME needs: valid PDF and PNG,
+    and no glyph missing from the fonts (no empty boxes instead of CJK text)."""
+    mod = load_script("plot_figures")
+    argv = ["--which", name, "--out-dir", str(tmp_path), "--lang", "zh", "--dpi", "60"]
+    for flag in mod.NEEDS[name]:
+        argv += [flag, str(inputs[flag])]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert mod.main(argv) == 0
+    missing = [str(w.message) for w in caught if "missing from" in str(w.message)]
+    assert not missing, missing
+    check_outputs(tmp_path / name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{name}.pdf", f"{name}.png"]
+
+
+def test_plot_script_names_the_missing_flag(tmp_path, capsys):
+    mod = load_script("plot_figures")
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["--which", "loss_curve", "--out-dir", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "--history" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -1,0 +1,203 @@
+"""Metrics by hand, their internal consistency, and evaluate.py on a checkpoint with known predictions."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow"))
+
+from scratchcnn import metrics  # noqa: E402
+from scratchcnn.metrics import (  # noqa: E402
+    classification_report,
+    confusion_matrix,
+    cross_entropy_from_logits,
+)
+
+NAMES = ["a", "b", "c"]
+
+
+def test_confusion_matrix_by_hand():
+    cm = confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2], 3)
+    assert cm.dtype == np.int64
+    assert cm.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+
+
+def test_confusion_matrix_rejects_bad_labels():
+    with pytest.raises(ValueError):
+        confusion_matrix([0, 3], [0, 1], 3)
+    with pytest.raises(ValueError):
+        confusion_matrix([0, 1], [0], 3)
+
+
+def test_precision_recall_by_hand():
+    # true:  a a a a b b c c c c
+    # pred:  a a b c b a a a c c
+    r = classification_report([0, 0, 0, 0, 1, 1, 2, 2, 2, 2], [0, 0, 1, 2, 1, 0, 0, 0, 2, 2], NAMES)
+    pc = {row["name"]: row for row in r["per_class"]}
+    # a: 2 of 4 a's right; predicted a 5 times (2 right)
+    assert pc["a"]["recall"] == pytest.approx(2 / 4) and pc["a"]["precision"] == pytest.approx(2 / 5)
+    assert pc["b"]["recall"] == pytest.approx(1 / 2) and pc["b"]["precision"] == pytest.approx(1 / 2)
+    assert pc["c"]["recall"] == pytest.approx(2 / 4) and pc["c"]["precision"] == pytest.approx(2 / 3)
+    assert pc["a"]["accuracy"] == pc["a"]["recall"]
+    assert r["test_accuracy"] == pytest.approx(5 / 10)
+    assert r["n_test"] == 10
+
+
+def test_never_predicted_class_has_zero_precision():
+    r = classification_report([0, 1, 2], [0, 0, 0], NAMES)
+    assert r["per_class"][1]["precision"] == 0.0
+    assert r["per_class"][2]["precision"] == 0.0
+    assert not any(math.isnan(row["precision"]) for row in r["per_class"])
+    empty = classification_report([0, 0], [0, 1], NAMES)  # class c has no images
+    assert empty["per_class"][2]["recall"] == 0.0 and empty["per_class"][2]["total"] == 0
+
+
+def test_report_fields_and_consistency():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 10, 500)
+    p = np.where(rng.random(500) < 0.6, y, rng.integers(0, 10, 500))
+    names = [f"class{i}" for i in range(10)]
+    r = classification_report(y, p, names)
+    assert list(r) == ["test_accuracy", "n_test", "class_names", "per_class", "confusion", "most_confused"]
+    json.dumps(r)  # plain Python types only
+    cm = np.array(r["confusion"])
+    assert sum(row["total"] for row in r["per_class"]) == r["n_test"] == 500 == cm.sum()
+    assert [row["correct"] for row in r["per_class"]] == np.diag(cm).tolist()
+    assert [row["total"] for row in r["per_class"]] == cm.sum(axis=1).tolist()
+    assert r["test_accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    assert r["test_accuracy"] == pytest.approx(np.mean(y == p))
+    assert [row["class"] for row in r["per_class"]] == list(range(10))
+    assert all(isinstance(v, int) for row in r["confusion"] for v in row)
+
+
+def test_most_confused_order_and_ties():
+    cm = np.array([[9, 3, 1], [3, 9, 0], [2, 5, 9]])
+    mc = metrics.most_confused(cm, NAMES)
+    got = [(m["true"], m["pred"], m["count"]) for m in mc]
+    # 5 first, then the two 3s by (true, pred) ascending, then 2, then 1; zeros never
+    assert got == [(2, 1, 5), (0, 1, 3), (1, 0, 3), (2, 0, 2), (0, 2, 1)]
+    assert mc[0]["true_name"] == "c" and mc[0]["pred_name"] == "b"
+    assert all(m["true"] != m["pred"] for m in mc)
+    assert len(metrics.most_confused(np.eye(3, dtype=int) * 4, NAMES)) == 0
+
+
+def test_cross_entropy_is_stable_and_correct():
+    logits = np.array([[0.0, 0.0], [1000.0, 0.0], [0.0, 1000.0]])
+    ce = cross_entropy_from_logits(logits, [0, 0, 0])
+    assert math.isfinite(ce)
+    assert ce == pytest.approx((math.log(2) + 0.0 + 1000.0) / 3)
+    p = metrics.softmax(np.array([[1e4, 1e4 - math.log(3)]]))
+    np.testing.assert_allclose(p, [[0.75, 0.25]], rtol=1e-6)
+    assert p.dtype == np.float32
+
+
+# --------------------------------------------------------------------------- evaluate.py
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "workflow" / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def known_checkpoint(path: Path):
+    """A checkpoint whose prediction for an image of constant red value r is round(9 r).
+
+    conv1/conv2 pass channel 0 (red) through their centre taps, BN is the identity in
+    evaluation mode, so every channel-0 feature equals r and the rest are 0. The logit of
+    class c is then 9 c r - c^2 / 2, which is largest for the c nearest to 9 r.
+    """
+    from scratchcnn.checkpoint import save_checkpoint
+    from scratchcnn.model import layer_shapes, make_arch, param_shapes
+
+    arch = make_arch(filters1=2, filters2=2, kernel_size=3, padding1=1, padding2=0)
+    shapes = param_shapes(arch)
+    p = {k: np.zeros(s, np.float32) for k, s in shapes.items()}
+    for i in (1, 2):
+        p[f"gamma{i}"][:] = 1
+        p[f"running_var{i}"][:] = 1 - arch["bn_eps"]
+    p["W1"][0, 1, 1, 0] = 1  # red, centre tap
+    p["W2"][0, 1, 1, 0] = 1  # conv1 channel 0, centre tap
+    h2, w2, f2 = layer_shapes(arch)["pool2"]
+    c = np.arange(10, dtype=np.float32)
+    p["W3"][0::f2, :] = 9 * c / (h2 * w2)  # the (row, col, channel 0) features
+    p["b3"][:] = -(c**2) / 2
+    learn = {k: v for k, v in p.items() if not k.startswith("running")}
+    state = {k: v for k, v in p.items() if k.startswith("running")}
+    config = {"train": {"lr": 0.05, "reg": 0.001, "batch_size": 64, "epochs": 3, "lr_decay": 0.5,
+                        "lr_step": 2, "clip": None, "seed": 7}}  # fmt: skip
+    meta = {"epoch": 3, "val_acc": 0.625, "config": config, "backend": "numpy", "device": "cpu",
+            "versions": {}, "git_commit": None}  # fmt: skip
+    save_checkpoint(path, learn, state, arch, meta)
+    return arch
+
+
+def test_evaluate_known_checkpoint(tmp_path):
+    ev = load_script("evaluate")
+    known_checkpoint(tmp_path / "model.npz")
+    names = [f"k{i}" for i in range(10)]
+    pred = np.array([0, 1, 2, 3, 9, 9, 5, 5, 7, 4, 0, 8])  # what the model will predict
+    y = np.array([0, 1, 2, 3, 9, 8, 5, 6, 7, 4, 1, 8])  # true labels: 3 wrong
+    x = np.zeros((len(pred), 32, 32, 3), np.float32)
+    x[..., 0] = (pred / 9.0)[:, None, None]
+    x[..., 1] = 0.3  # green and blue do not matter
+    np.savez(tmp_path / "cifar10.npz", x_test=x, y_test=y, class_names=np.array(names),
+             x_train=x[:1], y_train=y[:1])  # fmt: skip
+    out = tmp_path / "final"
+    m = ev.run_evaluation(tmp_path / "model.npz", tmp_path / "cifar10.npz", out, device="cpu", batch_size=5)
+
+    assert m["n_test"] == 12
+    assert m["test_accuracy"] == pytest.approx(9 / 12)
+    expected = np.zeros((10, 10), int)
+    np.add.at(expected, (y, pred), 1)
+    assert m["confusion"] == expected.tolist()
+    assert [(d["true"], d["pred"], d["count"]) for d in m["most_confused"]] == [(1, 0, 1), (6, 5, 1), (8, 9, 1)]
+    assert m["checkpoint"] == {"path": str(tmp_path / "model.npz"), "epoch": 3, "val_acc": 0.625}
+    assert m["hyperparameters"] == {"lr": 0.05, "reg": 0.001, "filters": 2, "batch_size": 64, "epochs": 3,
+                                    "lr_decay": 0.5, "lr_step": 2, "clip": None, "seed": 7}  # fmt: skip
+    assert m["throughput"]["backend"] == "numpy" and m["throughput"]["images_per_second"] > 0
+    assert {"config", "backend", "device", "versions", "git_commit", "created"} <= set(m["provenance"])
+
+    on_disk = json.loads((out / "test_metrics.json").read_text(encoding="utf-8"))
+    assert on_disk["confusion"] == m["confusion"] and on_disk["test_loss"] == pytest.approx(m["test_loss"])
+    keys = {"test_accuracy", "test_loss", "n_test", "class_names", "per_class", "confusion", "most_confused",
+            "throughput", "checkpoint", "hyperparameters", "provenance"}  # fmt: skip
+    assert set(on_disk) == keys
+    with np.load(out / "predictions.npz") as z:
+        assert z["y_true"].dtype == np.int64 and z["y_pred"].dtype == np.int64
+        assert z["y_pred"].tolist() == pred.tolist() and z["y_true"].tolist() == y.tolist()
+        assert z["probs"].dtype == np.float32 and z["probs"].shape == (12, 10)
+        np.testing.assert_allclose(z["probs"].sum(axis=1), 1, rtol=1e-5)
+        nll = -np.mean(np.log(z["probs"][np.arange(12), y].astype(np.float64)))
+        assert nll == pytest.approx(on_disk["test_loss"], rel=1e-4)
+    with open(out / "per_class.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["class", "name", "correct", "total", "accuracy", "precision", "recall"]
+    assert [int(r["correct"]) for r in rows] == np.diag(expected).tolist()
+    with open(out / "confusion.csv", newline="", encoding="utf-8") as f:
+        table = list(csv.reader(f))
+    assert table[0][1:] == names and [r[0] for r in table[1:]] == names
+    assert [[int(v) for v in r[1:]] for r in table[1:]] == expected.tolist()
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_evaluate_cli_reports_a_bad_checkpoint(tmp_path, capsys):
+    ev = load_script("evaluate")
+    (tmp_path / "model.npz").write_bytes(b"not a zip")
+    np.savez(tmp_path / "cifar10.npz", x_test=np.zeros((1, 32, 32, 3), np.float32), y_test=np.zeros(1, int),
+             class_names=np.array([f"k{i}" for i in range(10)]))  # fmt: skip
+    rc = ev.main(["--model", str(tmp_path / "model.npz"), "--data", str(tmp_path / "cifar10.npz"),
+                  "--out-dir", str(tmp_path / "out"), "--device", "cpu"])  # fmt: skip
+    assert rc == 1
+    assert "model.npz" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "test_metrics.json").exists()

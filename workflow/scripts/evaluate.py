@@ -1,0 +1,186 @@
+#!/usr/bin/env python
+"""Evaluate the final checkpoint on the test set.
+
+Writes ``test_metrics.json``, ``per_class.csv``, ``confusion.csv`` and
+``predictions.npz`` into ``--out-dir`` (layout: docs/outputs.md), each atomically::
+
+    python workflow/scripts/evaluate.py --model results/final/model.npz \\
+        --data results/data/cifar10.npz --out-dir results/final --device auto
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+try:
+    import scratchcnn  # noqa: F401
+except ImportError:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scratchcnn.backend import get_backend
+from scratchcnn.checkpoint import CheckpointError, load_checkpoint
+from scratchcnn.io import save_npz_atomic, write_json_atomic, write_text_atomic
+from scratchcnn.metrics import classification_report, cross_entropy_from_logits, softmax
+from scratchcnn.model import predict_logits
+from scratchcnn.provenance import provenance
+
+log = logging.getLogger("evaluate")
+
+HYPERPARAMETERS = ("lr", "reg", "filters", "batch_size", "epochs", "lr_decay", "lr_step", "clip", "seed")
+
+
+def hyperparameters(meta: dict, arch: dict) -> dict:
+    """The run's hyperparameters from a checkpoint's ``meta["config"]``.
+
+    Uses ``config["hyperparameters"]`` when present, else the shallowest scalar
+    of each name anywhere in the config; ``filters`` falls back to the
+    architecture's ``filters1``. Unknown names are ``None``.
+    """
+    config = meta.get("config") or {}
+    found: dict = {}
+    if isinstance(config.get("hyperparameters"), dict):
+        found.update({k: v for k, v in config["hyperparameters"].items() if k in HYPERPARAMETERS})
+    level = [config]
+    while level:  # breadth first: a top-level value wins over a nested one
+        nxt = []
+        for d in level:
+            for k, v in d.items():
+                if isinstance(v, dict):
+                    nxt.append(v)
+                elif k in HYPERPARAMETERS and k not in found and (v is None or isinstance(v, (int, float, str))):
+                    found[k] = v
+        level = nxt
+    if found.get("filters") is None and "filters1" in arch:
+        found["filters"] = arch["filters1"]
+    return {k: found.get(k) for k in HYPERPARAMETERS}
+
+
+def load_test_data(path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``x_test``, ``y_test`` and the class names only (the training arrays stay on disk)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"data file {path} does not exist (run the prepare step first)")
+    with np.load(path, allow_pickle=False) as z:
+        missing = [k for k in ("x_test", "y_test", "class_names") if k not in z.files]
+        if missing:
+            raise ValueError(f"{path} lacks {', '.join(missing)}: not a prepared cifar10.npz")
+        return z["x_test"], z["y_test"].astype(np.int64), [str(c) for c in z["class_names"]]
+
+
+def predict(params, arch, x, backend, batch_size: int) -> tuple[np.ndarray, float]:
+    """Evaluation-mode logits of ``x`` in batches, and the throughput in images/s.
+
+    One batch is run first as a warm-up (kernel compilation on the GPU) and not timed.
+    """
+    if len(x):
+        predict_logits(params, arch, x[:batch_size], backend, batch_size)
+    backend.synchronize()
+    t0 = time.perf_counter()
+    logits = predict_logits(params, arch, x, backend, batch_size)
+    backend.synchronize()
+    elapsed = time.perf_counter() - t0
+    return logits, (len(x) / elapsed if elapsed > 0 else float("nan"))
+
+
+def evaluate_arrays(params, arch, x, y, class_names, backend, batch_size=1000) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Metrics dict (test_metrics.json's metric and throughput fields), ``y_pred``, ``probs``."""
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} images but {len(y)} labels")
+    logits, ips = predict(params, arch, x, backend, batch_size)
+    y_pred = logits.argmax(axis=1).astype(np.int64)
+    report = classification_report(y, y_pred, class_names)
+    out = {
+        "test_accuracy": report["test_accuracy"],
+        "test_loss": cross_entropy_from_logits(logits, y),
+        **{k: v for k, v in report.items() if k != "test_accuracy"},
+        "throughput": {"images_per_second": ips, "backend": backend.name, "device": backend.device_name},
+    }
+    return out, y_pred, softmax(logits)
+
+
+def per_class_csv(metrics: dict) -> str:
+    buf = io.StringIO()
+    cols = ["class", "name", "correct", "total", "accuracy", "precision", "recall"]
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for row in metrics["per_class"]:
+        w.writerow({k: row[k] for k in cols})
+    return buf.getvalue()
+
+
+def confusion_csv(metrics: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["true/pred", *metrics["class_names"]])
+    for name, row in zip(metrics["class_names"], metrics["confusion"]):
+        w.writerow([name, *row])
+    return buf.getvalue()
+
+
+def run_evaluation(model, data, out_dir, device="auto", batch_size=1000, config: dict | None = None) -> dict:
+    """Evaluate checkpoint ``model`` on ``data``'s test set; write the four outputs; return the metrics."""
+    out_dir = Path(out_dir)
+    ckpt = load_checkpoint(model)
+    x, y, class_names = load_test_data(data)
+    if len(class_names) != ckpt.arch["num_classes"]:
+        raise ValueError(f"{data} has {len(class_names)} classes, the model {ckpt.arch['num_classes']}")
+    backend = get_backend(device)
+    log.info("evaluating %s on %d test images with %s (%s)", model, len(x), backend.name, backend.device_name)
+    metrics, y_pred, probs = evaluate_arrays(ckpt.params, ckpt.arch, x, y, class_names, backend, batch_size)
+    metrics["checkpoint"] = {
+        "path": str(model),
+        "epoch": ckpt.meta.get("epoch"),
+        "val_acc": ckpt.meta.get("val_acc"),
+    }
+    metrics["hyperparameters"] = hyperparameters(ckpt.meta, ckpt.arch)
+    run_config = config if config is not None else ckpt.meta.get("config") or {}
+    metrics["provenance"] = provenance(run_config, backend)
+
+    save_npz_atomic(out_dir / "predictions.npz", {"y_true": y.astype(np.int64), "y_pred": y_pred, "probs": probs})
+    write_text_atomic(out_dir / "per_class.csv", per_class_csv(metrics))
+    write_text_atomic(out_dir / "confusion.csv", confusion_csv(metrics))
+    write_json_atomic(out_dir / "test_metrics.json", metrics)  # last: its presence means all are done
+    log.info(
+        "test accuracy %.4f, loss %.4f, %.0f images/s",
+        metrics["test_accuracy"], metrics["test_loss"], metrics["throughput"]["images_per_second"],
+    )  # fmt: skip
+    return metrics
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, default=Path("results/final/model.npz"))
+    p.add_argument("--data", type=Path, default=Path("results/data/cifar10.npz"))
+    p.add_argument("--out-dir", type=Path, default=Path("results/final"))
+    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--config-json", type=Path, help="run config for provenance (default: the checkpoint's)")
+    args = p.parse_args(argv)
+    if args.batch_size < 1:
+        p.error("--batch-size must be positive")
+    config = None
+    if args.config_json is not None:
+        try:
+            config = json.loads(args.config_json.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            p.error(f"--config-json {args.config_json}: {exc}")
+    try:
+        run_evaluation(args.model, args.data, args.out_dir, args.device, args.batch_size, config)
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
