@@ -150,7 +150,7 @@ def test_zh_uses_cjk_font():
     assert figures.setup_style("zh") == "zh"
     import matplotlib
 
-    assert "CJK" in matplotlib.rcParams["font.sans-serif"][0] or matplotlib.rcParams["font.sans-serif"][0]
+    assert matplotlib.rcParams["font.sans-serif"][0] == figures.find_cjk_font()
 
 
 def test_zh_falls_back_to_english_without_cjk_font(monkeypatch, caplog, tmp_path):

@@ -201,3 +201,25 @@ def test_evaluate_cli_reports_a_bad_checkpoint(tmp_path, capsys):
     assert rc == 1
     assert "model.npz" in capsys.readouterr().err
     assert not (tmp_path / "out" / "test_metrics.json").exists()
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_evaluate_cli_config_json_inline_or_file(tmp_path, inline):
+    """The pipeline passes the config as inline JSON text; a file path works too."""
+    ev = load_script("evaluate")
+    known_checkpoint(tmp_path / "model.npz")
+    x = np.zeros((3, 32, 32, 3), np.float32)
+    np.savez(tmp_path / "cifar10.npz", x_test=x, y_test=np.zeros(3, np.int64),
+             class_names=np.array([f"k{i}" for i in range(10)]))  # fmt: skip
+    config = {"device": "cpu", "report": {"language": "zh"}}
+    arg = json.dumps(config)
+    if not inline:
+        (tmp_path / "config.json").write_text(arg, encoding="utf-8")
+        arg = str(tmp_path / "config.json")
+    out = tmp_path / "out"
+    rc = ev.main(["--model", str(tmp_path / "model.npz"), "--data", str(tmp_path / "cifar10.npz"),
+                  "--out-dir", str(out), "--device", "cpu", "--batch-size", "2", "--config-json", arg])  # fmt: skip
+    assert rc == 0
+    m = json.loads((out / "test_metrics.json").read_text(encoding="utf-8"))
+    assert m["provenance"]["config"] == config
+    assert m["test_accuracy"] == 1.0  # r = 0 -> class 0

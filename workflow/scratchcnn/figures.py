@@ -243,7 +243,9 @@ def setup_style(lang: str = "zh") -> str:
             "grid.linestyle": "--",
             "lines.linewidth": 1.6,
             "lines.markersize": 4,
-            "legend.frameon": False,
+            "legend.frameon": True,
+            "legend.framealpha": 0.85,
+            "legend.edgecolor": "none",
             "figure.dpi": 100,
             "savefig.dpi": PNG_DPI,
             "image.interpolation": "nearest",
@@ -307,21 +309,16 @@ def _decay_epochs(history: pd.DataFrame) -> list[tuple[int, float]]:
 
 
 def _mark_decays(ax, history: pd.DataFrame, lang: str) -> None:
-    """Dashed lines where the step decay took effect (between epoch e-1 and e)."""
-    for i, (e, lr) in enumerate(_decay_epochs(history)):
-        x = e - 0.5
-        ax.axvline(x, color="0.45", ls="--", lw=1.0, label=t("lr_decay", lang) if i == 0 else None)
-        ax.annotate(
-            f"η={lr:g}",
-            xy=(x, 1.0),
-            xycoords=("data", "axes fraction"),
-            xytext=(2, -2),
-            textcoords="offset points",
-            ha="left",
-            va="top",
-            fontsize=7,
-            color="0.35",
-        )
+    """Dashed lines where the step decay took effect (between epoch e-1 and e);
+    the learning rates go into the legend, not over the curves."""
+    decays = _decay_epochs(history)
+    if not decays:
+        return
+    h = history.sort_values("epoch")
+    rates = [float(h["lr"].iloc[0])] + [lr for _, lr in decays]
+    label = f"{t('lr_decay', lang)} (η: {' → '.join(f'{r:g}' for r in rates)})"
+    for i, (e, _) in enumerate(decays):
+        ax.axvline(e - 0.5, color="0.45", ls="--", lw=1.0, label=label if i == 0 else None)
 
 
 def _epoch_axis(ax, history: pd.DataFrame, lang: str) -> None:
@@ -421,7 +418,7 @@ def loss_curve(history: pd.DataFrame, lang: str) -> Figure:
     _epoch_axis(ax, h, lang)
     ax.set_ylabel(t("loss", lang))
     ax.set_title(t("loss_title", lang))
-    ax.legend(loc="upper right", bbox_to_anchor=(1.0, 0.92))
+    ax.legend(loc="best")
     return fig
 
 
@@ -444,7 +441,7 @@ def val_accuracy(history: pd.DataFrame, lang: str) -> Figure:
     _epoch_axis(ax, h, lang)
     ax.set_ylabel(t("accuracy_pct", lang))
     ax.set_title(t("acc_title", lang))
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     return fig
 
 
@@ -568,19 +565,19 @@ def per_class_accuracy(test_metrics: Mapping, lang: str) -> Figure:
     ax = fig.add_subplot()
     x = np.arange(len(per))
     ax.bar(x, acc, color=COLORS["train"], width=0.7, zorder=2)
-    for xi, a in zip(x, acc):  # inside the bar top, clear of the overall line
-        inside = a >= 12
-        ax.text(xi, a - 1.5 if inside else a + 1.5, f"{a:.1f}", ha="center", va="top" if inside else "bottom",
-                fontsize=7.5, color="white" if inside else "black", zorder=4)  # fmt: skip
-    ax.axhline(overall, color=COLORS["val"], ls="--", lw=1.2, zorder=3,
-               label=f"{t('overall', lang)}: {overall:.2f}%")  # fmt: skip
+    for xi, a in zip(x, acc):  # above the bars, on white so the overall line never hides them
+        ax.text(xi, a + 1.0, f"{a:.1f}", ha="center", va="bottom", fontsize=7.5, zorder=4,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.6})  # fmt: skip
+    line = ax.axhline(overall, color=COLORS["val"], ls="--", lw=1.2, zorder=3,
+                      label=f"{t('overall', lang)}: {overall:.2f}%")  # fmt: skip
     rot = 0 if lang == "zh" else 30
     ax.set_xticks(x, names, rotation=rot, ha="right" if rot else "center", rotation_mode="anchor")
     ax.set_xlabel(t("class", lang))
     ax.set_ylabel(t("test_acc_pct", lang))
-    ax.set_ylim(0, min(100, max(acc.max(initial=0), overall) + 15) if len(acc) else 100)
+    ax.set_ylim(0, 108)
+    ax.set_yticks(range(0, 101, 20))
     ax.grid(axis="x", visible=False)
-    ax.legend(loc="upper left", ncols=1)
+    fig.legend(handles=[line], loc="outside lower center")
     ax.set_title(t("per_class_title", lang))
     return fig
 

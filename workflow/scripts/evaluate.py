@@ -164,16 +164,22 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", type=Path, default=Path("results/final"))
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--config-json", type=Path, help="run config for provenance (default: the checkpoint's)")
+    p.add_argument("--config-json", help="the pipeline config for provenance: a JSON file, or inline JSON "
+                   "text starting with '{' (default: the checkpoint's run config)")  # fmt: skip
     args = p.parse_args(argv)
     if args.batch_size < 1:
         p.error("--batch-size must be positive")
     config = None
     if args.config_json is not None:
         try:
-            config = json.loads(args.config_json.read_text(encoding="utf-8"))
+            text = args.config_json
+            if not text.lstrip().startswith("{"):
+                text = Path(text).read_text(encoding="utf-8")
+            config = json.loads(text)
         except (OSError, json.JSONDecodeError) as exc:
-            p.error(f"--config-json {args.config_json}: {exc}")
+            p.error(f"--config-json {args.config_json[:80]}: {exc}")
+        if not isinstance(config, dict):
+            p.error("--config-json must hold a JSON object")
     try:
         run_evaluation(args.model, args.data, args.out_dir, args.device, args.batch_size, config)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
