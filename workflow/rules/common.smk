@@ -50,12 +50,14 @@ DEFAULT_POINT = {
     "reg": config["train"]["reg"],
     "filters": config["model"]["filters"],
 }
-# Every point path names all three values, so a point is the same job whichever sweep asks for it.
-POINT_PATTERN = Paramspace(
-    pd.DataFrame([DEFAULT_POINT])[list(sweeplib.HYPERPARAMETERS)],
-    filename_params="*",
-    param_sep="~",
-).wildcard_pattern
+
+
+def point_space(points):
+    """Paths like lr~0.01/reg~0.001/filters~32: every value named, so a point is one job."""
+    return Paramspace(pd.DataFrame(points)[list(sweeplib.HYPERPARAMETERS)], param_sep="~")
+
+
+POINT_PATTERN = point_space([DEFAULT_POINT]).wildcard_pattern
 DATA = "results/data/cifar10.npz"
 FIGURES = [
     "loss_curve",
@@ -88,12 +90,7 @@ def sweep_points(sweep):
 
 
 def point_dir(sweep, point):
-    space = Paramspace(
-        pd.DataFrame([point])[list(sweeplib.HYPERPARAMETERS)],
-        filename_params="*",
-        param_sep="~",
-    )
-    return f"results/sweep/{sweep}/{next(space.instance_patterns)}"
+    return f"results/sweep/{sweep}/{next(point_space([point]).instance_patterns)}"
 
 
 def sweep_metrics(wildcards):

@@ -54,7 +54,6 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
     p.add_argument("--train-subset", type=int, default=0, help="use only the first N training images (0: all)")
-    p.add_argument("--config-json", default=None, help="the pipeline's config, recorded as provenance")
     return p.parse_args(argv)
 
 
@@ -84,7 +83,6 @@ def main(argv=None) -> int:
         lr_step=args.lr_step, clip=args.clip or None, bn_momentum=args.bn_momentum, seed=args.seed,
     )  # fmt: skip
     run_config = {"arch": arch, "train": cfg.__dict__, "data": str(args.data), "train_subset": args.train_subset}
-    pipeline_config = json.loads(Path(args.config_json).read_text()) if args.config_json else None
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     log.info("backend %s on %s; arch %s; %s", backend.name, backend.device_name, arch, cfg)
@@ -112,7 +110,7 @@ def main(argv=None) -> int:
 
     history = pd.DataFrame(state.history, columns=["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"])
     seconds = float(history["seconds"].sum())
-    prov = provenance(pipeline_config or run_config, backend)
+    prov = provenance(run_config, backend)
     best_params = state.best_params or state.params  # a run that diverged in epoch 1 has no best
     best_bn = state.best_bn_state or state.bn_state
     meta = {"epoch": state.best_epoch, "val_acc": state.best_val_acc if state.best_epoch else None,

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The project's whole check, as CI runs it:
+#   unit tests, snakemake --lint, snakefmt, a dry run of the full default
+#   pipeline, and the demo end to end to report/report.pdf.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== unit tests"
+python -m pytest -q
+
+echo "== snakemake --lint and snakefmt"
+snakemake --lint
+snakefmt --check Snakefile workflow/rules/
+
+echo "== dry run of the full default pipeline"
+snakemake -n --cores 1 --resources gpu=1 --quiet rules
+
+echo "== the demo, end to end"
+snakemake report/report.pdf --cores 2 --resources gpu=1 --configfile config/demo.yaml
+python - <<'PY'
+import json, subprocess
+m = json.load(open("results/final/test_metrics.json"))
+text = subprocess.run(["pdftotext", "report/report.pdf", "-"], capture_output=True, text=True, check=True).stdout
+acc = f"{100 * m['test_accuracy']:.2f}"
+assert acc in text, f"report/report.pdf does not show the test accuracy {acc}%"
+print(f"demo: test accuracy {acc}% (chance 10%), report/report.pdf shows it")
+PY
