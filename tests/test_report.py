@@ -1,0 +1,627 @@
+"""The auto-filled report: context facts, escaping, layer table, rendering and (with TeX) the PDF.
+
+The fixture is built here: small results dicts/CSVs, tiny checkpoint and data
+files and matplotlib figures, laid out like the repository (``results/...``
+beside ``report/``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+import pytest
+
+from scratchcnn import report as R
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "report" / "report.tex.j2"
+SCRIPTS = ROOT / "workflow" / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+import compile_report  # noqa: E402
+import render_report  # noqa: E402
+
+CIFAR = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+# correct per 1000 test images; sums to 6247 -> test accuracy 0.6247
+DIAG = [680, 760, 480, 420, 560, 530, 720, 670, 747, 680]
+HEAVY = {(3, 5): 180, (5, 3): 150, (1, 9): 100, (9, 1): 120, (2, 4): 90, (4, 7): 80, (0, 8): 90}
+WEIRD_DEVICE = "Intel(R) Xeon(R) CPU @ 2.20GHz #2 & 50% load_x ~{^}"
+
+
+# ----------------------------------------------------------------------------- fixture
+
+
+def confusion_matrix(diag=DIAG, heavy=HEAVY, per_class=1000):
+    k = len(diag)
+    cm = np.zeros((k, k), dtype=int)
+    for i in range(k):
+        cm[i, i] = diag[i]
+        left = per_class - diag[i]
+        for (t, p), n in heavy.items():
+            if t == i:
+                cm[t, p] = n
+                left -= n
+        others = [j for j in range(k) if j != i and (i, j) not in heavy]
+        for n, j in enumerate(others):
+            cm[i, j] += left // len(others) + (1 if n < left % len(others) else 0)
+    assert (cm.sum(axis=1) == per_class).all()
+    return cm
+
+
+def make_test_metrics(cm, names, provenance):
+    k = len(names)
+    per_class = []
+    for i in range(k):
+        tp, total, predicted = int(cm[i, i]), int(cm[i].sum()), int(cm[:, i].sum())
+        per_class.append({"class": i, "name": names[i], "correct": tp, "total": total,
+                          "accuracy": tp / total, "precision": tp / predicted if predicted else 0.0,
+                          "recall": tp / total})  # fmt: skip
+    off = [(int(cm[t, p]), t, p) for t in range(k) for p in range(k) if t != p]
+    off.sort(key=lambda x: (-x[0], x[1], x[2]))
+    most = [
+        {"true": t, "pred": p, "true_name": names[t], "pred_name": names[p], "count": n}
+        for n, t, p in off[:5]
+    ]
+    n = int(cm.sum())
+    return {
+        "test_accuracy": float(np.trace(cm)) / n,
+        "test_loss": 1.0834,
+        "n_test": n,
+        "class_names": list(names),
+        "per_class": per_class,
+        "confusion": cm.tolist(),
+        "most_confused": most,
+        "throughput": {
+            "images_per_second": 1834.6,
+            "backend": provenance["backend"],
+            "device": provenance["device"],
+        },
+        "checkpoint": {"path": "results/final/model.npz", "epoch": 12, "val_acc": 0.6412},
+        "hyperparameters": HP,
+        "provenance": provenance,
+    }
+
+
+HP = {"lr": 0.01, "reg": 0.001, "filters": 64, "batch_size": 64, "epochs": 20, "lr_decay": 0.5,
+      "lr_step": 5, "clip": 5.0, "seed": 0}  # fmt: skip
+VAL_LOSS = [1.65, 1.42, 1.30, 1.22, 1.16, 1.10, 1.07, 1.05, 1.04, 1.035,
+            1.04, 1.05, 1.06, 1.08, 1.10, 1.12, 1.13, 1.15, 1.17, 1.19]  # fmt: skip
+
+
+def make_history(val_loss=VAL_LOSS, best_epoch=12):
+    n = len(val_loss)
+    rows = []
+    for e in range(1, n + 1):
+        val_acc = 0.40 + 0.2412 * min(e, best_epoch) / best_epoch - 0.002 * max(0, e - best_epoch)
+        rows.append({"epoch": e, "lr": 0.01 * 0.5 ** ((e - 1) // 5), "train_loss": 2.0 - 1.4 * e / n,
+                     "train_acc": 0.35 + 0.40 * e / n, "val_loss": val_loss[e - 1], "val_acc": val_acc,
+                     "seconds": 60.0 + 0.1 * e})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def make_summary():
+    rows = []
+    accs = {(0.1, 0.01): 0.5213, (0.1, 0.001): 0.5402, (0.1, 0.0001): None,
+            (0.01, 0.01): 0.6011, (0.01, 0.001): 0.6398, (0.01, 0.0001): 0.6322,
+            (0.001, 0.01): 0.4810, (0.001, 0.001): 0.4955, (0.001, 0.0001): 0.4901}  # fmt: skip
+    for (lr, reg), acc in accs.items():
+        ok = acc is not None
+        rows.append({"sweep": "lr_reg", "lr": lr, "reg": reg, "filters": 32,
+                     "best_val_acc": acc if ok else 0.1, "best_epoch": 7 if ok else 0,
+                     "epochs": 10 if ok else 2, "seconds": 300.0 if ok else 61.0,
+                     "seconds_per_epoch": 30.0 if ok else 30.5, "status": "ok" if ok else "diverged"})  # fmt: skip
+    for filters, acc, spe in ((8, 0.5521, 12.0), (16, 0.6013, 18.5), (32, 0.6402, 30.2), (64, 0.6531, 61.7)):
+        rows.append({"sweep": "filters", "lr": 0.01, "reg": 0.001, "filters": filters, "best_val_acc": acc,
+                     "best_epoch": 9, "epochs": 10, "seconds": spe * 10, "seconds_per_epoch": spe,
+                     "status": "ok"})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def fixture_inputs(weird=False) -> dict:
+    """The keyword arguments of ``build_context`` for a plausible final result."""
+    names = list(CIFAR)
+    device = "Intel(R) Xeon(R) Gold 6230 CPU @ 2.10GHz"
+    path = "results/sweep/filters/lr~0.01/reg~0.001/filters~64"
+    if weird:
+        names[3] = "cat_%~&#"
+        names[5] = "dog{^}$\\"
+        device = WEIRD_DEVICE
+        path = "results/sweep/filters_x/lr~0.01/reg~0.001/filters~64#%&"
+    prov = {"config": {}, "backend": "numpy", "device": device,
+            "versions": {"python": "3.11.7", "numpy": "2.4.6", "scratchcnn": "0.1.0", "snakemake": "9.1.0"},
+            "git_commit": "0123456789abcdef0123456789abcdef01234567-dirty",
+            "created": "2025-01-27T10:11:12+00:00"}  # fmt: skip
+    cm = confusion_matrix()
+    tm = make_test_metrics(cm, names, prov)
+    history = make_history()
+    final = {"status": "ok", "best_val_acc": 0.6412, "best_epoch": 12, "epochs_run": 20, "epochs_planned": 20,
+             "seconds": float(history["seconds"].sum()), "seconds_per_epoch": float(history["seconds"].mean()),
+             "hyperparameters": HP, "backend": "numpy", "device": device, "provenance": prov}  # fmt: skip
+    return {
+        "test_metrics": tm,
+        "summary": make_summary(),
+        "history": history,
+        "best": {"lr": 0.01, "reg": 0.001, "filters": 64, "best_val_acc": 0.6531, "sweep": "filters",
+                 "path": path},  # fmt: skip
+        "data_meta": {"seed": 0, "md5": "c58f30108f718f92721af3b95e74349a", "standardize": None,
+                      "class_names": names,
+                      "shapes": {"x_train": [45000, 32, 32, 3], "x_val": [5000, 32, 32, 3],
+                                 "x_test": [10000, 32, 32, 3]}},  # fmt: skip
+        "arch": arch(64, 64),
+        "final_metrics": final,
+        "figures_dir": "../results/figures",
+    }
+
+
+def arch(f1=32, f2=32, k=3, p1=1, p2=0):
+    return {"input_shape": [32, 32, 3], "num_classes": 10, "filters1": f1, "filters2": f2, "kernel_size": k,
+            "padding1": p1, "padding2": p2, "stride": 1, "pool_size": 2, "pool_stride": 2, "bn_eps": 1e-5}  # fmt: skip
+
+
+def make_figures(fig_dir: Path, names=CIFAR):
+    """Small but realistic-looking figures (vector PDF and raster images inside)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    ep = np.arange(1, 21)
+
+    def save(fig, name):
+        fig.savefig(fig_dir / f"{name}.pdf", bbox_inches="tight")
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.plot(ep, 2 - 1.4 * ep / 20, label="train")
+    ax.plot(ep, VAL_LOSS, label="val")
+    ax.set_xlabel("epoch"), ax.set_ylabel("loss"), ax.legend()
+    save(fig, "loss_curve")
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.plot(ep, 0.35 + 0.4 * ep / 20, label="train")
+    ax.plot(ep, 0.4 + 0.24 * np.minimum(ep, 12) / 12, label="val")
+    ax.set_xlabel("epoch"), ax.set_ylabel("accuracy"), ax.legend()
+    save(fig, "val_accuracy")
+    fig, ax = plt.subplots(figsize=(5, 4))
+    im = ax.imshow(rng.uniform(0.45, 0.65, (3, 3)), cmap="viridis")
+    fig.colorbar(im)
+    ax.set_xlabel("reg"), ax.set_ylabel("lr")
+    save(fig, "sweep_heatmap")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([8, 16, 32, 64], [0.55, 0.60, 0.64, 0.65], "o-")
+    ax.set_xscale("log", base=2), ax.set_xlabel("filters")
+    save(fig, "filters_sweep")
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(range(10), np.array(DIAG) / 1000)
+    ax.set_xticks(range(10), names, rotation=30)
+    save(fig, "per_class_accuracy")
+    for name, n in (("conv1_kernels", 32), ("conv2_kernels", 64)):
+        fig, axes = plt.subplots(4, n // 4, figsize=(n / 4 * 0.6, 2.6))
+        for a in axes.flat:
+            a.imshow(rng.uniform(0, 1, (3, 3, 3)), interpolation="nearest")
+            a.axis("off")
+        save(fig, name)
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.imshow(rng.standard_normal((10, 200)), aspect="auto", cmap="RdBu")
+    ax.set_yticks(range(10), names)
+    save(fig, "fc_weights")
+    fig, axes = plt.subplots(2, 3, figsize=(8, 4))
+    for a in axes.flat:
+        a.hist(rng.standard_normal(500), bins=30)
+    save(fig, "histograms")
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.imshow(confusion_matrix(), cmap="Blues")
+    ax.set_xticks(range(10), names, rotation=90), ax.set_yticks(range(10), names)
+    save(fig, "confusion_matrix")
+    fig, axes = plt.subplots(3, 8, figsize=(8, 3.4))
+    for i, a in enumerate(axes.flat):
+        a.imshow(rng.uniform(0, 1, (32, 32, 3)))
+        a.set_title(names[i % 10], fontsize=6)
+        a.axis("off")
+    save(fig, "test_samples")
+
+
+def write_results(root: Path, inputs: dict) -> dict:
+    """Write ``inputs`` as the pipeline's results files under ``root``; returns the CLI paths."""
+    res = root / "results"
+    (res / "final").mkdir(parents=True, exist_ok=True)
+    (res / "sweep").mkdir(parents=True, exist_ok=True)
+    (res / "data").mkdir(parents=True, exist_ok=True)
+    paths = {
+        "test_metrics": res / "final" / "test_metrics.json",
+        "final_metrics": res / "final" / "metrics.json",
+        "history": res / "final" / "history.csv",
+        "model": res / "final" / "model.npz",
+        "summary": res / "sweep" / "summary.csv",
+        "best": res / "sweep" / "best.json",
+        "data": res / "data" / "cifar10.npz",
+        "figures": res / "figures",
+    }
+    paths["test_metrics"].write_text(json.dumps(inputs["test_metrics"], indent=2))
+    paths["final_metrics"].write_text(json.dumps(inputs["final_metrics"], indent=2))
+    paths["best"].write_text(json.dumps(inputs["best"], indent=2))
+    inputs["history"].to_csv(paths["history"], index=False)
+    inputs["summary"].to_csv(paths["summary"], index=False)
+    a = inputs["arch"]
+    shapes = {r["name"]: r for r in R.layer_table(a)}
+    d, f1, f2, k = shapes["fc"]["input"][0], a["filters1"], a["filters2"], a["kernel_size"]
+    rng = np.random.default_rng(1)
+    arrays = {"W1": (f1, k, k, 3), "b1": (f1,), "gamma1": (f1,), "beta1": (f1,), "W2": (f2, k, k, f1),
+              "b2": (f2,), "gamma2": (f2,), "beta2": (f2,), "W3": (d, 10), "b3": (10,),
+              "running_mean1": (f1,), "running_var1": (f1,), "running_mean2": (f2,), "running_var2": (f2,)}  # fmt: skip
+    model = {n: (0.05 * rng.standard_normal(s)).astype(np.float32) for n, s in arrays.items()}
+    model["arch_json"] = np.array(json.dumps(a))
+    model["meta_json"] = np.array(json.dumps({"epoch": 12, "val_acc": 0.6412}))
+    np.savez(paths["model"], **model)
+    meta = {k: v for k, v in inputs["data_meta"].items() if k not in ("shapes", "class_names")}
+    np.savez(
+        paths["data"],
+        x_train=np.zeros((45, 32, 32, 3), np.float32), y_train=np.zeros(45, np.int64),
+        x_val=np.zeros((5, 32, 32, 3), np.float32), y_val=np.zeros(5, np.int64),
+        x_test=np.zeros((10, 32, 32, 3), np.float32), y_test=np.zeros(10, np.int64),
+        class_names=np.array(inputs["data_meta"]["class_names"]), meta_json=np.array(json.dumps(meta)),
+    )  # fmt: skip
+    make_figures(paths["figures"], inputs["test_metrics"]["class_names"])
+    return paths
+
+
+def render_cli(root: Path, paths: dict, out: Path) -> int:
+    return render_report.main([
+        "--template", str(TEMPLATE), "--test-metrics", str(paths["test_metrics"]),
+        "--summary", str(paths["summary"]), "--history", str(paths["history"]), "--best", str(paths["best"]),
+        "--final-metrics", str(paths["final_metrics"]), "--model", str(paths["model"]),
+        "--data-meta", str(paths["data"]), "--figures-dir", str(paths["figures"]), "--out", str(out),
+    ])  # fmt: skip
+
+
+def ctx(weird=False, **changes):
+    inputs = fixture_inputs(weird)
+    inputs.update(changes)
+    return R.build_context(**inputs)
+
+
+def text(context) -> str:
+    return R.render(TEMPLATE, context)
+
+
+# ----------------------------------------------------------------------------- layer table
+
+
+def test_layer_table_32_32_default_padding():
+    rows = {r["name"]: r for r in R.layer_table(arch(32, 32, k=3, p1=1, p2=0))}
+    assert rows["conv1"]["input"] == (32, 32, 3) and rows["conv1"]["output"] == (32, 32, 32)
+    assert rows["conv1"]["params"] == 3 * 3 * 3 * 32 + 32 == 896
+    assert rows["bn1"]["params"] == 64 and rows["bn1"]["buffers"] == 64
+    assert rows["pool1"]["output"] == (16, 16, 32)
+    assert rows["conv2"]["output"] == (14, 14, 32)
+    assert rows["conv2"]["params"] == 3 * 3 * 32 * 32 + 32 == 9248
+    assert rows["pool2"]["output"] == (7, 7, 32)
+    assert rows["flatten"]["output"] == (1568,)
+    assert rows["fc"]["params"] == 1568 * 10 + 10 == 15690
+    assert sum(r["params"] for r in rows.values()) == 896 + 64 + 9248 + 64 + 15690 == 25962
+
+
+def test_layer_table_32_32_padding_2_kernel_5():
+    rows = {r["name"]: r for r in R.layer_table(arch(32, 32, k=5, p1=2, p2=2))}
+    assert rows["conv1"]["output"] == (32, 32, 32) and rows["conv1"]["params"] == 5 * 5 * 3 * 32 + 32
+    assert rows["conv2"]["output"] == (16, 16, 32) and rows["conv2"]["params"] == 5 * 5 * 32 * 32 + 32
+    assert rows["fc"]["input"] == (8 * 8 * 32,) and rows["fc"]["params"] == 2048 * 10 + 10
+
+
+def test_layer_table_16_64_padding_2():
+    rows = {r["name"]: r for r in R.layer_table(arch(16, 64, k=5, p1=2, p2=2))}
+    assert rows["conv1"]["output"] == (32, 32, 16) and rows["conv1"]["params"] == 1216
+    assert rows["bn1"]["params"] == 32
+    assert rows["pool1"]["output"] == (16, 16, 16)
+    assert rows["conv2"]["input"] == (16, 16, 16) and rows["conv2"]["output"] == (16, 16, 64)
+    assert rows["conv2"]["params"] == 5 * 5 * 16 * 64 + 64 == 25664
+    assert rows["bn2"]["params"] == 128
+    assert rows["pool2"]["output"] == (8, 8, 64)
+    assert rows["fc"]["input"] == (4096,) and rows["fc"]["params"] == 40970
+    assert sum(r["params"] for r in rows.values()) == 1216 + 32 + 25664 + 128 + 40970 == 68010
+    # 3x3 kernels with padding 2 grow the map: 32 -> 34 -> 17 -> 19 -> 9 (floor)
+    rows = {r["name"]: r for r in R.layer_table(arch(16, 64, k=3, p1=2, p2=2))}
+    assert rows["conv1"]["output"] == (34, 34, 16)
+    assert rows["pool1"]["output"] == (17, 17, 16)
+    assert rows["conv2"]["output"] == (19, 19, 64) and rows["conv2"]["params"] == 3 * 3 * 16 * 64 + 64
+    assert rows["pool2"]["output"] == (9, 9, 64)
+    assert rows["fc"]["params"] == 9 * 9 * 64 * 10 + 10
+
+
+def test_layer_table_agrees_with_the_model():
+    model = pytest.importorskip("scratchcnn.model")
+    for a in (arch(32, 32), arch(16, 64, k=5, p1=2, p2=2), arch(8, 24, k=3, p1=2, p2=1)):
+        rows = {r["name"]: r for r in R.layer_table(a)}
+        shapes = model.layer_shapes(a)
+        for name in ("conv1", "pool1", "conv2", "pool2"):
+            assert tuple(rows[name]["output"]) == tuple(shapes[name])
+        ps = model.param_shapes(a)
+        learnable = sum(int(np.prod(ps[n])) for n in model.PARAM_NAMES)
+        assert sum(r["params"] for r in rows.values()) == learnable
+
+
+def test_layer_table_rejects_a_kernel_that_does_not_fit():
+    with pytest.raises(ValueError):
+        R.layer_table({**arch(), "input_shape": [4, 4, 3], "kernel_size": 5, "padding1": 0})
+
+
+# ----------------------------------------------------------------------------- escaping
+
+
+def test_tex_escape_every_special():
+    assert R.tex_escape(r"a\b&c%d$e#f_g{h}i~j^k") == (
+        r"a\textbackslash{}b\&c\%d\$e\#f\_g\{h\}i\textasciitilde{}j\textasciicircum{}k"
+    )
+    assert R.tex_escape("plain 中文 text") == "plain 中文 text"
+    assert isinstance(R.tex_escape("x"), R.TexStr)
+    assert R.tex_escape(R.tex_escape("a_b")) == r"a\_b"  # idempotent on escaped text
+    assert R.tex_path("a_b/c~d") == r"a\_b/\allowbreak{}c\textasciitilde{}d"
+    assert R.tex_file("../results/figures/loss_curve.pdf") == "../results/figures/loss_curve.pdf"
+    with pytest.raises(ValueError):
+        R.tex_file("../res%ults/x.pdf")
+
+
+def test_special_characters_are_escaped_in_the_report():
+    tex = text(ctx(weird=True))
+    assert r"cat\_\%\textasciitilde{}\&\#" in tex
+    assert r"dog\{\textasciicircum{}\}\$\textbackslash{}" in tex
+    assert R.tex_escape(WEIRD_DEVICE) in tex
+    assert r"filters\_x/\allowbreak{}lr\textasciitilde{}0.01" in tex
+    for raw in ("cat_%~&#", "dog{^}$\\", WEIRD_DEVICE, "filters_x"):
+        assert raw not in tex
+    # the figure paths are given to \includegraphics as they are
+    assert r"{../results/figures/loss_curve.pdf}" in tex
+
+
+def test_unescaped_or_missing_values_are_refused():
+    c = ctx()
+    c["classes"]["best"][0]["name"] = "raw_name"  # a plain str with a TeX special
+    with pytest.raises(ValueError, match="unescaped"):
+        text(c)
+    c = ctx()
+    c["test"]["acc_pct"] = None
+    with pytest.raises(ValueError):
+        text(c)
+    c = ctx()
+    c["test"]["acc_pct"] = 62.47  # numbers must be formatted in report.py
+    with pytest.raises(ValueError):
+        text(c)
+
+
+def test_strict_undefined_fails_loudly():
+    c = ctx()
+    del c["test"]["acc_pct"]
+    with pytest.raises(jinja2.UndefinedError):
+        text(c)
+    c = ctx()
+    del c["figures"]
+    with pytest.raises(jinja2.UndefinedError):
+        text(c)
+
+
+# ----------------------------------------------------------------------------- numbers and facts
+
+
+def test_numbers_are_formatted():
+    c = ctx()
+    tex = text(c)
+    assert c["test"]["acc_pct"] == "62.47" and c["test"]["acc"] == "0.6247"
+    assert r"\textbf{62.47\%}" in tex and "0.6247" in tex
+    assert "6,247" in tex and "10,000" in tex  # correct / total
+    assert r"61.3\%" in tex and "高 1.17 个百分点" in tex
+    assert "45,000" in tex and "5,000" in tex and "50,000" in tex
+    assert r"$\eta_0=0.01$" in tex and r"$\lambda=0.001$" in tex
+    # 64/64 filters, 3x3, padding 1/0: D = 7*7*64 = 3136
+    assert c["arch"]["d_raw"] == "3136" and c["arch"]["fc_params"] == "31,370"
+    total = 3 * 3 * 3 * 64 + 64 + 128 + 3 * 3 * 64 * 64 + 64 + 128 + 31370
+    assert c["arch"]["total_params"] == f"{total:,}" and c["arch"]["total_params"] in tex
+    assert c["hp"]["reg"] == "0.001" and R.plain(1e-5) == "0.00001" and R.plain(64.0) == "64"
+    assert "65.31" in tex  # chosen point's validation accuracy
+
+
+def test_best_and_worst_class_follow_the_data():
+    c = ctx()
+    assert [x["raw_name"] for x in c["classes"]["best"]] == ["automobile"]
+    assert [x["raw_name"] for x in c["classes"]["worst"]] == ["cat"]
+    tex = text(c)
+    assert re.search(r"表现最好的类别是\s*“automobile（汽车）”", tex)
+    assert re.search(r"最差的是\s*“cat（猫）”", tex)
+    assert "交通工具高出" in tex
+    # swap automobile and cat: the prose must follow
+    inputs = fixture_inputs()
+    diag = list(DIAG)
+    diag[1], diag[3] = diag[3], diag[1]
+    inputs["test_metrics"] = make_test_metrics(
+        confusion_matrix(diag), CIFAR, inputs["test_metrics"]["provenance"]
+    )
+    tex2 = text(R.build_context(**inputs))
+    assert re.search(r"表现最好的类别是\s*“cat（猫）”", tex2)
+    assert re.search(r"最差的是\s*“automobile（汽车）”", tex2)
+    assert tex2 != tex
+
+
+def test_confusions_and_mutual_pairs():
+    c = ctx()
+    confused = c["classes"]["confused"]
+    assert (confused[0]["raw_true"], confused[0]["raw_pred"], confused[0]["count"]) == ("cat", "dog", "180")
+    assert confused[0]["share_pct"] == "18.0"
+    pairs = {frozenset((m["raw_a"], m["raw_b"])) for m in c["classes"]["mutual"]}
+    assert frozenset(("cat", "dog")) in pairs and frozenset(("automobile", "truck")) in pairs
+
+
+def test_val_loss_trend_wording():
+    rising = ctx()
+    assert rising["val_loss"]["direction"] == "rising"
+    assert "回升到" in text(rising) and "过拟合" in text(rising)
+    flat = [1.6, 1.3, 1.2, 1.1, 1.05, 1.04, 1.03, 1.03, 1.031, 1.029, 1.03, 1.03, 1.031, 1.03, 1.029, 1.03,
+            1.03, 1.031, 1.03, 1.03]  # fmt: skip
+    c = ctx(history=make_history(flat))
+    assert c["val_loss"]["direction"] == "flat" and "基本持平" in text(c)
+    falling = list(np.linspace(1.8, 0.9, 20))
+    c = ctx(history=make_history(falling, best_epoch=20))
+    assert c["val_loss"]["direction"] == "falling" and "仍由" in text(c)
+    assert R.val_loss_trend(make_history([1.0, 0.9]))["direction"] == "short"
+
+
+def test_study_comparison_wording():
+    inputs = fixture_inputs()
+    assert "比原研究报告的 61.3\\% 高 1.17 个百分点" in text(R.build_context(**inputs))
+    tex = text(R.build_context(**inputs, study_accuracy=0.70))
+    assert "比原研究报告的 70.0\\% 低 7.53 个百分点" in tex
+    tex = text(R.build_context(**inputs, study_accuracy=0.6247))
+    assert "持平" in tex
+
+
+def test_filter_cost_and_selection_facts():
+    c = ctx()
+    fc = c["filter_cost"]
+    assert fc["low_filters"] == "8" and fc["high_filters"] == "64"
+    assert fc["low_seconds"] == "12.0" and fc["high_seconds"] == "61.7"
+    assert fc["ratio"] == "5.14" and fc["cost_direction"] == "above" and fc["acc_direction"] == "above"
+    assert fc["per_filter_ms"] == f"{1000 * (61.7 - 12.0) / 56:.1f}"
+    tex = text(c)
+    assert "是前者的 5.14 倍" in tex
+    ch = c["chosen"]
+    assert ch["is_max"] and ch["margin_kind"] == "above"
+    # runner-up: the best other (lr, reg, filters) point, here filters 32 in the filters sweep
+    assert ch["runner_up"]["filters"] == "32" and ch["runner_up"]["val_pct"] == "64.02"
+    assert ch["margin_pp"] == "1.29" and "高 1.29 个百分点" in tex
+    assert ch["n_points"] == "13" and ch["n_diverged"] == "1"
+    # the chosen row is highlighted in exactly one sweep table
+    assert sum(r["chosen"] for s in c["sweeps"] for r in s["rows"]) == 1
+    # a different winner changes the prose
+    summary = make_summary()
+    summary.loc[(summary["sweep"] == "filters") & (summary["filters"] == 32), "best_val_acc"] = 0.6531
+    c2 = ctx(summary=summary)
+    assert c2["chosen"]["margin_kind"] == "equal" and "并列最高" in text(c2)
+    # no sweep varies the filter count: no cost sentence
+    c3 = ctx(summary=make_summary().query("sweep == 'lr_reg'").reset_index(drop=True),
+             best={**fixture_inputs()["best"], "filters": 32, "sweep": "lr_reg", "best_val_acc": 0.6398})  # fmt: skip
+    assert c3["filter_cost"] is None and "没有改变卷积核数量" in text(c3)
+
+
+def test_facts_are_plain_functions():
+    assert R.compare(0.62, 0.613) == "above" and R.compare(0.6, 0.613) == "below"
+    assert R.compare(0.6130004, 0.613) == "equal"
+    ext = R.class_extremes([{"name": "a", "accuracy": 0.5}, {"name": "b", "accuracy": 0.7},
+                            {"name": "c", "accuracy": 0.7}])  # fmt: skip
+    assert [r["name"] for r in ext["best"]] == ["b", "c"] and [r["name"] for r in ext["worst"]] == ["a"]
+
+
+# ----------------------------------------------------------------------------- scripts
+
+
+def test_render_cli_writes_the_tex(tmp_path):
+    paths = write_results(tmp_path, fixture_inputs(weird=True))
+    out = tmp_path / "report" / "report.tex"
+    assert render_cli(tmp_path, paths, out) == 0
+    tex = out.read_text(encoding="utf-8")
+    assert r"\documentclass[UTF8,a4paper,zihao=-4]{ctexart}" in tex
+    assert "62.47" in tex and r"cat\_\%" in tex
+    assert "{../results/figures/confusion_matrix.pdf}" in tex
+    assert r"\texttt{W3}" in tex  # parameter statistics from the checkpoint
+    assert "45" in tex  # split sizes from the data file's array headers
+    assert not list(out.parent.glob(".report.tex.*"))  # no temporary left behind
+
+
+def test_render_cli_refuses_missing_figures(tmp_path, capsys):
+    paths = write_results(tmp_path, fixture_inputs())
+    (paths["figures"] / "histograms.pdf").unlink()
+    out = tmp_path / "report" / "report.tex"
+    assert render_cli(tmp_path, paths, out) == 1
+    assert "histograms.pdf" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_compile_without_tex_names_the_packages(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(compile_report.shutil, "which", lambda name: None)
+    tex = tmp_path / "report.tex"
+    tex.write_text("x")
+    code = compile_report.main(
+        ["--tex", str(tex), "--out", str(tmp_path / "r.pdf"), "--log", str(tmp_path / "l")]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    for pkg in ("texlive-xetex", "texlive-lang-chinese", "latexmk", "fonts-noto-cjk"):
+        assert pkg in err
+    assert "texlive-xetex" in (tmp_path / "l").read_text()
+    assert not (tmp_path / "r.pdf").exists()
+
+
+HAVE_TEX = all(shutil.which(t) for t in ("xelatex", "latexmk", "pdftotext", "pdfinfo"))
+
+
+@pytest.mark.skipif(not HAVE_TEX, reason="needs xelatex, latexmk and poppler-utils")
+def test_compile_fixture_report(tmp_path):
+    inputs = fixture_inputs(weird=True)
+    paths = write_results(tmp_path, inputs)
+    tex = tmp_path / "report" / "report.tex"
+    assert render_cli(tmp_path, paths, tex) == 0
+    pdf, log = tmp_path / "report" / "report.pdf", tmp_path / "logs" / "compile.log"
+    assert (
+        compile_report.main(["--tex", str(tex), "--out", str(pdf), "--log", str(log)]) == 0
+    ), log.read_text()
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    pages = int(re.search(r"Pages:\s+(\d+)", info).group(1))
+    assert 10 <= pages <= 30
+    latex_log = (tmp_path / "report" / "build" / "report.log").read_text(errors="replace")
+    used = set(re.findall(r"<use (?:\.\./results/figures/)?([a-z0-9_]+)\.pdf", latex_log))
+    assert used == set(R.FIGURES)
+    assert "Missing character" not in latex_log
+    assert "Overfull \\hbox" not in latex_log
+    assert not re.search(r"Reference `[^']*' on page \d+ undefined", latex_log)
+    body = subprocess.run(
+        ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    acc = inputs["test_metrics"]["test_accuracy"]
+    assert f"{acc:.4f}" in body and f"{100 * acc:.2f}%" in body
+    assert "cat_%~&#" in body
+    assert "测试与评估" in body
+
+
+def test_optional_fields_render():
+    """Clip off, standardized data, a CuPy run, no git commit, no throughput, sizes from meta only."""
+    inputs = fixture_inputs()
+    inputs["final_metrics"] = copy.deepcopy(inputs["final_metrics"])
+    inputs["final_metrics"]["hyperparameters"] = {**HP, "clip": None, "bn_momentum": 0.9}
+    prov = inputs["final_metrics"]["provenance"]
+    prov.update(backend="cupy", device="NVIDIA H100 80GB HBM3", git_commit=None,
+                versions={"python": "3.11.7", "numpy": "2.4.6", "cupy": "13.3.0"})  # fmt: skip
+    inputs["final_metrics"]["backend"], inputs["final_metrics"]["device"] = "cupy", "NVIDIA H100 80GB HBM3"
+    inputs["test_metrics"] = {**inputs["test_metrics"], "throughput": {}, "checkpoint": {}}
+    inputs["data_meta"] = {"seed": 7, "sizes": {"train": 45000, "val": 5000, "test": 10000},
+                           "standardize": {"mean": [0.49, 0.48, 0.45], "std": [0.25, 0.24, 0.26]}}  # fmt: skip
+    c = R.build_context(**inputs)
+    tex = text(c)
+    assert "不裁剪" in tex and "没有启用梯度裁剪" in tex
+    assert r"$\rho=0.9$" in tex
+    assert "CuPy & 13.3.0" in tex and "NVIDIA H100 80GB HBM3" in tex
+    assert "未记录" in tex
+    assert "0.4900" in tex and "标准化" in tex
+    assert "45,000" in tex and "用随机种子 7" in tex
+    assert "推理速度" not in tex
+
+
+def test_synthetic_data_and_diverged_loss_are_said():
+    inputs = fixture_inputs()
+    inputs["data_meta"] = {**inputs["data_meta"], "archive": "demo-cifar-10-python.tar.gz"}
+    inputs["final_metrics"] = copy.deepcopy(inputs["final_metrics"])
+    inputs["final_metrics"]["provenance"]["config"] = {"data": {"synthetic": True}}
+    tex = text(R.build_context(**inputs))
+    assert "合成数据" in tex and r"demo-cifar-10-python.tar.gz" in tex
+    assert "CIFAR-10 官方 Python 版本中的全部" not in tex
+    assert "合成数据" not in text(ctx())
+    c = ctx(history=make_history(VAL_LOSS[:-1] + [float("nan")]))
+    assert c["val_loss"]["direction"] == "nonfinite"
+    tex = text(c)
+    assert "非有限值（训练发散）" in tex and not re.search(r"\bnan\b", tex.lower())

@@ -1,0 +1,127 @@
+#!/usr/bin/env python
+"""Render report/report.tex from the results files and the jinja2 template.
+
+    python workflow/scripts/render_report.py \
+        --template report/report.tex.j2 \
+        --test-metrics results/final/test_metrics.json \
+        --summary results/sweep/summary.csv \
+        --history results/final/history.csv \
+        --best results/sweep/best.json \
+        --final-metrics results/final/metrics.json \
+        --model results/final/model.npz \
+        --data-meta results/data/cifar10.npz \
+        --figures-dir results/figures \
+        --out report/report.tex
+
+Only small parts of the .npz files are read: ``arch_json`` and the parameter
+arrays of the checkpoint, and ``meta_json``, ``class_names`` and the array
+shapes (from the .npy headers, without loading the images) of the data file.
+The figures must exist as ``<figures-dir>/NAME.pdf``; the .tex refers to them
+relative to the folder of ``--out`` (where latexmk runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scratchcnn import report
+from scratchcnn.io import write_text_atomic
+
+
+def npy_shapes(npz_path) -> dict:
+    """``{array name: shape}`` of every array in an .npz, read from the headers only."""
+    shapes = {}
+    with zipfile.ZipFile(npz_path) as zf:
+        for name in zf.namelist():
+            if not name.endswith(".npy"):
+                continue
+            with zf.open(name) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, _ = np.lib.format.read_array_header_1_0(f)
+                else:
+                    shape, _, _ = np.lib.format.read_array_header_2_0(f)
+            shapes[name[: -len(".npy")]] = list(shape)
+    return shapes
+
+
+def read_data_meta(npz_path) -> dict:
+    with np.load(npz_path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta_json"]))
+        if "class_names" in z.files:
+            meta["class_names"] = [str(s) for s in z["class_names"]]
+    meta["shapes"] = npy_shapes(npz_path)
+    return meta
+
+
+def read_checkpoint(npz_path) -> tuple[dict, dict, dict]:
+    """``(arch, meta, arrays)`` of a checkpoint; ``arrays`` are the numeric arrays."""
+    with np.load(npz_path, allow_pickle=False) as z:
+        arch = json.loads(str(z["arch_json"]))
+        meta = json.loads(str(z["meta_json"])) if "meta_json" in z.files else {}
+        arrays = {k: z[k] for k in z.files if not k.endswith("_json")}
+    return arch, meta, arrays
+
+
+def read_json(path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--template", required=True)
+    ap.add_argument("--test-metrics", required=True)
+    ap.add_argument("--summary", required=True)
+    ap.add_argument("--history", required=True)
+    ap.add_argument("--best", required=True)
+    ap.add_argument("--final-metrics", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument(
+        "--data-meta", required=True, help="results/data/cifar10.npz (meta_json, class_names, shapes)"
+    )
+    ap.add_argument("--figures-dir", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--study-accuracy", type=float, default=report.STUDY_TEST_ACCURACY,
+                    help="the study's test accuracy to compare with (fraction; default %(default)s)")  # fmt: skip
+    args = ap.parse_args(argv)
+
+    figures_dir = Path(args.figures_dir)
+    missing = [n for n in report.FIGURES if not (figures_dir / f"{n}.pdf").is_file()]
+    if missing:
+        print(f"render_report: missing figures in {figures_dir}: {', '.join(m + '.pdf' for m in missing)}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    out = Path(args.out)
+    # as LaTeX sees it: latexmk runs in the folder of the .tex
+    fig_rel = Path(os.path.relpath(figures_dir.resolve(), out.parent.resolve())).as_posix()
+
+    arch, _, arrays = read_checkpoint(args.model)
+    context = report.build_context(
+        test_metrics=read_json(args.test_metrics),
+        summary=pd.read_csv(args.summary),
+        history=pd.read_csv(args.history),
+        best=read_json(args.best),
+        data_meta=read_data_meta(args.data_meta),
+        arch=arch,
+        final_metrics=read_json(args.final_metrics),
+        figures_dir=fig_rel,
+        param_stats=report.array_stats(arrays),
+        study_accuracy=args.study_accuracy,
+    )
+    text = report.render(args.template, context)
+    write_text_atomic(out, text)
+    print(f"render_report: wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
