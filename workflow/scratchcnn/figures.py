@@ -335,7 +335,7 @@ def _text_color(rgba) -> str:
 
 
 def _pick_sweep(summary: pd.DataFrame, vary: Sequence[str], sweep: str | None) -> pd.DataFrame:
-    """The rows of the sweep named ``sweep``, or of the sweep varying all of ``vary``."""
+    """The rows of the sweep named ``sweep``, or of the sweep varying most of ``vary``."""
     if sweep is not None:
         rows = summary[summary["sweep"] == sweep]
         if rows.empty:
@@ -343,11 +343,12 @@ def _pick_sweep(summary: pd.DataFrame, vary: Sequence[str], sweep: str | None) -
         return rows
     candidates = []
     for name, rows in summary.groupby("sweep", sort=True):
-        if all(rows[c].nunique() > 1 for c in vary):
-            candidates.append((-len(rows), str(name), rows))
+        varied = sum(rows[c].nunique() > 1 for c in vary)
+        if varied:
+            candidates.append((-varied, -len(rows), str(name), rows))
     if not candidates:
-        raise ValueError(f"summary has no sweep varying {' and '.join(vary)}")
-    return sorted(candidates, key=lambda c: c[:2])[0][2]
+        raise ValueError(f"summary has no sweep varying {' or '.join(vary)}")
+    return sorted(candidates, key=lambda c: c[:3])[0][3]
 
 
 def _is_diverged(rows: pd.DataFrame) -> pd.Series:
