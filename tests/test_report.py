@@ -488,7 +488,11 @@ def test_filter_cost_and_selection_facts():
     assert fc["low_filters"] == "8" and fc["high_filters"] == "64"
     assert fc["low_seconds"] == "12.0" and fc["high_seconds"] == "61.7"
     assert fc["ratio"] == "5.14" and fc["cost_direction"] == "above" and fc["acc_direction"] == "above"
-    assert fc["per_filter_ms"] == f"{1000 * (61.7 - 12.0) / 56:.1f}"
+    assert fc["per_filter"] == {"value": f"{1000 * (61.7 - 12.0) / 56:.1f}", "unit": "ms"}
+    assert "多花约 887.5 毫秒" in text(c)
+    assert "共 20.4 分钟" in text(c)  # 1221 s of training
+    assert R.duration(59) == {"value": "59.0", "unit": "s"} and R.duration(3 * 3600)["unit"] == "h"
+    assert R.stat(-0.00001) == "0.0000" and R.stat(-0.5) == "-0.5000"
     tex = text(c)
     assert "是前者的 5.14 倍" in tex
     ch = c["chosen"]

@@ -184,6 +184,22 @@ def seconds(x) -> str:
     return f"{x:.2f}" if x < 10 else f"{x:.1f}"
 
 
+def stat(x, digits=4) -> str:
+    """A statistic with fixed decimals and no negative zero."""
+    out = f"{float(x):.{digits}f}"
+    return out[1:] if out.startswith("-") and float(out) == 0 else out
+
+
+def duration(sec) -> dict:
+    """``{"value", "unit"}`` with unit ``s`` below 2 minutes, ``min`` below 2 hours, else ``h``."""
+    sec = float(sec)
+    if sec < 120:
+        return {"value": seconds(sec), "unit": "s"}
+    if sec < 7200:
+        return {"value": f"{sec / 60:.1f}", "unit": "min"}
+    return {"value": f"{sec / 3600:.2f}", "unit": "h"}
+
+
 def ratio(x) -> str:
     return f"{float(x):.2f}"
 
@@ -271,9 +287,11 @@ def val_loss_trend(history, window=None, flat_rel=FLAT_REL) -> dict:
     window = min(window, n)
     y = np.array(vl[-window:])
     x = np.arange(window, dtype=float)
-    slope = float(np.polyfit(x, y, 1)[0])
+    slope, intercept = (float(v) for v in np.polyfit(x, y, 1))
     change = slope * (window - 1)
-    rel = change / float(np.mean(y))
+    # relative to the fitted value at the start of the window (the mean when that is not positive)
+    base = intercept if intercept > 0 else float(np.mean(y))
+    rel = change / base
     direction = "flat" if abs(rel) < flat_rel else ("rising" if rel > 0 else "falling")
     i_min = int(np.argmin(vl))
     return {
@@ -610,10 +628,10 @@ def _param_stats_context(param_stats) -> list[dict] | None:
             "name": tex_escape(name),
             "shape": shape(s["shape"]),
             "size": integer(s["size"]),
-            "mean": f"{float(s['mean']):.4f}",
-            "std": f"{float(s['std']):.4f}",
-            "min": f"{float(s['min']):.4f}",
-            "max": f"{float(s['max']):.4f}",
+            "mean": stat(s["mean"]),
+            "std": stat(s["std"]),
+            "min": stat(s["min"]),
+            "max": stat(s["max"]),
         })  # fmt: skip
     return rows
 
@@ -763,7 +781,7 @@ def build_context(
         "best_is_last": best_epoch == int(last["epoch"]),
         "best_val_pct": pct(final_metrics["best_val_acc"]),
         "seconds_total": seconds(final_metrics.get("seconds", h["seconds"].sum())),
-        "minutes_total": f"{float(final_metrics.get('seconds', h['seconds'].sum())) / 60:.1f}",
+        "duration": duration(final_metrics.get("seconds", h["seconds"].sum())),
         "seconds_per_epoch": seconds(final_metrics.get("seconds_per_epoch", h["seconds"].mean())),
         "last_train_pct": pct(last["train_acc"]),
         "last_val_pct": pct(last["val_acc"]),
@@ -828,8 +846,15 @@ def build_context(
             "low_seconds": seconds(fc["low"]["seconds_per_epoch"]),
             "high_seconds": seconds(fc["high"]["seconds_per_epoch"]),
             "ratio": ratio(fc["ratio"]),
-            "per_filter_ms": (
-                None if fc["per_filter_seconds"] is None else f"{1000 * fc['per_filter_seconds']:.1f}"
+            # cost of one more filter per epoch: milliseconds below one second, else seconds
+            "per_filter": (
+                None
+                if fc["per_filter_seconds"] is None or fc["per_filter_seconds"] <= 0
+                else (
+                    {"value": f"{1000 * fc['per_filter_seconds']:.1f}", "unit": "ms"}
+                    if fc["per_filter_seconds"] < 1
+                    else {"value": seconds(fc["per_filter_seconds"]), "unit": "s"}
+                )
             ),
             "cost_direction": fc["cost_direction"],
             "low_val_pct": pct(fc["low"]["best_val_acc"]),
@@ -838,7 +863,9 @@ def build_context(
             "acc_diff_pp": pct(abs(fc["high"]["best_val_acc"] - fc["low"]["best_val_acc"])),
             "best_acc_filters": tex_escape(_norm(fc["best_acc_filters"])),
         }
-    heatmap_sweep = next((s for s in sweeps if {"lr", "reg"} <= set(s["varying"])), None)
+    heatmap_sweep = next((s for s in sweeps if {"lr", "reg"} <= set(s["varying"])), None) or next(
+        (s for s in sweeps if {"lr", "reg"} & set(s["varying"])), None
+    )
 
     # -- per class
     ext = class_extremes(per_class, "accuracy")
