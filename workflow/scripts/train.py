@@ -12,6 +12,7 @@ again with the same arguments continues from its last completed epoch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -26,6 +27,7 @@ from scratchcnn import model as cnn
 from scratchcnn import training
 from scratchcnn.backend import BackendError, get_backend
 from scratchcnn.checkpoint import save_checkpoint
+from scratchcnn.devices import GpuClaimError, claim_gpu, count_gpus
 from scratchcnn.io import atomic_path, write_json_atomic
 from scratchcnn.provenance import provenance
 
@@ -54,6 +56,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
     p.add_argument("--train-subset", type=int, default=0, help="use only the first N training images (0: all)")
+    p.add_argument("--jobs-per-gpu", type=int, default=1, help="concurrent jobs that may share one GPU (on a GPU only)")
+    p.add_argument("--gpu-lock-dir", type=Path, default=None, help="GPU claim locks (default: $TMPDIR/scratchcnn-gpu-locks-<uid>)")
     return p.parse_args(argv)
 
 
@@ -66,12 +70,26 @@ def load_data(path, backend, subset=0):
     return {k: backend.asarray(v, dtype=np.float32 if k[0] == "x" else np.int64) for k, v in data.items()}
 
 
+def claim_device(args, held: contextlib.ExitStack) -> int | None:
+    """On a GPU run (gpu, or auto with CuPy seeing a device) claim a free GPU until the run ends."""
+    n_devices = 0 if args.device == "cpu" else count_gpus()
+    if n_devices == 0:
+        return None  # the CPU, or no GPU: get_backend says what is missing
+    return held.enter_context(claim_gpu(n_devices, args.jobs_per_gpu, args.gpu_lock_dir, log=log.info))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    with contextlib.ExitStack() as held:  # the claimed GPU stays ours until the run ends
+        return run(args, held)
+
+
+def run(args, held: contextlib.ExitStack) -> int:
     try:
-        backend = get_backend(args.device)
-    except BackendError as exc:
+        device_id = claim_device(args, held)
+        backend = get_backend(args.device, device_id=device_id)
+    except (BackendError, GpuClaimError) as exc:
         log.error("%s", exc)
         return 1
     arch = cnn.make_arch(
@@ -133,6 +151,7 @@ def main(argv=None) -> int:
         "arch": arch,
         "backend": backend.name,
         "device": backend.device_name,
+        "device_id": device_id,
         "provenance": {**prov, "run": run_config},
     })  # fmt: skip
     state_path.unlink(missing_ok=True)
