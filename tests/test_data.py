@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from scratchcnn import cifar
+from scratchcnn.io import save_npz_atomic
 from scratchcnn.cifar import DataError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -326,7 +327,7 @@ def test_standardize_uses_training_split_only(archive, prepared):
 
 def test_save_npz_atomic_roundtrip(tmp_path, prepared):
     out = tmp_path / "sub" / "cifar10.npz"
-    cifar.save_npz_atomic(out, prepared)
+    save_npz_atomic(out, prepared)
     assert leftovers(out.parent) == ["cifar10.npz"]
     with np.load(out, allow_pickle=False) as z:
         assert set(z.files) == set(prepared)

@@ -10,6 +10,12 @@ from snakemake.utils import Paramspace, validate
 
 from scratchcnn import sweeps as sweeplib
 
+# Step scripts import the scratchcnn package from workflow/ even where it is not
+# pip-installed (e.g. under --use-conda); jobs inherit this environment.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [os.path.join(workflow.basedir, "workflow"), os.environ.get("PYTHONPATH")])
+)
+
 FLOAT_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 

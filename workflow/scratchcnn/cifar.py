@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .io import atomic_path
+
 log = logging.getLogger(__name__)
 
 CLASS_NAMES = (
@@ -612,27 +614,6 @@ def prepare_dataset(
     }
 
 
-def _tmp_name(path: Path, suffix: str = ".tmp") -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}{suffix}")
-
-
-def save_npz_atomic(path, arrays: dict) -> Path:
-    """``numpy.savez`` to a temporary file next to ``path``, then ``os.replace`` it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 # --------------------------------------------------------------------------------------------
 # writing archives in the official format (tests, demo)
 # --------------------------------------------------------------------------------------------
@@ -747,22 +728,15 @@ def write_archive(
         )
     )
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
-        with open(tmp, "wb") as raw, gzip.GzipFile(
-            filename="", mode="wb", fileobj=raw, mtime=0
-        ) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tf:
-            for name, payload in members:
-                info = tarfile.TarInfo(f"{ARCHIVE_DIR}/{name}")
-                info.size = len(payload)
-                info.mode = 0o644
-                info.mtime = 1262304000
-                tf.addfile(info, io.BytesIO(payload))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw, gzip.GzipFile(
+        filename="", mode="wb", fileobj=raw, mtime=0
+    ) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        for name, payload in members:
+            info = tarfile.TarInfo(f"{ARCHIVE_DIR}/{name}")
+            info.size = len(payload)
+            info.mode = 0o644
+            info.mtime = 1262304000
+            tf.addfile(info, io.BytesIO(payload))
     return path
 
 

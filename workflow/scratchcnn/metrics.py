@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from . import layers
+
 TOP_CONFUSED = 5
 
 
@@ -103,9 +105,7 @@ def classification_report(y_true, y_pred, class_names: Sequence[str]) -> dict:
 
 def log_softmax(logits) -> np.ndarray:
     """Row-wise log-softmax, stable for large logits (float64 on the host)."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return layers.log_softmax(np.asarray(logits, dtype=np.float64))
 
 
 def softmax(logits) -> np.ndarray:

@@ -671,7 +671,6 @@ def build_context(
     acc = float(test_metrics["test_accuracy"])
     n_test = int(test_metrics["n_test"])
     per_class = list(test_metrics["per_class"])
-    names = list(test_metrics["class_names"])
 
     # -- headline
     test = {

@@ -17,11 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-try:
-    from scratchcnn import cifar
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from scratchcnn import cifar
+from scratchcnn import cifar
 
 
 def setup_logging(log_path: str | None) -> None:

@@ -21,10 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-try:
-    import scratchcnn  # noqa: F401
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scratchcnn.backend import get_backend
 from scratchcnn.checkpoint import CheckpointError, load_checkpoint

@@ -13,13 +13,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
-try:
-    from scratchcnn import cifar
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from scratchcnn import cifar
+from scratchcnn import cifar
 
 
 def main(argv=None) -> int:

@@ -19,11 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-try:
-    from scratchcnn import figures
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from scratchcnn import figures
+from scratchcnn import figures
 
 from scratchcnn.checkpoint import load_checkpoint
 

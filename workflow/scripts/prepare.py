@@ -20,11 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-try:
-    from scratchcnn import cifar
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from scratchcnn import cifar
+from scratchcnn import cifar
+from scratchcnn.io import save_npz_atomic
 
 
 def setup_logging(log_path: str | None) -> None:
@@ -70,7 +67,7 @@ def main(argv=None) -> int:
         log.error("%s", e)
         return 1
     t1 = time.monotonic()
-    cifar.save_npz_atomic(args.out, arrays)
+    save_npz_atomic(args.out, arrays)
     t2 = time.monotonic()
     for k, v in arrays.items():
         if k != "meta_json":
