@@ -70,12 +70,13 @@ def copy_arrays(arrays: dict) -> dict:
 
 
 def train(state: TrainState, data: dict, arch: dict, cfg: TrainConfig, backend: Backend,
-          on_epoch_end=None, log=print) -> TrainState:  # fmt: skip
+          on_epoch_end=None, log=print, progress_every=0) -> TrainState:  # fmt: skip
     """Train from ``state.epoch`` to ``cfg.epochs``; ``data`` holds device arrays.
 
     ``data`` has ``x_train y_train x_val y_val``. ``on_epoch_end(state)`` runs
     after each epoch (the step script saves a resumable state there). The
     run stops early with ``status = "diverged"`` once the loss is not finite.
+    ``progress_every`` > 0 logs a progress line every that many batches.
     """
     xp = backend.xp
     x_train, y_train = data["x_train"], data["y_train"]
@@ -89,6 +90,11 @@ def train(state: TrainState, data: dict, arch: dict, cfg: TrainConfig, backend: 
         total_loss = xp.zeros((), dtype=x_train.dtype)
         correct = xp.zeros((), dtype=xp.int64)
         for b in range(n_batches):
+            if progress_every and b and b % progress_every == 0:
+                # no device values here: progress must not force a GPU synchronisation
+                spent = time.perf_counter() - start
+                log(f"epoch {epoch + 1}/{cfg.epochs}: batch {b}/{n_batches}, "
+                    f"{spent:.0f}s, about {spent * (n_batches - b) / b:.0f}s left in this epoch")  # fmt: skip
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             xb, yb = x_train[idx], y_train[idx]
             loss, _, grads, logits, state.bn_state = cnn.loss_and_grads(

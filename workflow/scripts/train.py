@@ -122,7 +122,9 @@ def run(args, held: contextlib.ExitStack) -> int:
         training.save_train_state(state_path, s, fingerprint, to_host=backend.to_host)
 
     started = time.perf_counter()
-    state = training.train(state, data, arch, cfg, backend, on_epoch_end=snapshot, log=log.info)
+    n_batches = -(-len(data["x_train"]) // cfg.batch_size)
+    state = training.train(state, data, arch, cfg, backend, on_epoch_end=snapshot, log=log.info,
+                           progress_every=max(n_batches // 5, 1) if n_batches >= 100 else 0)  # fmt: skip
     log.info("finished: status %s, best val acc %.4f at epoch %d (%.0fs)",
              state.status, state.best_val_acc, state.best_epoch, time.perf_counter() - started)  # fmt: skip
 

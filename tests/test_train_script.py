@@ -1,0 +1,93 @@
+"""workflow/scripts/train.py end to end: outputs, resume after a kill, divergence."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scratchcnn.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "workflow" / "scripts" / "train.py"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("data") / "cifar10.npz"
+    y = np.arange(600) % 10
+    x = rng.random((600, 32, 32, 3), dtype=np.float32) * 0.5
+    x[..., 0] += (y / 10)[:, None, None]  # a learnable signal in the red channel
+    np.savez(path, x_train=x[:500], y_train=y[:500], x_val=x[500:], y_val=y[500:])
+    return path
+
+
+def command(data, out, *extra):
+    return [sys.executable, str(SCRIPT), "--data", str(data), "--out-dir", str(out), "--filters", "4",
+            "--batch-size", "50", "--epochs", "4", "--lr-step", "2", "--device", "cpu", *extra]  # fmt: skip
+
+
+def run(data, out, *extra):
+    subprocess.run(command(data, out, *extra), check=True, capture_output=True)
+
+
+def test_outputs_follow_the_contract(data, tmp_path):
+    run(data, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert list(history.columns) == ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
+    assert list(history["epoch"]) == [1, 2, 3, 4] and list(history["lr"]) == [0.01, 0.01, 0.005, 0.005]
+    assert metrics["status"] == "ok" and metrics["epochs_run"] == 4
+    assert metrics["best_val_acc"] == history["val_acc"].max()
+    assert metrics["hyperparameters"]["filters"] == 4 and metrics["backend"] == "numpy"
+    prov = metrics["provenance"]
+    assert {"config", "versions", "git_commit", "device"} <= set(prov) and prov["versions"]["numpy"] == np.__version__
+    ck = load_checkpoint(tmp_path / "model.npz")
+    assert ck.meta["epoch"] == metrics["best_epoch"] and ck.meta["val_acc"] == metrics["best_val_acc"]
+    assert not (tmp_path / "state.npz").exists()
+
+
+def kill_after_first_snapshot(data, out):
+    proc = subprocess.Popen(command(data, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "state.npz").exists():  # the first epoch's snapshot
+        assert proc.poll() is None and time.time() < deadline, "training ended before it could be killed"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").exists()
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(data, tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    run(data, whole)
+    kill_after_first_snapshot(data, killed)
+    result = subprocess.run(command(data, killed), check=True, capture_output=True, text=True)
+    assert "resuming after epoch" in result.stderr
+    a, b = np.load(whole / "model.npz"), np.load(killed / "model.npz")
+    for k in ("W1", "W2", "W3", "gamma1", "running_var2"):
+        assert np.array_equal(a[k], b[k]), k
+    ha, hb = pd.read_csv(whole / "history.csv"), pd.read_csv(killed / "history.csv")
+    cols = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"]
+    pd.testing.assert_frame_equal(ha[cols], hb[cols])
+
+
+def test_a_snapshot_of_another_run_is_not_resumed(data, tmp_path):
+    kill_after_first_snapshot(data, tmp_path)
+    out = subprocess.run(command(data, tmp_path, "--lr", "0.02"), check=True, capture_output=True, text=True)
+    assert "resuming" not in out.stderr
+
+
+def test_divergence_is_a_status_not_a_crash(data, tmp_path):
+    run(data, tmp_path, "--lr", "1e9", "--clip", "0")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "diverged"
+    assert metrics["epochs_run"] < 4
+    load_checkpoint(tmp_path / "model.npz")  # still a valid file
