@@ -1,0 +1,71 @@
+"""The Snakemake workflow itself: config checks and the shape of the DAG (dry runs only)."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(subprocess.run(["which", "snakemake"], capture_output=True).returncode,
+                                reason="snakemake is not installed")  # fmt: skip
+
+
+def dry_run(*args, target=()):
+    return subprocess.run(["snakemake", *target, "-n", "--nolock", "--cores", "1", *args],
+                          cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+
+
+def jobs(out):
+    """Job counts of the dry run's summary table."""
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M)}
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_default_pipeline_plans_the_first_sweep_and_waits_for_its_selection():
+    r = dry_run()
+    assert r.returncode == 0, r.stderr
+    counts = jobs(r.stdout)
+    # 3 learning rates x 4 L2 strengths; the filter sweep is known once lr_reg is chosen
+    assert counts["train_point"] == 12
+    assert counts["download"] == 1 and counts["prepare"] == 1 and counts["compile_report"] == 1
+
+
+def test_one_target_builds_only_what_it_needs():
+    r = dry_run("--configfile", "config/demo.yaml", target=["results/data/cifar10.npz"])
+    assert r.returncode == 0, r.stderr
+    assert set(jobs(r.stdout)) <= {"make_demo_archive", "prepare", "total"}
+
+
+def test_a_float_written_without_a_dot_is_used_and_explained(tmp_path):
+    cfg = write(tmp_path, "c.yaml", "train:\n  reg: 1e-4\n")
+    r = dry_run("--configfile", "config/demo.yaml", cfg)
+    assert r.returncode == 0, r.stderr
+    assert "train.reg: YAML read '1e-4' as a string; using 0.0001" in r.stdout + r.stderr
+
+
+def test_a_bad_value_is_refused_naming_the_key(tmp_path):
+    cfg = write(tmp_path, "c.yaml", "train:\n  lr: fast\n")
+    r = dry_run("--configfile", "config/demo.yaml", cfg)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "'fast' is not of type 'number'" in out and "['train']['lr']" in out
+
+
+def test_an_unknown_key_is_refused(tmp_path):
+    cfg = write(tmp_path, "c.yaml", "train:\n  learning_rate: 0.1\n")
+    r = dry_run("--configfile", "config/demo.yaml", cfg)
+    assert r.returncode != 0 and "learning_rate" in r.stdout + r.stderr
+
+
+def test_a_sweep_based_on_a_later_sweep_is_refused(tmp_path):
+    grid = write(tmp_path, "g.yaml", "sweeps:\n  a:\n    base: b\n    lr: [0.1]\n  b:\n    reg: [0.1]\n")
+    cfg = write(tmp_path, "c.yaml", f"sweep:\n  grid: {grid}\n")
+    r = dry_run("--configfile", "config/demo.yaml", cfg)
+    assert r.returncode != 0
+    assert "sweep 'a': base 'b' is not an earlier sweep" in r.stdout + r.stderr
