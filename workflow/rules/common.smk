@@ -11,9 +11,11 @@ from snakemake.utils import Paramspace, validate
 from scratchcnn import sweeps as sweeplib
 
 # Step scripts import the scratchcnn package from workflow/ even where it is not
-# pip-installed (e.g. under --use-conda); jobs inherit this environment.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [os.path.join(workflow.basedir, "workflow"), os.environ.get("PYTHONPATH")])
+# pip-installed (e.g. under --use-conda or on a cluster node).
+shell.prefix(
+    "set -euo pipefail; export PYTHONPATH="
+    + shlex.quote(os.path.join(workflow.basedir, "workflow"))
+    + "${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
 
 FLOAT_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
@@ -60,7 +62,9 @@ DEFAULT_POINT = {
 
 def point_space(points):
     """Paths like lr~0.01/reg~0.001/filters~32: every value named, so a point is one job."""
-    return Paramspace(pd.DataFrame(points)[list(sweeplib.HYPERPARAMETERS)], param_sep="~")
+    return Paramspace(
+        pd.DataFrame(points)[list(sweeplib.HYPERPARAMETERS)], param_sep="~"
+    )
 
 
 POINT_PATTERN = point_space([DEFAULT_POINT]).wildcard_pattern
