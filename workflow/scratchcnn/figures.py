@@ -335,7 +335,10 @@ def _text_color(rgba) -> str:
 
 
 def _pick_sweep(summary: pd.DataFrame, vary: Sequence[str], sweep: str | None) -> pd.DataFrame:
-    """The rows of the sweep named ``sweep``, or of the sweep varying most of ``vary``."""
+    """The rows of the sweep named ``sweep``, or of the sweep varying most of ``vary``.
+
+    A grid that varies none of them (a single point, say) gives all its rows.
+    """
     if sweep is not None:
         rows = summary[summary["sweep"] == sweep]
         if rows.empty:
@@ -347,7 +350,7 @@ def _pick_sweep(summary: pd.DataFrame, vary: Sequence[str], sweep: str | None) -
         if varied:
             candidates.append((-varied, -len(rows), str(name), rows))
     if not candidates:
-        raise ValueError(f"summary has no sweep varying {' or '.join(vary)}")
+        return summary
     return sorted(candidates, key=lambda c: c[:3])[0][3]
 
 
