@@ -18,19 +18,7 @@ import sys
 from pathlib import Path
 
 from scratchcnn import cifar
-
-
-def setup_logging(log_path: str | None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_path:
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="w"))
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=handlers,
-        force=True,
-    )
+from scratchcnn.io import setup_logging
 
 
 def main(argv=None) -> int:

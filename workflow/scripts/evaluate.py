@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 
+from scratchcnn.io import setup_logging
 from scratchcnn.backend import get_backend
 from scratchcnn.checkpoint import CheckpointError, load_checkpoint
 from scratchcnn.io import save_npz_atomic, write_json_atomic, write_text_atomic
@@ -153,7 +154,7 @@ def run_evaluation(model, data, out_dir, device="auto", batch_size=1000, config:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=Path("results/final/model.npz"))
     p.add_argument("--data", type=Path, default=Path("results/data/cifar10.npz"))

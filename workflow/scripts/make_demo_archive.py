@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 
+from scratchcnn.io import setup_logging
 from scratchcnn import cifar
 
 
@@ -24,10 +25,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-test-per-class", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging()
     log = logging.getLogger("make_demo_archive")
     x, y, xt, yt, names = cifar.make_synthetic_images(
         args.n_train_per_class, args.n_test_per_class, args.seed

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scratchcnn.io import setup_logging
 from scratchcnn import figures
 
 from scratchcnn.checkpoint import load_checkpoint
@@ -154,7 +155,7 @@ def build(name: str, inp: Inputs, lang: str, seed: int = 0):
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     args = parse_args(argv)
     lang = figures.setup_style(args.lang)
     inp = Inputs(args)

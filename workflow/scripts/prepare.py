@@ -18,23 +18,10 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 
 from scratchcnn import cifar
+from scratchcnn.io import setup_logging
 from scratchcnn.io import save_npz_atomic
-
-
-def setup_logging(log_path: str | None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_path:
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="w"))
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=handlers,
-        force=True,
-    )
 
 
 def main(argv=None) -> int:

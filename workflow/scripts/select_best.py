@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from scratchcnn.io import setup_logging
 from scratchcnn import sweeps
 from scratchcnn.io import atomic_path, write_json_atomic
 
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--out-summary", required=True, type=Path)
     p.add_argument("--out-best", required=True, type=Path)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    setup_logging()
 
     if args.metrics:
         if not args.sweep:

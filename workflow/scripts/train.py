@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scratchcnn.io import setup_logging
 from scratchcnn import model as cnn
 from scratchcnn import training
 from scratchcnn.backend import BackendError, get_backend
@@ -80,7 +81,7 @@ def claim_device(args, held: contextlib.ExitStack) -> int | None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    setup_logging()
     with contextlib.ExitStack() as held:  # the claimed GPU stays ours until the run ends
         return run(args, held)
 
