@@ -28,6 +28,8 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
+from . import model as cnn
+
 #: Test accuracy of the study being reproduced (61.3 %).
 STUDY_TEST_ACCURACY = 0.613
 
@@ -212,48 +214,36 @@ def shape(t) -> TexStr:
 # ---------------------------------------------------------------------------- layer table
 
 
-def _out(size, kernel, stride, pad):
-    out = (size + 2 * pad - kernel) // stride + 1
-    if out < 1:
-        raise ValueError(f"kernel {kernel} stride {stride} padding {pad} does not fit size {size}")
-    return out
-
-
 def layer_table(arch: dict) -> list[dict]:
     """Every layer's input and output shape (H, W, C) and parameter count.
 
     ``params`` counts the learnable parameters, ``buffers`` the BN running
     statistics (saved in the checkpoint, not trained). Pure function of ``arch``
-    (the ``arch_json`` of a checkpoint).
+    (the ``arch_json`` of a checkpoint); the shapes come from the model itself.
     """
-    h, w, c = (int(v) for v in arch["input_shape"])
+    shapes = {k: tuple(int(v) for v in t) for k, t in cnn.layer_shapes(arch).items()}
+    size = {k: int(np.prod(t)) for k, t in cnn.param_shapes(arch).items()}
     k, s = int(arch["kernel_size"]), int(arch.get("stride", 1))
-    ps, pst = int(arch["pool_size"]), int(arch["pool_stride"])
-    f = {1: int(arch["filters1"]), 2: int(arch["filters2"])}
-    n_classes = int(arch["num_classes"])
-    rows = []
-    cur = (h, w, c)
+    rows, cur = [], shapes["input"]
     for i in (1, 2):
-        p = int(arch[f"padding{i}"])
-        fi = f[i]
-        out = (_out(cur[0], k, s, p), _out(cur[1], k, s, p), fi)
-        rows.append(dict(name=f"conv{i}", kind="conv", input=cur, output=out,
-                         params=k * k * cur[2] * fi + fi, buffers=0,
-                         kernel=k, stride=s, padding=p, filters=fi))  # fmt: skip
-        cur = out
-        rows.append(dict(name=f"bn{i}", kind="batchnorm", input=cur, output=cur,
-                         params=2 * fi, buffers=2 * fi))  # fmt: skip
-        rows.append(dict(name=f"relu{i}", kind="relu", input=cur, output=cur, params=0, buffers=0))
-        out = (_out(cur[0], ps, pst, 0), _out(cur[1], ps, pst, 0), fi)
-        rows.append(dict(name=f"pool{i}", kind="maxpool", input=cur, output=out, params=0,
-                         buffers=0, kernel=ps, stride=pst))  # fmt: skip
-        cur = out
-    d = cur[0] * cur[1] * cur[2]
-    rows.append(dict(name="flatten", kind="flatten", input=cur, output=(d,), params=0, buffers=0))
-    rows.append(dict(name="fc", kind="affine", input=(d,), output=(n_classes,),
-                     params=d * n_classes + n_classes, buffers=0))  # fmt: skip
-    rows.append(dict(name="softmax", kind="softmax", input=(n_classes,), output=(n_classes,),
-                     params=0, buffers=0))  # fmt: skip
+        conv, pool = shapes[f"conv{i}"], shapes[f"pool{i}"]
+        rows += [
+            dict(name=f"conv{i}", kind="conv", input=cur, output=conv, params=size[f"W{i}"] + size[f"b{i}"],
+                 buffers=0, kernel=k, stride=s, padding=int(arch[f"padding{i}"]), filters=conv[2]),
+            dict(name=f"bn{i}", kind="batchnorm", input=conv, output=conv,
+                 params=size[f"gamma{i}"] + size[f"beta{i}"],
+                 buffers=size[f"running_mean{i}"] + size[f"running_var{i}"]),
+            dict(name=f"relu{i}", kind="relu", input=conv, output=conv, params=0, buffers=0),
+            dict(name=f"pool{i}", kind="maxpool", input=conv, output=pool, params=0, buffers=0,
+                 kernel=int(arch["pool_size"]), stride=int(arch["pool_stride"])),
+        ]  # fmt: skip
+        cur = pool
+    d, n_classes = int(np.prod(cur)), shapes["fc"][0]
+    rows += [
+        dict(name="flatten", kind="flatten", input=cur, output=(d,), params=0, buffers=0),
+        dict(name="fc", kind="affine", input=(d,), output=(n_classes,), params=size["W3"] + size["b3"], buffers=0),
+        dict(name="softmax", kind="softmax", input=(n_classes,), output=(n_classes,), params=0, buffers=0),
+    ]  # fmt: skip
     return rows
 
 
