@@ -20,6 +20,26 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
 
 
+# Under a cluster executor (workflow/profiles/slurm) the cheap steps run where Snakemake runs.
+localrules:
+    select_sweep,
+    select,
+    figure,
+    render_report,
+    compile_report,
+
+
+if config["data"]["synthetic"]:
+
+    localrules:
+        make_demo_archive,
+
+else:
+
+    localrules:
+        download,
+
+
 rule all:
     default_target: True
     input:

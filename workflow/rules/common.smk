@@ -122,8 +122,6 @@ def train_args(lr, reg, filters, epochs):
             f"--pool-size {m['pool_size']} --pool-stride {m['pool_stride']}",
             f"--device {config['device']} --train-subset {t['train_subset']}",
         ]
-        # only when set: a flag in params reruns finished points (docs/clusters.md)
-        + [f"--jobs-per-gpu {t['jobs_per_gpu']}"] * (t["jobs_per_gpu"] != 1)
     )
 
 

@@ -14,6 +14,7 @@ rule train_final:
     threads: config["train"]["threads"]
     resources:
         gpu=1,
+        jobs_per_gpu=config["train"]["jobs_per_gpu"],
     params:
         # reruns only when the chosen point (or the recipe) changes, not when the sweep files are rewritten
         args=lambda w: train_args(
@@ -21,7 +22,8 @@ rule train_final:
             epochs=config["train"]["epochs"],
         ),
     shell:
-        f"python workflow/scripts/train.py --data {DATA} --out-dir results/final {{params.args}} 2> {{log}}"
+        f"python workflow/scripts/train.py --data {DATA} --out-dir results/final {{params.args}}"
+        " --jobs-per-gpu {resources.jobs_per_gpu} 2> {log}"
 
 
 rule evaluate:

@@ -14,12 +14,14 @@ rule train_point:
     threads: config["train"]["threads"]
     resources:
         gpu=1,
+        # a resource, not a param: changing it must not retrain finished points
+        jobs_per_gpu=config["train"]["jobs_per_gpu"],
     params:
         args=lambda w: train_args(w.lr, w.reg, w.filters, config["sweep"]["epochs"]),
         out_dir=lambda w, output: os.path.dirname(output.metrics),
     shell:
         "python workflow/scripts/train.py --data {input.data} --out-dir {params.out_dir}"
-        " {params.args} 2> {log}"
+        " {params.args} --jobs-per-gpu {resources.jobs_per_gpu} 2> {log}"
 
 
 checkpoint select_sweep:
