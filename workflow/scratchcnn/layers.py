@@ -131,34 +131,34 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, train, momen
         mean = column_sum(x2) / m
         centred = x2 - mean
         var = xp.einsum("ij,ij->j", centred, centred) / m
-        inv_std = 1.0 / xp.sqrt(var + eps)
-        xhat = centred
-        xhat *= inv_std
         running_mean = momentum * running_mean + (1.0 - momentum) * mean
         running_var = momentum * running_var + (1.0 - momentum) * var
     else:
-        inv_std = 1.0 / xp.sqrt(running_var + eps)
-        xhat = (x2 - running_mean) * inv_std
-    out = xhat * gamma
+        centred, var = x2 - running_mean, running_var
+    inv_std = 1.0 / xp.sqrt(var + eps)
+    # gamma * (x - mean) / std + beta in two passes; the backward pass rebuilds x-hat from `centred`
+    out = centred * (gamma * inv_std)
     out += beta
-    cache = (xhat, inv_std, gamma, train)
+    cache = (centred, inv_std, gamma, train)
     return out.reshape(x.shape), cache, (running_mean, running_var)
 
 
 def batchnorm_backward(dout, cache):
     """Returns ``(dx, dgamma, dbeta)``."""
-    xhat, inv_std, gamma, train = cache
+    xp = array_module(dout)
+    centred, inv_std, gamma, train = cache
     c = dout.shape[-1]
     d2 = dout.reshape(-1, c)
     dbeta = column_sum(d2)
-    dgamma = column_sum(d2 * xhat)
+    d_centred = xp.einsum("ij,ij->j", d2, centred)  # sum of dout * (x - mean)
+    dgamma = d_centred * inv_std
+    scale = gamma * inv_std
+    dx = d2 * scale
     if train:
-        # d/dx of gamma * (x - mean) / std with the batch mean and variance
+        # through the batch mean and variance: dx = scale * (dout - mean(dout) - xhat * mean(dout * xhat))
         m = d2.shape[0]
-        dx = d2 - (dbeta + xhat * dgamma) / m
-        dx *= gamma * inv_std
-    else:
-        dx = d2 * (gamma * inv_std)
+        dx += centred * (-scale * inv_std * inv_std * d_centred / m)
+        dx -= scale * dbeta / m
     return dx.reshape(dout.shape), dgamma, dbeta
 
 
@@ -201,15 +201,22 @@ def maxpool_backward(dout, cache):
     xp = array_module(dout)
     x, out, size, stride = cache
     _, out_h, out_w, _ = dout.shape
-    dx = xp.zeros(x.shape, dtype=dout.dtype)
-    taken = xp.zeros(out.shape, dtype=bool)
+    # windows that tile the input exactly write every pixel once: no zeroing, no read-add
+    tiles = stride == size and x.shape[1] == size * out_h and x.shape[2] == size * out_w
+    dx = (xp.empty if tiles else xp.zeros)(x.shape, dtype=dout.dtype)
+    taken = None
     for t in range(size * size):
         window = _window_slices(*divmod(t, size), stride, out_h, out_w)
         first = x[window] == out
-        first &= ~taken
-        taken |= first
-        # += keeps overlapping windows (stride < size) correct
-        dx[window] += dout * first
+        if taken is None:
+            taken = first
+        else:
+            first = first > taken  # for booleans: this offset is a maximum and no earlier one was
+            taken |= first
+        if tiles:
+            xp.multiply(dout, first, out=dx[window])
+        else:
+            dx[window] += dout * first  # overlapping windows (stride < size) add up
     return dx
 
 
