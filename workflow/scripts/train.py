@@ -113,19 +113,20 @@ def run(args, held: contextlib.ExitStack) -> int:
     fingerprint = hashlib.sha256(json.dumps([run_config, backend.name], sort_keys=True).encode()).hexdigest()
     state_path = out / "state.npz"
     state = training.load_train_state(state_path, fingerprint, backend)
-    if state is not None and state.status == "running":
-        log.info("resuming after epoch %d from %s", state.epoch, state_path)
-    else:
+    if state is None:
         params, bn_state = cnn.init_params(arch, cfg.seed, backend)
         state = training.TrainState(params, bn_state)
+    else:
+        log.info("resuming after epoch %d (%s) from %s", state.epoch, state.status, state_path)
 
     def snapshot(s):
         training.save_train_state(state_path, s, fingerprint, to_host=backend.to_host)
 
     started = time.perf_counter()
     n_batches = -(-len(data["x_train"]) // cfg.batch_size)
-    state = training.train(state, data, arch, cfg, backend, on_epoch_end=snapshot, log=log.info,
-                           progress_every=max(n_batches // 5, 1) if n_batches >= 100 else 0)  # fmt: skip
+    if state.status != "diverged":  # a diverged snapshot only needs its outputs written
+        state = training.train(state, data, arch, cfg, backend, on_epoch_end=snapshot, log=log.info,
+                               progress_every=max(n_batches // 5, 1) if n_batches >= 100 else 0)  # fmt: skip
     log.info("finished: status %s, best val acc %.4f at epoch %d (%.0fs)",
              state.status, state.best_val_acc, state.best_epoch, time.perf_counter() - started)  # fmt: skip
 
@@ -155,7 +156,7 @@ def run(args, held: contextlib.ExitStack) -> int:
         "backend": backend.name,
         "device": backend.device_name,
         "device_id": device_id,
-        "provenance": {**prov, "run": run_config},
+        "provenance": prov,
     })  # fmt: skip
     state_path.unlink(missing_ok=True)
     return 0
