@@ -34,7 +34,7 @@ class Backend:
 
     def synchronize(self) -> None:
         if self.name == "cupy":
-            self.xp.cuda.get_current_device().synchronize()
+            self.xp.cuda.Device().synchronize()  # the current device
 
 
 def cpu_name() -> str:
