@@ -3,7 +3,12 @@ rule figure:
         unpack(lambda w: FIGURE_INPUTS[w.name]),
     output:
         pdf="results/figures/{name}.pdf",
-        png="results/figures/{name}.png",
+        png=report(
+            "results/figures/{name}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{name}"},
+        ),
     log:
         "logs/figures/{name}.log",
     wildcard_constraints:
