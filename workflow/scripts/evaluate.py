@@ -36,29 +36,9 @@ HYPERPARAMETERS = ("lr", "reg", "filters", "batch_size", "epochs", "lr_decay", "
 
 
 def hyperparameters(meta: dict, arch: dict) -> dict:
-    """The run's hyperparameters from a checkpoint's ``meta["config"]``.
-
-    Uses ``config["hyperparameters"]`` when present, else the shallowest scalar
-    of each name anywhere in the config; ``filters`` falls back to the
-    architecture's ``filters1``. Unknown names are ``None``.
-    """
-    config = meta.get("config") or {}
-    found: dict = {}
-    if isinstance(config.get("hyperparameters"), dict):
-        found.update({k: v for k, v in config["hyperparameters"].items() if k in HYPERPARAMETERS})
-    level = [config]
-    while level:  # breadth first: a top-level value wins over a nested one
-        nxt = []
-        for d in level:
-            for k, v in d.items():
-                if isinstance(v, dict):
-                    nxt.append(v)
-                elif k in HYPERPARAMETERS and k not in found and (v is None or isinstance(v, (int, float, str))):
-                    found[k] = v
-        level = nxt
-    if found.get("filters") is None and "filters1" in arch:
-        found["filters"] = arch["filters1"]
-    return {k: found.get(k) for k in HYPERPARAMETERS}
+    """The run's hyperparameters: the checkpoint's training config and its filter count."""
+    train = (meta.get("config") or {}).get("train") or {}
+    return {k: arch["filters1"] if k == "filters" else train.get(k) for k in HYPERPARAMETERS}
 
 
 def load_test_data(path) -> tuple[np.ndarray, np.ndarray, list[str]]:
