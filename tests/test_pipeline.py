@@ -69,3 +69,10 @@ def test_a_sweep_based_on_a_later_sweep_is_refused(tmp_path):
     r = dry_run("--configfile", "config/demo.yaml", cfg)
     assert r.returncode != 0
     assert "sweep 'a': base 'b' is not an earlier sweep" in r.stdout + r.stderr
+
+
+def test_the_points_folder_is_not_a_sweep_name(tmp_path):
+    grid = write(tmp_path, "g.yaml", "sweeps:\n  points:\n    lr: [0.1]\n")
+    cfg = write(tmp_path, "c.yaml", f"sweep:\n  grid: {grid}\n")
+    r = dry_run("--configfile", "config/demo.yaml", cfg)
+    assert r.returncode != 0 and "points" in r.stdout + r.stderr

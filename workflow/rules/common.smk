@@ -61,7 +61,8 @@ DEFAULT_POINT = {
 
 
 def point_space(points):
-    """Paths like lr~0.01/reg~0.001/filters~32: every value named, so a point is one job."""
+    """Paths like lr~0.01/reg~0.001/filters~32: every value named, so a point that two
+    sweeps share (the filter sweep's default count, say) is one job, trained once."""
     return Paramspace(
         pd.DataFrame(points)[list(sweeplib.HYPERPARAMETERS)], param_sep="~"
     )
@@ -99,15 +100,12 @@ def sweep_points(sweep):
     return sweeplib.expand(spec, fixed)
 
 
-def point_dir(sweep, point):
-    return f"results/sweep/{sweep}/{next(point_space([point]).instance_patterns)}"
+def point_dir(point):
+    return f"results/sweep/points/{next(point_space([point]).instance_patterns)}"
 
 
 def sweep_metrics(wildcards):
-    return [
-        f"{point_dir(wildcards.sweep, p)}/metrics.json"
-        for p in sweep_points(wildcards.sweep)
-    ]
+    return [f"{point_dir(p)}/metrics.json" for p in sweep_points(wildcards.sweep)]
 
 
 def train_args(lr, reg, filters, epochs):

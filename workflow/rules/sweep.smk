@@ -2,13 +2,13 @@ rule train_point:
     input:
         data=DATA,
     output:
-        metrics=f"results/sweep/{{sweep}}/{POINT_PATTERN}/metrics.json",
-        history=f"results/sweep/{{sweep}}/{POINT_PATTERN}/history.csv",
-        model=f"results/sweep/{{sweep}}/{POINT_PATTERN}/model.npz",
+        metrics=f"results/sweep/points/{POINT_PATTERN}/metrics.json",
+        history=f"results/sweep/points/{POINT_PATTERN}/history.csv",
+        model=f"results/sweep/points/{POINT_PATTERN}/model.npz",
     log:
-        f"logs/sweep/{{sweep}}/{POINT_PATTERN}.log",
+        f"logs/sweep/points/{POINT_PATTERN}.log",
     benchmark:
-        f"results/benchmarks/sweep/{{sweep}}/{POINT_PATTERN}.tsv"
+        f"results/benchmarks/sweep/points/{POINT_PATTERN}.tsv"
     conda:
         "../../environment.yml"
     threads: config["train"]["threads"]
