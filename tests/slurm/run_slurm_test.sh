@@ -189,7 +189,7 @@ print("   SLURM jobs of this run (scontrol show job):", dict(rules))
 bad = [(j["JobId"], j["rule"], j["JobState"]) for j in jobs if j["JobState"] != "COMPLETED"]
 assert not bad, f"SLURM jobs not COMPLETED: {bad}"
 n_points = len(list((local / "results/sweep").glob("*/lr~*/reg~*/filters~*/model.npz")))
-assert rules["train_point"] == n_points >= 4, (rules, n_points)
+assert rules["train_point"] == n_points >= 3, (rules, n_points)  # the demo grid shares one point
 asks = {j["rule"]: (j.get("TresPerJob") or "-", j["MinMemoryNode"], j["TimeLimit"], j["NumCPUs"]) for j in jobs}
 for rule, (gpu, mem, limit, cpus) in sorted(asks.items()):
     print(f"   {rule:18s} gpus {gpu:12s} mem {mem:6s} time {limit:9s} cpus {cpus}")
