@@ -67,7 +67,7 @@ def classification_report(y_true, y_pred, class_names: Sequence[str]) -> dict:
     """``test_accuracy, n_test, class_names, per_class, confusion, most_confused``.
 
     ``per_class[i]`` holds ``class, name, correct, total, accuracy, precision,
-    recall``; ``accuracy`` and ``recall`` are both the fraction of class-``i``
+    recall, f1``; ``accuracy`` and ``recall`` are both the fraction of class-``i``
     images predicted as ``i``. A class with no images has accuracy/recall 0.0;
     a class that is never predicted has precision 0.0 (not NaN).
     """
@@ -91,6 +91,7 @@ def classification_report(y_true, y_pred, class_names: Sequence[str]) -> dict:
                 "accuracy": recall,
                 "precision": precision,
                 "recall": recall,
+                "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
             }
         )
     return {

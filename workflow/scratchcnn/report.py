@@ -861,8 +861,7 @@ def build_context(
     ext_p = class_extremes(per_class, "precision")
     class_rows = []
     for r in per_class:
-        p, rc = float(r["precision"]), float(r["recall"])
-        f1 = 2 * p * rc / (p + rc) if p + rc > 0 else 0.0
+        p, rc, f1 = float(r["precision"]), float(r["recall"]), float(r["f1"])
         class_rows.append({
             "index": str(int(r["class"])),
             "name": tex_escape(r["name"]),
