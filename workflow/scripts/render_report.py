@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from scratchcnn import report
+from scratchcnn.checkpoint import load_checkpoint
 from scratchcnn.io import write_text_atomic
 
 
@@ -60,15 +61,6 @@ def read_data_meta(npz_path) -> dict:
             meta["class_names"] = [str(s) for s in z["class_names"]]
     meta["shapes"] = npy_shapes(npz_path)
     return meta
-
-
-def read_checkpoint(npz_path) -> tuple[dict, dict, dict]:
-    """``(arch, meta, arrays)`` of a checkpoint; ``arrays`` are the numeric arrays."""
-    with np.load(npz_path, allow_pickle=False) as z:
-        arch = json.loads(str(z["arch_json"]))
-        meta = json.loads(str(z["meta_json"])) if "meta_json" in z.files else {}
-        arrays = {k: z[k] for k in z.files if not k.endswith("_json")}
-    return arch, meta, arrays
 
 
 def read_json(path) -> dict:
@@ -104,7 +96,8 @@ def main(argv=None) -> int:
     # as LaTeX sees it: latexmk runs in the folder of the .tex
     fig_rel = Path(os.path.relpath(figures_dir.resolve(), out.parent.resolve())).as_posix()
 
-    arch, _, arrays = read_checkpoint(args.model)
+    checkpoint = load_checkpoint(args.model)
+    arch, arrays = checkpoint.arch, checkpoint.params
     context = report.build_context(
         test_metrics=read_json(args.test_metrics),
         summary=pd.read_csv(args.summary),
