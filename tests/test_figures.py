@@ -109,6 +109,12 @@ def build_all(lang: str) -> dict:
     }
 
 
+def plt_close(fig) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
 # --------------------------------------------------------------------------- file checks
 
 
@@ -154,7 +160,7 @@ def test_zh_uses_cjk_font():
 
 
 def test_zh_falls_back_to_english_without_cjk_font(monkeypatch, caplog, tmp_path):
-    monkeypatch.setattr(figures, "find_cjk_font", lambda: None)
+    monkeypatch.setattr(figures.style, "find_cjk_font", lambda: None)
     with caplog.at_level(logging.WARNING, logger="scratchcnn.figures"):
         lang = figures.setup_style("zh")
     assert lang == "en"
@@ -174,6 +180,19 @@ def test_setup_style_rejects_unknown_language():
 def test_labels_complete_in_both_languages():
     for key, entry in figures.LABELS.items():
         assert entry.get("zh") and entry.get("en"), key
+    for name, spec in figures.FIGURES.items():
+        assert spec.name == name
+        for text in (spec.title, spec.caption):
+            assert text.get("zh") and text.get("en"), name
+
+
+def test_each_figure_is_drawn_with_its_registry_title():
+    lang = figures.setup_style("en")
+    for name, build in build_all(lang).items():
+        fig = build()
+        shown = [ax.get_title() for ax in fig.axes] + [fig._suptitle.get_text() if fig._suptitle else ""]
+        assert figures.FIGURES[name].title["en"] in shown, name
+        plt_close(fig)
 
 
 def test_decay_epochs_from_lr_changes():
@@ -246,11 +265,12 @@ def inputs(tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("name", figures.FIGURES)
 def test_each_figure_alone_through_the_script(name, inputs, tmp_path):
-    """plot_figures.py builds NAME from only the flags NAME needs: valid PDF and PNG,
-    and no glyph missing from the fonts (no empty boxes instead of CJK text)."""
+    """plot_figures.py builds NAME from only the inputs its registry entry names: valid
+    PDF and PNG, and no glyph missing from the fonts (no empty boxes instead of CJK text)."""
     mod = load_script("plot_figures")
     argv = ["--which", name, "--out-dir", str(tmp_path), "--lang", "zh", "--dpi", "60"]
-    for flag in mod.NEEDS[name]:
+    for role in figures.FIGURES[name].inputs:
+        flag = "--" + role.replace("_", "-")
         argv += [flag, str(inputs[flag])]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

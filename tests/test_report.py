@@ -138,7 +138,7 @@ def fixture_inputs(weird=False) -> dict:
         "history": history,
         "best": {"lr": 0.01, "reg": 0.001, "filters": 64, "best_val_acc": 0.6531, "sweep": "filters",
                  "path": path},  # fmt: skip
-        "data_meta": {"seed": 0, "md5": "c58f30108f718f92721af3b95e74349a", "standardize": None,
+        "data_meta": {"split_seed": 0, "archive_md5": "c58f30108f718f92721af3b95e74349a", "standardize": None,
                       "class_names": names,
                       "shapes": {"x_train": [45000, 32, 32, 3], "x_val": [5000, 32, 32, 3],
                                  "x_test": [10000, 32, 32, 3]}},  # fmt: skip
@@ -379,7 +379,7 @@ def test_unescaped_or_missing_values_are_refused():
     with pytest.raises(ValueError):
         text(c)
     c = ctx()
-    c["test"]["acc_pct"] = 62.47  # numbers must be formatted in report.py
+    c["test"]["acc_pct"] = 62.47  # numbers must be formatted in scratchcnn.report
     with pytest.raises(ValueError):
         text(c)
 
@@ -589,7 +589,7 @@ def test_optional_fields_render():
                 versions={"python": "3.11.7", "numpy": "2.4.6", "cupy": "13.3.0"})  # fmt: skip
     inputs["final_metrics"]["backend"], inputs["final_metrics"]["device"] = "cupy", "NVIDIA H100 80GB HBM3"
     inputs["test_metrics"] = {**inputs["test_metrics"], "throughput": {}, "checkpoint": {}}
-    inputs["data_meta"] = {"seed": 7, "sizes": {"train": 45000, "val": 5000, "test": 10000},
+    inputs["data_meta"] = {"split_seed": 7, "n_train": 45000, "n_val": 5000, "n_test": 10000,
                            "standardize": {"mean": [0.49, 0.48, 0.45], "std": [0.25, 0.24, 0.26]}}  # fmt: skip
     c = R.build_context(**inputs)
     tex = text(c)

@@ -9,6 +9,7 @@ from snakemake.logging import logger
 from snakemake.utils import Paramspace, validate
 
 from scratchcnn import sweeps as sweeplib
+from scratchcnn.figures import FIGURES as FIGURE_REGISTRY
 
 # Step scripts import the scratchcnn package from workflow/ even where it is not
 # pip-installed (e.g. under --use-conda or on a cluster node).
@@ -70,19 +71,7 @@ def point_space(points):
 
 POINT_PATTERN = point_space([DEFAULT_POINT]).wildcard_pattern
 DATA = "results/data/cifar10.npz"
-FIGURES = [
-    "loss_curve",
-    "val_accuracy",
-    "sweep_heatmap",
-    "filters_sweep",
-    "per_class_accuracy",
-    "conv1_kernels",
-    "conv2_kernels",
-    "fc_weights",
-    "histograms",
-    "confusion_matrix",
-    "test_samples",
-]
+FIGURES = list(FIGURE_REGISTRY)
 
 
 def read_json(path):
@@ -136,30 +125,23 @@ def final_input(wildcards):
     return {"data": DATA}
 
 
-# Which results each figure is drawn from (flag of plot_figures.py -> file).
-FIGURE_INPUTS = {
-    "loss_curve": {"history": "results/final/history.csv"},
-    "val_accuracy": {"history": "results/final/history.csv"},
-    "sweep_heatmap": {"summary": "results/sweep/summary.csv"},
-    "filters_sweep": {"summary": "results/sweep/summary.csv"},
-    "per_class_accuracy": {"test_metrics": "results/final/test_metrics.json"},
-    "conv1_kernels": {"model": "results/final/model.npz"},
-    "conv2_kernels": {"model": "results/final/model.npz"},
-    "fc_weights": {
-        "model": "results/final/model.npz",
-        "test_metrics": "results/final/test_metrics.json",
-    },
-    "histograms": {"model": "results/final/model.npz"},
-    "confusion_matrix": {"test_metrics": "results/final/test_metrics.json"},
-    "test_samples": {
-        "data": DATA,
-        "predictions": "results/final/predictions.npz",
-        "test_metrics": "results/final/test_metrics.json",
-    },
+# The results file behind each input role a figure can read (scratchcnn.figures.INPUTS).
+RESULT_FILES = {
+    "history": "results/final/history.csv",
+    "summary": "results/sweep/summary.csv",
+    "model": "results/final/model.npz",
+    "test_metrics": "results/final/test_metrics.json",
+    "data": DATA,
+    "predictions": "results/final/predictions.npz",
 }
+
+
+def figure_inputs(wildcards):
+    """The files figure ``wildcards.name`` is drawn from, by input role (its registry entry)."""
+    return {role: RESULT_FILES[role] for role in FIGURE_REGISTRY[wildcards.name].inputs}
 
 
 def figure_flags(wildcards, input):
     return " ".join(
-        f"--{flag.replace('_', '-')} {path}" for flag, path in input.items()
+        f"--{role.replace('_', '-')} {path}" for role, path in input.items()
     )

@@ -1,6 +1,6 @@
 rule figure:
     input:
-        unpack(lambda w: FIGURE_INPUTS[w.name]),
+        unpack(figure_inputs),
     output:
         pdf="results/figures/{name}.pdf",
         png=report(
@@ -18,6 +18,8 @@ rule figure:
     params:
         flags=figure_flags,
         lang=config["report"]["language"],
+        # shown in Snakemake's HTML report (workflow/report/figure.rst)
+        caption=lambda w: FIGURE_REGISTRY[w.name].caption["en"],
     shell:
         "MPLBACKEND=Agg python workflow/scripts/plot_figures.py --which {wildcards.name}"
         " --out-dir results/figures --lang {params.lang} {params.flags} 2> {log}"

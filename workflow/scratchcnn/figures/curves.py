@@ -1,0 +1,79 @@
+"""Training curves of the final run: loss and accuracy per epoch."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .style import COLORS, new_figure, t, title
+
+
+def _decay_epochs(history: pd.DataFrame) -> list[tuple[int, float]]:
+    """(epoch, new lr) for every epoch whose lr differs from the epoch before."""
+    h = history.sort_values("epoch")
+    lr = h["lr"].to_numpy(dtype=float)
+    ep = h["epoch"].to_numpy()
+    return [(int(ep[i]), float(lr[i])) for i in range(1, len(lr)) if not np.isclose(lr[i], lr[i - 1])]
+
+
+def _mark_decays(ax, history: pd.DataFrame, lang: str) -> None:
+    """Dashed lines where the step decay took effect (between epoch e-1 and e);
+    the learning rates go into the legend, not over the curves."""
+    decays = _decay_epochs(history)
+    if not decays:
+        return
+    h = history.sort_values("epoch")
+    rates = [float(h["lr"].iloc[0])] + [lr for _, lr in decays]
+    label = f"{t('lr_decay', lang)} (η: {' → '.join(f'{r:g}' for r in rates)})"
+    for i, (e, _) in enumerate(decays):
+        ax.axvline(e - 0.5, color="0.45", ls="--", lw=1.0, label=label if i == 0 else None)
+
+
+def _epoch_axis(ax, history: pd.DataFrame, lang: str) -> None:
+    ax.set_xlabel(t("epoch", lang))
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    e = history["epoch"]
+    if len(e):
+        ax.set_xlim(float(e.min()) - 0.5, float(e.max()) + 0.5)
+
+
+def loss_curve(history: pd.DataFrame, lang: str) -> Figure:
+    """Training and validation loss per epoch, dashed lines at the lr decays."""
+    h = history.sort_values("epoch")
+    fig = new_figure(3.4)
+    ax = fig.add_subplot()
+    for col, key in (("train_loss", "train"), ("val_loss", "val")):
+        y = pd.to_numeric(h[col], errors="coerce")
+        ok = np.isfinite(y)
+        ax.plot(h["epoch"][ok], y[ok], marker="o", color=COLORS[key], label=t(key, lang))
+    _mark_decays(ax, h, lang)
+    _epoch_axis(ax, h, lang)
+    ax.set_ylabel(t("loss", lang))
+    ax.set_title(title("loss_curve", lang))
+    ax.legend(loc="best")
+    return fig
+
+
+def val_accuracy(history: pd.DataFrame, lang: str) -> Figure:
+    """Validation and training accuracy (%) per epoch, best validation epoch marked."""
+    h = history.sort_values("epoch")
+    fig = new_figure(3.4)
+    ax = fig.add_subplot()
+    for col, key in (("train_acc", "train"), ("val_acc", "val")):
+        y = 100 * pd.to_numeric(h[col], errors="coerce")
+        ok = np.isfinite(y)
+        ax.plot(h["epoch"][ok], y[ok], marker="o", color=COLORS[key], label=t(key, lang))
+    val = 100 * pd.to_numeric(h["val_acc"], errors="coerce")
+    if np.isfinite(val).any():
+        i = int(np.nanargmax(val.to_numpy()))
+        e, v = h["epoch"].iloc[i], val.iloc[i]
+        ax.plot([e], [v], marker="*", ms=12, color=COLORS["val"], ls="none", zorder=5,
+                label=f"{t('best_val', lang)}: {v:.2f}%")  # fmt: skip
+    _mark_decays(ax, h, lang)
+    _epoch_axis(ax, h, lang)
+    ax.set_ylabel(t("accuracy_pct", lang))
+    ax.set_title(title("val_accuracy", lang))
+    ax.legend(loc="best")
+    return fig

@@ -1,0 +1,121 @@
+"""The one list of the report's figures: each name with its drawing, inputs, title and caption.
+
+The rules (which files each figure job needs), the plot script (what it loads
+and draws), the report context (captions and paths) and the captions of
+Snakemake's HTML report all read :data:`FIGURES`. Adding a figure: a drawing
+function in the module of its subject, and one entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from . import curves, evaluation, sweeps, weights
+
+#: What each input role holds; the pipeline maps every role to one results file.
+INPUTS = {
+    "history": "history.csv of the final run (DataFrame)",
+    "summary": "results/sweep/summary.csv: every grid point (DataFrame)",
+    "model": "model.npz of the final run: its parameter arrays (dict)",
+    "test_metrics": "results/final/test_metrics.json (dict)",
+    "data": "results/data/cifar10.npz: x_test, y_test, class_names, meta",
+    "predictions": "results/final/predictions.npz: y_true, y_pred",
+}
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    name: str
+    subject: str  # the module that draws it: curves | sweeps | weights | evaluation
+    inputs: tuple[str, ...]  # roles of INPUTS it reads
+    draw: Callable[[Mapping[str, Any], str, int], Figure]  # (loaded inputs by role, lang, seed)
+    title: dict  # drawn on the figure, {"zh": ..., "en": ...}
+    caption: dict  # under the figure in the PDF report (zh) and Snakemake's HTML report (en)
+
+
+def _test_samples(i, lang, seed):
+    data, pred = i["data"], i["predictions"]
+    if len(pred["y_true"]) != len(data["y_test"]) or not np.array_equal(pred["y_true"], data["y_test"]):
+        raise ValueError("the predictions do not belong to the data file (their y_true differs from y_test)")
+    return evaluation.test_samples(
+        data["x_test"], pred["y_true"], pred["y_pred"], data["class_names"], lang,
+        standardize=data["meta"].get("standardize"), seed=seed,
+    )  # fmt: skip
+
+
+_SPECS = (
+    FigureSpec(
+        "loss_curve", "curves", ("history",),
+        lambda i, lang, seed: curves.loss_curve(i["history"], lang),
+        title={"zh": "最终模型的训练与验证损失", "en": "Training and validation loss of the final model"},
+        caption={"zh": "最终训练的训练损失与验证损失", "en": "Training and validation loss of the final training, per epoch"},
+    ),
+    FigureSpec(
+        "val_accuracy", "curves", ("history",),
+        lambda i, lang, seed: curves.val_accuracy(i["history"], lang),
+        title={"zh": "最终模型的训练与验证准确率", "en": "Training and validation accuracy of the final model"},
+        caption={"zh": "最终训练的训练准确率与验证准确率", "en": "Training and validation accuracy of the final training, per epoch"},
+    ),
+    FigureSpec(
+        "sweep_heatmap", "sweeps", ("summary",),
+        lambda i, lang, seed: sweeps.sweep_heatmap(i["summary"], lang),
+        title={"zh": "学习率 × 正则化网格搜索：最佳验证准确率", "en": "Learning-rate × regularization sweep: best validation accuracy"},
+        caption={"zh": "学习率与正则化强度查找的最好验证准确率", "en": "Best validation accuracy over the learning-rate x L2 grid"},
+    ),
+    FigureSpec(
+        "filters_sweep", "sweeps", ("summary",),
+        lambda i, lang, seed: sweeps.filters_sweep(i["summary"], lang),
+        title={"zh": "卷积核数量对验证准确率与训练耗时的影响", "en": "Validation accuracy and training time vs number of filters"},
+        caption={"zh": "卷积核数量对验证准确率与每个 epoch 耗时的影响", "en": "Best validation accuracy and seconds per epoch against the number of filters"},
+    ),
+    FigureSpec(
+        "per_class_accuracy", "evaluation", ("test_metrics",),
+        lambda i, lang, seed: evaluation.per_class_accuracy(i["test_metrics"], lang),
+        title={"zh": "各类别的测试准确率", "en": "Test accuracy per class"},
+        caption={"zh": "各类别的测试准确率", "en": "Test accuracy per class"},
+    ),
+    FigureSpec(
+        "conv1_kernels", "weights", ("model",),
+        lambda i, lang, seed: weights.conv1_kernels(i["model"]["W1"], lang),
+        title={"zh": "第一层卷积核 $W_1$（RGB，各核独立归一化）", "en": "First-layer kernels $W_1$ (RGB, each min-max scaled)"},
+        caption={"zh": "第一层卷积核（conv1）", "en": "First-layer kernels (conv1)"},
+    ),
+    FigureSpec(
+        "conv2_kernels", "weights", ("model",),
+        lambda i, lang, seed: weights.conv2_kernels(i["model"]["W2"], lang),
+        title={"zh": "第二层卷积核 $W_2$ 的第 1 个输入通道（各核独立归一化）", "en": "Second-layer kernels $W_2$, input channel 1 (each min-max scaled)"},
+        caption={"zh": "第二层卷积核（conv2）", "en": "Second-layer kernels (conv2)"},
+    ),
+    FigureSpec(
+        "fc_weights", "weights", ("model", "test_metrics"),
+        lambda i, lang, seed: weights.fc_weights(i["model"]["W3"], i["test_metrics"]["class_names"], lang),
+        title={"zh": "全连接层权重 $W_3$（特征 × 类别）", "en": "Fully connected weights $W_3$ (features × classes)"},
+        caption={"zh": "全连接层权重 $W_3$ 的热图", "en": "Heat map of the fully connected weights W3"},
+    ),
+    FigureSpec(
+        "histograms", "weights", ("model",),
+        lambda i, lang, seed: weights.histograms(i["model"], lang),
+        title={"zh": "最终模型参数的分布", "en": "Distributions of the final model's parameters"},
+        caption={"zh": "各层参数的分布", "en": "Distributions of every parameter array"},
+    ),
+    FigureSpec(
+        "confusion_matrix", "evaluation", ("test_metrics",),
+        lambda i, lang, seed: evaluation.confusion_matrix(i["test_metrics"]["confusion"], i["test_metrics"]["class_names"], lang),
+        title={"zh": "测试集混淆矩阵（颜色按行归一化，数字为样本数）", "en": "Test confusion matrix (colours row-normalized, numbers are counts)"},
+        caption={"zh": "测试集混淆矩阵", "en": "Test confusion matrix"},
+    ),
+    FigureSpec(
+        "test_samples", "evaluation", ("data", "predictions", "test_metrics"),
+        _test_samples,
+        title={"zh": "测试样本及其预测（红色为分类错误）", "en": "Test images with predictions (misclassified in red)"},
+        caption={"zh": "测试样本及其预测结果", "en": "Test images with their predictions"},
+    ),
+)  # fmt: skip
+
+#: name -> spec, in the report's order.
+FIGURES: dict[str, FigureSpec] = {s.name: s for s in _SPECS}
+assert set(i for s in _SPECS for i in s.inputs) <= set(INPUTS)

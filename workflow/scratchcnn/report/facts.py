@@ -1,0 +1,240 @@
+"""Facts derived from the results, as plain numbers: testable apart from any wording.
+
+Nothing here formats text or reads files. :mod:`.context` turns these facts
+into the pre-formatted strings the template prints.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import model as cnn
+from ..sweeps import HYPERPARAMETERS
+
+
+#: Test accuracy of the study being reproduced (61.3 %).
+STUDY_TEST_ACCURACY = 0.613
+
+#: The standard CIFAR-10 classes split into vehicles and animals (for a group comparison).
+VEHICLES = ("airplane", "automobile", "ship", "truck")
+ANIMALS = ("bird", "cat", "deer", "dog", "frog", "horse")
+
+#: Differences smaller than this many percentage points count as "equal".
+EQUAL_PP = 0.05
+#: A relative change of the validation loss over the last epochs below this counts as flat.
+FLAT_REL = 0.02
+
+
+def layer_table(arch: dict) -> list[dict]:
+    """Every layer's input and output shape (H, W, C) and parameter count.
+
+    ``params`` counts the learnable parameters, ``buffers`` the BN running
+    statistics (saved in the checkpoint, not trained). Pure function of ``arch``
+    (the ``arch_json`` of a checkpoint); the shapes come from the model itself.
+    """
+    shapes = {k: tuple(int(v) for v in t) for k, t in cnn.layer_shapes(arch).items()}
+    size = {k: int(np.prod(t)) for k, t in cnn.param_shapes(arch).items()}
+    k, s = int(arch["kernel_size"]), int(arch.get("stride", 1))
+    rows, cur = [], shapes["input"]
+    for i in (1, 2):
+        conv, pool = shapes[f"conv{i}"], shapes[f"pool{i}"]
+        rows += [
+            dict(name=f"conv{i}", kind="conv", input=cur, output=conv, params=size[f"W{i}"] + size[f"b{i}"],
+                 buffers=0, kernel=k, stride=s, padding=int(arch[f"padding{i}"]), filters=conv[2]),
+            dict(name=f"bn{i}", kind="batchnorm", input=conv, output=conv,
+                 params=size[f"gamma{i}"] + size[f"beta{i}"],
+                 buffers=size[f"running_mean{i}"] + size[f"running_var{i}"]),
+            dict(name=f"relu{i}", kind="relu", input=conv, output=conv, params=0, buffers=0),
+            dict(name=f"pool{i}", kind="maxpool", input=conv, output=pool, params=0, buffers=0,
+                 kernel=int(arch["pool_size"]), stride=int(arch["pool_stride"])),
+        ]  # fmt: skip
+        cur = pool
+    d, n_classes = int(np.prod(cur)), shapes["fc"][0]
+    rows += [
+        dict(name="flatten", kind="flatten", input=cur, output=(d,), params=0, buffers=0),
+        dict(name="fc", kind="affine", input=(d,), output=(n_classes,), params=size["W3"] + size["b3"], buffers=0),
+        dict(name="softmax", kind="softmax", input=(n_classes,), output=(n_classes,), params=0, buffers=0),
+    ]  # fmt: skip
+    return rows
+
+
+def compare(a, b, equal_pp=EQUAL_PP) -> str:
+    """``"above"``, ``"below"`` or ``"equal"``: fraction ``a`` against fraction ``b``."""
+    d = 100.0 * (float(a) - float(b))
+    if abs(d) < equal_pp:
+        return "equal"
+    return "above" if d > 0 else "below"
+
+
+def val_loss_trend(history, window=None, flat_rel=FLAT_REL) -> dict:
+    """How the validation loss behaves over the last ``window`` epochs.
+
+    ``direction`` is ``rising``, ``falling``, ``flat`` (least-squares change over
+    the window below ``flat_rel`` of its mean), ``short`` (fewer than 3 epochs)
+    or ``nonfinite`` (the loss diverged).
+    """
+    vl = [float(v) for v in history["val_loss"]]
+    ep = [int(e) for e in history["epoch"]]
+    n = len(vl)
+    if not all(math.isfinite(v) for v in vl):
+        return {"direction": "nonfinite", "window": n}
+    if n < 3:
+        return {"direction": "short", "window": n}
+    if window is None:
+        window = max(3, min(10, n // 4))
+    window = min(window, n)
+    y = np.array(vl[-window:])
+    x = np.arange(window, dtype=float)
+    slope, intercept = (float(v) for v in np.polyfit(x, y, 1))
+    change = slope * (window - 1)
+    # relative to the fitted value at the start of the window (the mean when that is not positive)
+    base = intercept if intercept > 0 else float(np.mean(y))
+    rel = change / base
+    direction = "flat" if abs(rel) < flat_rel else ("rising" if rel > 0 else "falling")
+    i_min = int(np.argmin(vl))
+    return {
+        "direction": direction,
+        "window": window,
+        "first_epoch": ep[-window],
+        "last_epoch": ep[-1],
+        "first": vl[-window],
+        "last": vl[-1],
+        "rel_change": rel,
+        "min_epoch": ep[i_min],
+        "min": vl[i_min],
+        "min_in_window": i_min >= n - window,
+    }
+
+
+def class_extremes(per_class: list[dict], key="accuracy") -> dict:
+    """The best and worst classes by ``key`` (all tied classes are listed)."""
+    vals = [float(r[key]) for r in per_class]
+    hi, lo = max(vals), min(vals)
+    return {
+        "best": [r for r in per_class if float(r[key]) == hi],
+        "worst": [r for r in per_class if float(r[key]) == lo],
+        "best_value": hi,
+        "worst_value": lo,
+    }
+
+
+def filter_cost(summary) -> dict | None:
+    """Seconds per epoch and best validation accuracy per filter count.
+
+    Uses the sweep in which ``filters`` takes the most distinct values (the
+    filters sweep); ``None`` when no sweep varies the filter count.
+    """
+    if summary is None or len(summary) == 0 or "filters" not in summary:
+        return None
+    best_sweep, best_n = None, 1
+    for name, g in summary.groupby("sweep", sort=False):
+        n = g["filters"].nunique()
+        if n > best_n:
+            best_sweep, best_n = name, n
+    if best_sweep is None:
+        return None
+    g = summary[summary["sweep"] == best_sweep]
+    ok = g[g["status"] == "ok"] if (g["status"] == "ok").any() else g
+    rows = []
+    for filt, gg in ok.groupby("filters", sort=False):
+        rows.append({
+            "filters": filt,
+            "seconds_per_epoch": float(gg["seconds_per_epoch"].mean()),
+            "best_val_acc": float(gg["best_val_acc"].max()),
+        })  # fmt: skip
+    rows.sort(key=lambda r: sort_key(r["filters"]))
+    if len(rows) < 2:
+        return None
+    lo, hi = rows[0], rows[-1]
+    base = lo["seconds_per_epoch"]
+    for r in rows:
+        r["ratio"] = r["seconds_per_epoch"] / base if base > 0 else float("nan")
+    try:
+        per_filter = (hi["seconds_per_epoch"] - lo["seconds_per_epoch"]) / (
+            float(hi["filters"]) - float(lo["filters"])
+        )
+    except (TypeError, ValueError, ZeroDivisionError):
+        per_filter = None
+    best_acc = max(rows, key=lambda r: r["best_val_acc"])
+    return {
+        "sweep": best_sweep,
+        "rows": rows,
+        "low": lo,
+        "high": hi,
+        "ratio": hi["ratio"],
+        "per_filter_seconds": per_filter,
+        "cost_direction": compare(hi["seconds_per_epoch"], lo["seconds_per_epoch"], 1e-9),
+        "acc_direction": compare(hi["best_val_acc"], lo["best_val_acc"]),
+        "best_acc_filters": best_acc["filters"],
+    }
+
+
+def sort_key(v):
+    try:
+        return (0, float(v), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(v))
+
+
+def same_point(row, best, tol=1e-12) -> bool:
+    """Whether summary row ``row`` is the grid point ``best`` (every hyperparameter equal)."""
+    for key in HYPERPARAMETERS:
+        a, b = float(row[key]), float(best[key])
+        if abs(a - b) > tol * max(1.0, abs(a), abs(b)):
+            return False
+    return True
+
+
+def selection(summary, best: dict) -> dict:
+    """Where the chosen point stands among all grid points (ties and margins)."""
+    ok = summary[summary["status"] == "ok"]
+    is_chosen = summary.apply(lambda r: same_point(r, best), axis=1)
+    others = ok[~is_chosen.loc[ok.index]] if len(ok) else ok
+    chosen_acc = float(best["best_val_acc"])
+    runner = None
+    if len(others):
+        r = others.loc[others["best_val_acc"].astype(float).idxmax()]
+        runner = {"sweep": r["sweep"], "lr": r["lr"], "reg": r["reg"], "filters": r["filters"],
+                  "best_val_acc": float(r["best_val_acc"])}  # fmt: skip
+    max_acc = float(ok["best_val_acc"].max()) if len(ok) else chosen_acc
+    return {
+        "n_points": int(len(summary)),
+        "n_unique": int(summary[list(HYPERPARAMETERS)].astype(str).drop_duplicates().shape[0]),
+        "n_ok": int(len(ok)),
+        "n_diverged": int((summary["status"] == "diverged").sum()),
+        "is_max": chosen_acc >= max_acc - 1e-12,
+        "runner_up": runner,
+        "margin_pp": None if runner is None else 100.0 * (chosen_acc - runner["best_val_acc"]),
+        "max_acc": max_acc,
+    }
+
+
+def finite(x) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def array_stats(arrays: dict) -> dict:
+    """Shape, size, mean, std, min, max of each array (host NumPy arrays)."""
+    out = {}
+    for name, a in arrays.items():
+        a = np.asarray(a, dtype=np.float64)
+        out[name] = {"shape": list(a.shape), "size": int(a.size), "mean": float(a.mean()),
+                     "std": float(a.std()), "min": float(a.min()), "max": float(a.max())}  # fmt: skip
+    return out
+
+
+def group_means(per_class: list[dict]) -> dict | None:
+    """Mean accuracy of the vehicle and the animal classes; None for other class sets."""
+    names = [str(r["name"]) for r in per_class]
+    if sorted(names) != sorted(VEHICLES + ANIMALS):
+        return None
+
+    def mean(group):
+        return float(np.mean([float(r["accuracy"]) for r in per_class if r["name"] in group]))
+
+    return {"vehicles": mean(VEHICLES), "animals": mean(ANIMALS)}

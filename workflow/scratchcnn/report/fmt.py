@@ -1,0 +1,75 @@
+"""Numbers as the report prints them: percentages, decimals, hyperparameters, durations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .latex import TexStr
+
+
+def pct(x, digits=2) -> str:
+    """A fraction as a percentage number without the sign: ``0.6247 -> "62.47"``."""
+    return f"{100.0 * float(x):.{digits}f}"
+
+
+def fixed(x, digits=4) -> str:
+    return f"{float(x):.{digits}f}"
+
+
+def integer(x) -> str:
+    return f"{int(round(float(x))):,}"
+
+
+def plain(x) -> str:
+    """A hyper-parameter as written in a config: ``0.001``, ``1e-05 -> 0.00001``, ``64``."""
+    x = float(x)
+    if x == int(x) and abs(x) < 1e15:
+        return str(int(x))
+    return np.format_float_positional(x, trim="-")
+
+
+def seconds(x) -> str:
+    x = float(x)
+    return f"{x:.2f}" if x < 10 else f"{x:.1f}"
+
+
+def stat(x, digits=4) -> str:
+    """A statistic with fixed decimals and no negative zero."""
+    out = f"{float(x):.{digits}f}"
+    return out[1:] if out.startswith("-") and float(out) == 0 else out
+
+
+def duration(sec) -> dict:
+    """``{"value", "unit"}`` with unit ``s`` below 2 minutes, ``min`` below 2 hours, else ``h``."""
+    sec = float(sec)
+    if sec < 120:
+        return {"value": seconds(sec), "unit": "s"}
+    if sec < 7200:
+        return {"value": f"{sec / 60:.1f}", "unit": "min"}
+    return {"value": f"{sec / 3600:.2f}", "unit": "h"}
+
+
+def ratio(x) -> str:
+    return f"{float(x):.2f}"
+
+
+def shape(t) -> TexStr:
+    """A shape for math mode: ``(32, 32, 3) -> 32\\times 32\\times 3``."""
+    return TexStr(r"\times ".join(str(int(v)) for v in t))
+
+
+def loss(x):
+    """A loss with 4 decimals, or None when it is not finite (a diverged run)."""
+    x = float(x)
+    return fixed(x, 4) if math.isfinite(x) else None
+
+
+def norm_value(v):
+    """``32.0 -> 32``, ``0.5 -> 0.5``; a value that is not a number is kept."""
+    try:
+        f = float(v)
+        return int(f) if f == int(f) else f
+    except (TypeError, ValueError):
+        return v
