@@ -94,7 +94,11 @@ def build_all(lang: str) -> dict:
     history, summary, params = make_history(), make_summary(), make_params()
     tm = make_test_metrics()
     y_true, y_pred, _ = make_predictions()
+    arch = {"input_shape": [32, 32, 3], "num_classes": 10, "filters1": 16, "filters2": 24, "kernel_size": 3,
+            "padding1": 1, "padding2": 0, "stride": 1, "pool_size": 2, "pool_stride": 2, "bn_eps": 1e-5}  # fmt: skip
     return {
+        "network": lambda: figures.network_diagram(arch, lang),
+        "activations": lambda: figures.activation_functions(lang),
         "loss_curve": lambda: figures.loss_curve(history, lang),
         "val_accuracy": lambda: figures.val_accuracy(history, lang),
         "sweep_heatmap": lambda: figures.sweep_heatmap(summary, lang),

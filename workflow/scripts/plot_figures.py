@@ -67,7 +67,7 @@ def _read_npz(path) -> dict:
 READERS = {
     "history": pd.read_csv,
     "summary": pd.read_csv,
-    "model": lambda path: load_checkpoint(path).params,
+    "model": load_checkpoint,
     "test_metrics": lambda path: json.loads(Path(path).read_text(encoding="utf-8")),
     "data": _read_data,
     "predictions": _read_npz,

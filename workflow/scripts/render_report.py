@@ -108,6 +108,7 @@ def main(argv=None) -> int:
         final_metrics=read_json(args.final_metrics),
         figures_dir=fig_rel,
         param_stats=report.array_stats(arrays),
+        first_layer=arrays["W1"],
         study_accuracy=args.study_accuracy,
     )
     text = report.render(args.template, context)

@@ -14,13 +14,13 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from . import curves, evaluation, sweeps, weights
+from . import curves, evaluation, network, sweeps, weights
 
 #: What each input role holds; the pipeline maps every role to one results file.
 INPUTS = {
     "history": "history.csv of the final run (DataFrame)",
     "summary": "results/sweep/summary.csv: every grid point (DataFrame)",
-    "model": "model.npz of the final run: its parameter arrays (dict)",
+    "model": "model.npz of the final run (a Checkpoint: .params, .arch)",
     "test_metrics": "results/final/test_metrics.json (dict)",
     "data": "results/data/cifar10.npz: x_test, y_test, class_names, meta",
     "predictions": "results/final/predictions.npz: y_true, y_pred",
@@ -30,7 +30,7 @@ INPUTS = {
 @dataclass(frozen=True)
 class FigureSpec:
     name: str
-    subject: str  # the module that draws it: curves | sweeps | weights | evaluation
+    subject: str  # the module that draws it: network | curves | sweeps | weights | evaluation
     inputs: tuple[str, ...]  # roles of INPUTS it reads
     draw: Callable[[Mapping[str, Any], str, int], Figure]  # (loaded inputs by role, lang, seed)
     title: dict  # drawn on the figure, {"zh": ..., "en": ...}
@@ -48,6 +48,18 @@ def _test_samples(i, lang, seed):
 
 
 _SPECS = (
+    FigureSpec(
+        "network", "network", ("model",),
+        lambda i, lang, seed: network.network_diagram(i["model"].arch, lang),
+        title={"zh": "网络结构：各层的输出形状与参数量", "en": "The network: output shape and parameters of each layer"},
+        caption={"zh": "由检查点中的网络结构绘制的网络示意图", "en": "The network drawn from the checkpoint's architecture"},
+    ),
+    FigureSpec(
+        "activations", "network", (),
+        lambda i, lang, seed: network.activation_functions(lang),
+        title={"zh": "ReLU、sigmoid 与 tanh 及其导数", "en": "ReLU, sigmoid and tanh and their derivatives"},
+        caption={"zh": "三种激活函数（左）及其导数（右）", "en": "Three activation functions (left) and their derivatives (right)"},
+    ),
     FigureSpec(
         "loss_curve", "curves", ("history",),
         lambda i, lang, seed: curves.loss_curve(i["history"], lang),
@@ -80,25 +92,25 @@ _SPECS = (
     ),
     FigureSpec(
         "conv1_kernels", "weights", ("model",),
-        lambda i, lang, seed: weights.conv1_kernels(i["model"]["W1"], lang),
+        lambda i, lang, seed: weights.conv1_kernels(i["model"].params["W1"], lang),
         title={"zh": "第一层卷积核 $W_1$（RGB，各核独立归一化）", "en": "First-layer kernels $W_1$ (RGB, each min-max scaled)"},
         caption={"zh": "第一层卷积核（conv1）", "en": "First-layer kernels (conv1)"},
     ),
     FigureSpec(
         "conv2_kernels", "weights", ("model",),
-        lambda i, lang, seed: weights.conv2_kernels(i["model"]["W2"], lang),
+        lambda i, lang, seed: weights.conv2_kernels(i["model"].params["W2"], lang),
         title={"zh": "第二层卷积核 $W_2$ 的第 1 个输入通道（各核独立归一化）", "en": "Second-layer kernels $W_2$, input channel 1 (each min-max scaled)"},
         caption={"zh": "第二层卷积核（conv2）", "en": "Second-layer kernels (conv2)"},
     ),
     FigureSpec(
         "fc_weights", "weights", ("model", "test_metrics"),
-        lambda i, lang, seed: weights.fc_weights(i["model"]["W3"], i["test_metrics"]["class_names"], lang),
+        lambda i, lang, seed: weights.fc_weights(i["model"].params["W3"], i["test_metrics"]["class_names"], lang),
         title={"zh": "全连接层权重 $W_3$（特征 × 类别）", "en": "Fully connected weights $W_3$ (features × classes)"},
         caption={"zh": "全连接层权重 $W_3$ 的热图", "en": "Heat map of the fully connected weights W3"},
     ),
     FigureSpec(
         "histograms", "weights", ("model",),
-        lambda i, lang, seed: weights.histograms(i["model"], lang),
+        lambda i, lang, seed: weights.histograms(i["model"].params, lang),
         title={"zh": "最终模型参数的分布", "en": "Distributions of the final model's parameters"},
         caption={"zh": "各层参数的分布", "en": "Distributions of every parameter array"},
     ),

@@ -91,6 +91,23 @@ LABELS: dict[str, dict[str, str]] = {
     "row_share": {"zh": "占该真实类别的比例 (%)", "en": "Share of the true class (%)"},
     "pred_short": {"zh": "预测", "en": "pred"},
     "true_short": {"zh": "真实", "en": "true"},
+    "layer": {"zh": "层", "en": "Layer"},
+    "output_shape": {"zh": "输出形状", "en": "Output shape"},
+    "n_params": {"zh": "参数量", "en": "Parameters"},
+    "total": {"zh": "合计", "en": "Total"},
+    "kind_input": {"zh": "输入", "en": "input"},
+    "kind_conv": {"zh": "卷积", "en": "convolution"},
+    "kind_batchnorm": {"zh": "批归一化", "en": "batch norm"},
+    "kind_relu": {"zh": "ReLU", "en": "ReLU"},
+    "kind_maxpool": {"zh": "最大池化", "en": "max pooling"},
+    "kind_flatten": {"zh": "展平", "en": "flatten"},
+    "kind_affine": {"zh": "全连接", "en": "fully connected"},
+    "kind_softmax": {"zh": "softmax", "en": "softmax"},
+    "activation": {"zh": "激活函数 $f(x)$", "en": "Activation $f(x)$"},
+    "derivative": {"zh": "导数 $f'(x)$", "en": "Derivative $f'(x)$"},
+    "act_relu": {"zh": "ReLU", "en": "ReLU"},
+    "act_sigmoid": {"zh": "sigmoid", "en": "sigmoid"},
+    "act_tanh": {"zh": "tanh", "en": "tanh"},
 }
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..figures.registry import FIGURES
+from ..figures.style import t as label
+from .. import study
 from ..sweeps import HYPERPARAMETERS
 from . import facts
 from .fmt import duration, fixed, integer, loss, norm_value, pct, plain, ratio, seconds, shape, stat
@@ -142,6 +144,7 @@ def layers_context(layers: list[dict]) -> list[dict]:
     return [{
         "name": tex_escape(r["name"]),
         "kind": r["kind"],
+        "kind_name": tex_escape(label("kind_" + r["kind"], "zh")),
         "input": shape(r["input"]),
         "output": shape(r["output"]),
         "input_h": str(r["input"][0]),
@@ -518,6 +521,81 @@ def _param_stats_context(param_stats) -> list[dict] | None:
     return rows
 
 
+# ---------------------------------------------------------------------------- the study, the method, the kernels
+
+
+def _our_seconds(summary, filters: int):
+    rows = summary[(summary["filters"].astype(float) == filters) & (summary["status"] == "ok")]
+    return float(rows["seconds_per_epoch"].mean()) if len(rows) else None
+
+
+def study_context(summary, test_acc: float, hp: dict, final_metrics: dict) -> dict:
+    """The study's stated numbers beside ours (:mod:`scratchcnn.study`)."""
+    speed = []
+    for filters, theirs in sorted(study.SECONDS_PER_EPOCH.items()):
+        ours = _our_seconds(summary, filters)
+        speed.append({"filters": str(filters), "study": duration(theirs),
+                      "ours": duration(ours) if ours is not None else None})  # fmt: skip
+    oom = []
+    for filters in study.OUT_OF_MEMORY_FILTERS:
+        ours = _our_seconds(summary, filters)
+        oom.append({"filters": str(filters), "ours": duration(ours) if ours is not None else None})
+    return {
+        "abstract_pct": pct(study.TEST_ACCURACY_ABSTRACT, 1),
+        "section7_pct": pct(study.TEST_ACCURACY_SECTION_7, 1),
+        "ours_pct": pct(test_acc),
+        "vs_abstract": facts.compare(test_acc, study.TEST_ACCURACY_ABSTRACT),
+        "vs_section7": facts.compare(test_acc, study.TEST_ACCURACY_SECTION_7),
+        "chosen_lr": plain(study.CHOSEN["lr"]),
+        "chosen_reg": plain(study.CHOSEN["reg"]),
+        "speed": speed,
+        "oom": oom,
+        "gpu_memory_gb": str(study.GPU_MEMORY_GB),
+        "device": tex_escape(final_metrics.get("device") or "?"),
+        "lr_decay": plain(hp["lr_decay"]),
+    }
+
+
+def method_context(data_meta: dict, arch: dict, hp: dict, summary) -> dict:
+    """Numbers for the method sections: mini-batch against full batch, sweep length against the final run."""
+    n_train = (data_meta.get("shapes") or {}).get("x_train", [data_meta.get("n_train") or 0])[0]
+    batch = int(hp["batch_size"])
+    conv1 = cnn_layer_output(arch, "conv1")
+    sweep_epochs = int(summary["epochs"].max()) if len(summary) else None
+    return {
+        "n_train": integer(n_train),
+        "updates_per_epoch": integer(-(-int(n_train) // batch)) if n_train else None,
+        "conv1_shape": shape(conv1),
+        "full_batch_gb": f"{facts.full_batch_bytes(n_train, conv1) / 1e9:.1f}",
+        "batch_mb": f"{facts.full_batch_bytes(batch, conv1) / 1e6:.1f}",
+        "sweep_epochs": str(sweep_epochs) if sweep_epochs else None,
+        "sweep_same_length": sweep_epochs is not None and hp.get("epochs") is not None
+        and sweep_epochs == int(hp["epochs"]),
+    }
+
+
+def cnn_layer_output(arch: dict, name: str) -> tuple:
+    return next(tuple(r["output"]) for r in facts.layer_table(arch) if r["name"] == name)
+
+
+def kernels_context(W1) -> dict | None:
+    """The reading of the first-layer kernels, from :func:`.facts.first_layer_kernels`."""
+    if W1 is None:
+        return None
+    k = facts.first_layer_kernels(W1)
+    return {
+        "n": str(k["n"]),
+        "n_colour": str(k["n_colour"]),
+        "n_edge": str(k["n_edge"]),
+        "n_grey_edge": str(k["n_grey_edge"]),
+        "mean_flat_pct": pct(k["mean_flat_share"], 1),
+        "mean_chroma_pct": pct(k["mean_chroma_share"], 1),
+        "flat_share_pct": pct(k["flat_share"], 0),
+        "grey_share_pct": pct(k["grey_share"], 0),
+        "mostly": "colour" if k["n_colour"] > k["n_edge"] else "edge" if k["n_edge"] > k["n_colour"] else "equal",
+    }
+
+
 # ---------------------------------------------------------------------------- the whole report
 
 
@@ -532,6 +610,7 @@ def build_context(
     figures_dir: str,
     *,
     param_stats: dict | None = None,
+    first_layer: "np.ndarray | None" = None,
     study_accuracy: float = facts.STUDY_TEST_ACCURACY,
 ) -> dict:
     """Everything the template needs, as pre-formatted strings and computed facts.
@@ -541,7 +620,8 @@ def build_context(
     file, optionally with ``shapes`` (array name -> shape) and ``class_names``;
     ``arch`` is the checkpoint's ``arch_json``; ``figures_dir`` is the figures
     folder as the LaTeX run will see it (relative to the folder of the .tex);
-    ``param_stats`` is optional (:func:`.facts.array_stats` of the checkpoint arrays).
+    ``param_stats`` is optional (:func:`.facts.array_stats` of the checkpoint arrays),
+    and so is ``first_layer``, the checkpoint's ``W1`` (for the reading of its kernels).
     """
     layers = facts.layer_table(arch)
     hp = final_metrics.get("hyperparameters") or test_metrics.get("hyperparameters") or {}
@@ -569,4 +649,7 @@ def build_context(
         "classes": classes_context(test_metrics),
         "figures": figures_context(figures_dir),
         "param_stats": _param_stats_context(param_stats),
+        "study": study_context(summary, float(test_metrics["test_accuracy"]), hp, final_metrics),
+        "method": method_context(data_meta, arch, hp, summary),
+        "kernels": kernels_context(first_layer),
     }
