@@ -620,3 +620,34 @@ def test_synthetic_data_and_diverged_loss_are_said():
     assert c["val_loss"]["direction"] == "nonfinite"
     tex = text(c)
     assert "非有限值（训练发散）" in tex and not re.search(r"\bnan\b", tex.lower())
+
+
+def test_first_layer_kernels_tells_colour_from_edges():
+    """A flat red kernel is a colour detector; a vertical grey edge and a red/green edge are edge
+    detectors, and only the grey one is a luminance edge."""
+    k = 3
+    flat_red = np.zeros((k, k, 3))
+    flat_red[..., 0] = 1.0
+    grey_edge = np.zeros((k, k, 3))
+    grey_edge[:, 0, :], grey_edge[:, 2, :] = -1.0, 1.0
+    colour_edge = np.zeros((k, k, 3))
+    colour_edge[:, 0, 0], colour_edge[:, 2, 1] = 1.0, 1.0
+    colour_edge[:, 0, 1], colour_edge[:, 2, 0] = -1.0, -1.0
+    facts = R.facts.first_layer_kernels(np.stack([flat_red, grey_edge, colour_edge]))
+    assert (facts["n"], facts["n_colour"], facts["n_edge"], facts["n_grey_edge"]) == (3, 1, 2, 1)
+    # flat share: 1 (all of the red kernel is constant), 0, 0
+    assert facts["mean_flat_share"] == pytest.approx(1 / 3)
+    # chroma share: red alone -> 2/3 of its energy off the grey mean; grey edge 0; red/green edge 1
+    assert facts["mean_chroma_share"] == pytest.approx((2 / 3 + 0 + 1) / 3)
+
+
+def test_full_batch_bytes():
+    assert R.facts.full_batch_bytes(45000, (32, 32, 32)) == 45000 * 32 * 32 * 32 * 4
+
+
+def test_report_states_the_sweep_length_honestly():
+    final_epochs = HP["epochs"]
+    same = text(ctx(summary=make_summary().assign(epochs=final_epochs)))
+    assert f"每个点都用与最终训练相同的方法训练（同为 {final_epochs} 个 epoch）" in same
+    shorter = text(ctx(summary=make_summary().assign(epochs=5)))
+    assert f"每个点都用与最终训练相同的方法训练（但只训练 5 个 epoch，最终训练为 {final_epochs} 个）" in shorter

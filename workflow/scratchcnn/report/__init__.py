@@ -6,6 +6,7 @@ formats and :mod:`.latex` the escaping and the jinja2 environment. The wording
 lives in ``report/report.tex.j2``. No file I/O here except reading the template.
 """
 
+from . import facts
 from .context import build_context
 from .facts import (
     STUDY_TEST_ACCURACY,
@@ -28,5 +29,5 @@ __all__ = [
     "build_context", "STUDY_TEST_ACCURACY", "array_stats", "class_extremes", "compare", "filter_cost",
     "layer_table", "selection", "val_loss_trend", "duration", "fixed", "integer", "pct", "plain", "ratio",
     "seconds", "shape", "stat", "TexStr", "make_environment", "render", "tex_escape", "tex_file", "tex_path",
-    "FIGURES",
+    "FIGURES", "facts",
 ]  # fmt: skip
