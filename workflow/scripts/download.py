@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from scratchcnn import cifar
-from scratchcnn.io import setup_logging
+from scratchcnn.logs import setup_logging
 
 
 def main(argv=None) -> int:

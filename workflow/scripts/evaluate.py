@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 
-from scratchcnn.io import setup_logging
+from scratchcnn.logs import setup_logging
 from scratchcnn.backend import get_backend
 from scratchcnn.checkpoint import CheckpointError, load_checkpoint
 from scratchcnn.io import save_npz_atomic, write_json_atomic, write_text_atomic

@@ -14,7 +14,7 @@ import argparse
 import logging
 import sys
 
-from scratchcnn.io import setup_logging
+from scratchcnn.logs import setup_logging
 from scratchcnn import cifar
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from scratchcnn import figures
 from scratchcnn.checkpoint import load_checkpoint
-from scratchcnn.io import setup_logging
+from scratchcnn.logs import setup_logging
 
 
 def _flag(role: str) -> str:

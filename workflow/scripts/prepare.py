@@ -20,7 +20,7 @@ import sys
 import time
 
 from scratchcnn import cifar
-from scratchcnn.io import setup_logging
+from scratchcnn.logs import setup_logging
 from scratchcnn.io import save_npz_atomic
 
 
