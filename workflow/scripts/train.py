@@ -27,7 +27,7 @@ from scratchcnn.logs import setup_logging
 from scratchcnn import model as cnn
 from scratchcnn import training
 from scratchcnn.backend import BackendError, get_backend
-from scratchcnn.checkpoint import save_checkpoint
+from scratchcnn.checkpoint import load_train_state, save_checkpoint, save_train_state
 from scratchcnn.devices import GpuClaimError, claim_gpu, count_gpus
 from scratchcnn.io import atomic_path, write_json_atomic
 from scratchcnn.provenance import provenance
@@ -112,7 +112,7 @@ def run(args, held: contextlib.ExitStack) -> int:
     # a snapshot is reused only by the same run on the same data and backend
     fingerprint = hashlib.sha256(json.dumps([run_config, backend.name], sort_keys=True).encode()).hexdigest()
     state_path = out / "state.npz"
-    state = training.load_train_state(state_path, fingerprint, backend)
+    state = load_train_state(state_path, fingerprint, backend)
     if state is None:
         params, bn_state = cnn.init_params(arch, cfg.seed, backend)
         state = training.TrainState(params, bn_state)
@@ -120,7 +120,7 @@ def run(args, held: contextlib.ExitStack) -> int:
         log.info("resuming after epoch %d (%s) from %s", state.epoch, state.status, state_path)
 
     def snapshot(s):
-        training.save_train_state(state_path, s, fingerprint, to_host=backend.to_host)
+        save_train_state(state_path, s, fingerprint, to_host=backend.to_host)
 
     started = time.perf_counter()
     n_batches = -(-len(data["x_train"]) // cfg.batch_size)
