@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cifar_fixtures import write_prepared
 from scratchcnn import backend as backend_lib
 from scratchcnn import devices
 from scratchcnn.devices import GpuClaimError, claim_gpu
@@ -197,8 +198,7 @@ def _tiny_dataset(path):
     rng = np.random.default_rng(0)
     x = rng.random((24, 32, 32, 3), dtype=np.float32)
     y = np.arange(24) % 10
-    np.savez(path, x_train=x[:16], y_train=y[:16], x_val=x[16:], y_val=y[16:])
-    return path
+    return write_prepared(path, x_train=x[:16], y_train=y[:16], x_val=x[16:], y_val=y[16:])
 
 
 @pytest.mark.parametrize("device, gpus, expected", [("gpu", 2, 0), ("cpu", 2, None), ("auto", 0, None)])

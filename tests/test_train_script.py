@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cifar_fixtures import write_prepared
 from scratchcnn.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,8 +26,7 @@ def data(tmp_path_factory):
     y = np.arange(600) % 10
     x = rng.random((600, 32, 32, 3), dtype=np.float32) * 0.5
     x[..., 0] += (y / 10)[:, None, None]  # a learnable signal in the red channel
-    np.savez(path, x_train=x[:500], y_train=y[:500], x_val=x[500:], y_val=y[500:])
-    return path
+    return write_prepared(path, x_train=x[:500], y_train=y[:500], x_val=x[500:], y_val=y[500:])
 
 
 def command(data, out, *extra):

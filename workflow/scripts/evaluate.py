@@ -25,6 +25,7 @@ import numpy as np
 from scratchcnn.logs import setup_logging
 from scratchcnn.backend import get_backend
 from scratchcnn.checkpoint import CheckpointError, load_checkpoint
+from scratchcnn.data import DataError, load_prepared
 from scratchcnn.io import save_npz_atomic, write_json_atomic, write_text_atomic
 from scratchcnn.metrics import classification_report, cross_entropy_from_logits, softmax
 from scratchcnn.model import predict_logits
@@ -43,14 +44,8 @@ def hyperparameters(meta: dict, arch: dict) -> dict:
 
 def load_test_data(path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``x_test``, ``y_test`` and the class names only (the training arrays stay on disk)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"data file {path} does not exist (run the prepare step first)")
-    with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in ("x_test", "y_test", "class_names") if k not in z.files]
-        if missing:
-            raise ValueError(f"{path} lacks {', '.join(missing)}: not a prepared cifar10.npz")
-        return z["x_test"], z["y_test"].astype(np.int64), [str(c) for c in z["class_names"]]
+    data = load_prepared(path, arrays=("x_test", "y_test"))
+    return data.arrays["x_test"], data.arrays["y_test"].astype(np.int64), data.class_names
 
 
 def predict(params, arch, x, backend, batch_size: int) -> tuple[np.ndarray, float]:
@@ -159,7 +154,7 @@ def main(argv=None) -> int:
             p.error("--config-json must hold a JSON object")
     try:
         run_evaluation(args.model, args.data, args.out_dir, args.device, args.batch_size, config)
-    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+    except (CheckpointError, DataError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

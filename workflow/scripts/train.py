@@ -28,6 +28,7 @@ from scratchcnn import model as cnn
 from scratchcnn import training
 from scratchcnn.backend import BackendError, get_backend
 from scratchcnn.checkpoint import load_train_state, save_checkpoint, save_train_state
+from scratchcnn.data import DataError, load_prepared
 from scratchcnn.devices import GpuClaimError, claim_gpu, count_gpus
 from scratchcnn.io import atomic_path, write_json_atomic
 from scratchcnn.provenance import provenance
@@ -63,8 +64,7 @@ def parse_args(argv=None):
 
 
 def load_data(path, backend, subset=0):
-    with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in ("x_train", "y_train", "x_val", "y_val")}
+    data = load_prepared(path, arrays=("x_train", "y_train", "x_val", "y_val")).arrays
     if subset:
         data["x_train"], data["y_train"] = data["x_train"][:subset], data["y_train"][:subset]
     # the whole split lives on the device for the run: no per-batch host copies
@@ -106,7 +106,11 @@ def run(args, held: contextlib.ExitStack) -> int:
     out.mkdir(parents=True, exist_ok=True)
     log.info("backend %s on %s; arch %s; %s", backend.name, backend.device_name, arch, cfg)
 
-    data = load_data(args.data, backend, args.train_subset)
+    try:
+        data = load_data(args.data, backend, args.train_subset)
+    except DataError as exc:
+        log.error("%s", exc)
+        return 1
     log.info("data: %d training and %d validation images", len(data["x_train"]), len(data["x_val"]))
 
     # a snapshot is reused only by the same run on the same data and backend
