@@ -11,15 +11,12 @@ import math
 import numpy as np
 
 from .. import model as cnn
+from ..data.classes import ANIMALS, VEHICLES
 from ..sweeps import HYPERPARAMETERS
 
 
 #: Test accuracy of the study being reproduced (61.3 %).
 STUDY_TEST_ACCURACY = 0.613
-
-#: The standard CIFAR-10 classes split into vehicles and animals (for a group comparison).
-VEHICLES = ("airplane", "automobile", "ship", "truck")
-ANIMALS = ("bird", "cat", "deer", "dog", "frog", "horse")
 
 #: Differences smaller than this many percentage points count as "equal".
 EQUAL_PP = 0.05
