@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from cifar_fixtures import write_prepared
+from recipe import train_argv
 from scratchcnn import backend as backend_lib
 from scratchcnn import devices
 from scratchcnn.devices import GpuClaimError, claim_gpu
@@ -212,8 +213,8 @@ def test_train_script_claims_a_gpu_only_on_a_gpu_run(tmp_path, monkeypatch, devi
     )
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     locks, out = tmp_path / "locks", tmp_path / "out"
-    argv = ["--data", str(_tiny_dataset(tmp_path / "data.npz")), "--out-dir", str(out), "--filters", "2",
-            "--epochs", "1", "--batch-size", "8", "--device", device, "--gpu-lock-dir", str(locks)]  # fmt: skip
+    argv = train_argv(_tiny_dataset(tmp_path / "data.npz"), out, filters=2, epochs=1, batch_size=8, device=device)
+    argv += ["--gpu-lock-dir", str(locks)]
     assert train.main(argv) == 0
     assert asked == [expected]
     assert json.loads((out / "metrics.json").read_text())["device_id"] == expected

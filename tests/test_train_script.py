@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from cifar_fixtures import write_prepared
+from recipe import train_argv
 from scratchcnn.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,8 +31,9 @@ def data(tmp_path_factory):
 
 
 def command(data, out, *extra):
-    return [sys.executable, str(SCRIPT), "--data", str(data), "--out-dir", str(out), "--filters", "4",
-            "--batch-size", "50", "--epochs", "4", "--lr-step", "2", "--device", "cpu", *extra]  # fmt: skip
+    """The schema's recipe, small; ``extra`` flags come last and so win."""
+    small = train_argv(data, out, filters=4, batch_size=50, epochs=4, lr_step=2, device="cpu")
+    return [sys.executable, str(SCRIPT), *small, *extra]
 
 
 def run(data, out, *extra):

@@ -14,15 +14,17 @@ from .backend import Backend
 
 @dataclass(frozen=True)
 class TrainConfig:
-    lr: float = 0.01
-    reg: float = 1e-3
-    batch_size: int = 64
-    epochs: int = 20
-    lr_decay: float = 0.5
-    lr_step: int = 5
-    clip: float | None = 5.0
-    bn_momentum: float = 0.9
-    seed: int = 0
+    """The training recipe. No defaults here: they live in workflow/schemas/config.schema.yaml."""
+
+    lr: float
+    reg: float
+    batch_size: int
+    epochs: int
+    lr_decay: float
+    lr_step: int
+    clip: float | None  # None: no clipping
+    bn_momentum: float
+    seed: int
 
 
 @dataclass

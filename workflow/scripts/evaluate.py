@@ -5,7 +5,7 @@ Writes ``test_metrics.json``, ``per_class.csv``, ``confusion.csv`` and
 ``predictions.npz`` into ``--out-dir`` (layout: docs/outputs.md), each atomically::
 
     python workflow/scripts/evaluate.py --model results/final/model.npz \\
-        --data results/data/cifar10.npz --out-dir results/final --device auto
+        --data results/data/cifar10.npz --out-dir results/final --device auto --batch-size 1000
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-
-from scratchcnn.logs import setup_logging
 from scratchcnn.backend import get_backend
 from scratchcnn.checkpoint import CheckpointError, load_checkpoint
 from scratchcnn.data import DataError, load_prepared
 from scratchcnn.io import save_npz_atomic, write_json_atomic, write_text_atomic
+from scratchcnn.logs import setup_logging
 from scratchcnn.metrics import classification_report, cross_entropy_from_logits, softmax
 from scratchcnn.model import predict_logits
 from scratchcnn.provenance import provenance
@@ -63,7 +62,7 @@ def predict(params, arch, x, backend, batch_size: int) -> tuple[np.ndarray, floa
     return logits, (len(x) / elapsed if elapsed > 0 else float("nan"))
 
 
-def evaluate_arrays(params, arch, x, y, class_names, backend, batch_size=1000) -> tuple[dict, np.ndarray, np.ndarray]:
+def evaluate_arrays(params, arch, x, y, class_names, backend, batch_size) -> tuple[dict, np.ndarray, np.ndarray]:
     """Metrics dict (test_metrics.json's metric and throughput fields), ``y_pred``, ``probs``."""
     if len(x) != len(y):
         raise ValueError(f"{len(x)} images but {len(y)} labels")
@@ -98,7 +97,7 @@ def confusion_csv(metrics: dict) -> str:
     return buf.getvalue()
 
 
-def run_evaluation(model, data, out_dir, device="auto", batch_size=1000, config: dict | None = None) -> dict:
+def run_evaluation(model, data, out_dir, device, batch_size, config: dict | None = None) -> dict:
     """Evaluate checkpoint ``model`` on ``data``'s test set; write the four outputs; return the metrics."""
     out_dir = Path(out_dir)
     ckpt = load_checkpoint(model)
@@ -131,11 +130,11 @@ def run_evaluation(model, data, out_dir, device="auto", batch_size=1000, config:
 def main(argv=None) -> int:
     setup_logging()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, default=Path("results/final/model.npz"))
-    p.add_argument("--data", type=Path, default=Path("results/data/cifar10.npz"))
-    p.add_argument("--out-dir", type=Path, default=Path("results/final"))
-    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
-    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--model", type=Path, required=True, help="results/final/model.npz")
+    p.add_argument("--data", type=Path, required=True, help="results/data/cifar10.npz")
+    p.add_argument("--out-dir", type=Path, required=True, help="results/final")
+    p.add_argument("--device", choices=["auto", "cpu", "gpu"], required=True)
+    p.add_argument("--batch-size", type=int, required=True, help="images per forward pass")
     p.add_argument("--config-json", help="the pipeline config for provenance: a JSON file, or inline JSON "
                    "text starting with '{' (default: the checkpoint's run config)")  # fmt: skip
     args = p.parse_args(argv)
