@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scratchcnn import sweeps
 from scratchcnn.backend import get_backend
 from scratchcnn.checkpoint import CheckpointError, load_checkpoint
 from scratchcnn.data import DataError, load_prepared
@@ -32,13 +33,14 @@ from scratchcnn.provenance import provenance
 
 log = logging.getLogger("evaluate")
 
-HYPERPARAMETERS = ("lr", "reg", "filters", "batch_size", "epochs", "lr_decay", "lr_step", "clip", "seed")
+#: The training settings test_metrics.json records: the swept hyperparameters, then the rest.
+RECORDED_SETTINGS = (*sweeps.HYPERPARAMETERS, "batch_size", "epochs", "lr_decay", "lr_step", "clip", "seed")
 
 
 def hyperparameters(meta: dict, arch: dict) -> dict:
-    """The run's hyperparameters: the checkpoint's training config and its filter count."""
+    """The run's settings: the checkpoint's training config and its filter count."""
     train = (meta.get("config") or {}).get("train") or {}
-    return {k: arch["filters1"] if k == "filters" else train.get(k) for k in HYPERPARAMETERS}
+    return {k: arch["filters1"] if k == "filters" else train.get(k) for k in RECORDED_SETTINGS}
 
 
 def load_test_data(path) -> tuple[np.ndarray, np.ndarray, list[str]]:

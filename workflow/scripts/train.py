@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from scratchcnn import model as cnn
-from scratchcnn import training
+from scratchcnn import sweeps, training
 from scratchcnn.backend import BackendError, get_backend
 from scratchcnn.checkpoint import load_train_state, save_checkpoint, save_train_state
 from scratchcnn.data import DataError, load_prepared
@@ -160,9 +160,9 @@ def run(args, held: contextlib.ExitStack) -> int:
         "epochs_planned": cfg.epochs,
         "seconds": seconds,
         "seconds_per_epoch": seconds / max(len(history), 1),
-        "hyperparameters": {"lr": cfg.lr, "reg": cfg.reg, "filters": arch["filters1"], "filters2": arch["filters2"],
-                            "batch_size": cfg.batch_size, "epochs": cfg.epochs, "lr_decay": cfg.lr_decay,
-                            "lr_step": cfg.lr_step, "clip": cfg.clip, "seed": cfg.seed},
+        "hyperparameters": {**sweeps.plain_point({**cfg.__dict__, "filters": arch["filters1"]}),
+                            "filters2": arch["filters2"], "batch_size": cfg.batch_size, "epochs": cfg.epochs,
+                            "lr_decay": cfg.lr_decay, "lr_step": cfg.lr_step, "clip": cfg.clip, "seed": cfg.seed},
         "arch": arch,
         "backend": backend.name,
         "device": backend.device_name,
