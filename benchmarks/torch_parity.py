@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from scratchcnn.data import load_prepared
+
 
 def build(filters):
     net = nn.Sequential(
@@ -55,7 +57,7 @@ def main():
     p.add_argument("--train-subset", type=int, default=0)
     args = p.parse_args()
     torch.manual_seed(args.seed)
-    z = np.load(args.data)
+    z = load_prepared(args.data).arrays
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
     x_train, x_val, x_test = t(z["x_train"]), t(z["x_val"]), t(z["x_test"])
     y_train, y_val, y_test = (torch.from_numpy(z[k].astype(np.int64)) for k in ("y_train", "y_val", "y_test"))

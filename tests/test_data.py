@@ -1,4 +1,4 @@
-"""Tests of the data stage (scratchcnn.cifar and the download/prepare/demo scripts). No internet."""
+"""Tests of the data stage (scratchcnn.data and the download/prepare/demo scripts). No internet."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scratchcnn import cifar
+from scratchcnn import data as cifar_data
 from scratchcnn.io import save_npz_atomic
-from scratchcnn.cifar import DataError
+from scratchcnn.data import DataError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cifar_fixtures as fx  # noqa: E402
@@ -43,8 +43,8 @@ def archive(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def prepared(archive):
-    return cifar.prepare_dataset(archive, n_val=15, split_seed=0,
-                                 expected_train=fx.N_TRAIN, expected_test=fx.N_TEST)
+    return cifar_data.prepare_dataset(archive, n_val=15, split_seed=0, standardize=False,
+                                      expected_train=fx.N_TRAIN, expected_test=fx.N_TEST)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -90,7 +90,7 @@ def fetch(source, dest, md5, **kw):
     kw.setdefault("backoff", 0.01)
     kw.setdefault("timeout", 5)
     kw.setdefault("progress", False)
-    return cifar.fetch_archive(source, dest, md5, **kw)
+    return cifar_data.fetch_archive(source, dest, md5, **kw)
 
 
 def leftovers(d: Path):
@@ -119,14 +119,14 @@ def test_fixture_archive_is_official_format(archive):
     assert set(s) == {"data", "labels", "batch_label", "filenames"}
     np.testing.assert_array_equal(s["data"], b[b"data"])
     assert s["labels"] == list(fx.train_labels()[fx.N_PER_BATCH: 2 * fx.N_PER_BATCH])
-    assert pickle.loads(meta, encoding="latin1")["label_names"] == list(cifar.CLASS_NAMES)
+    assert pickle.loads(meta, encoding="latin1")["label_names"] == list(cifar_data.CLASS_NAMES)
     assert pickle.loads(meta, encoding="bytes")[b"label_names"][0] == b"airplane"
     assert b"numpy.core.multiarray\n_reconstruct" in raw  # like the Python-2 era originals
 
 
 def test_write_archive_is_deterministic(tmp_path, archive):
     again = fx.write_known_archive(tmp_path / "again.tar.gz")
-    assert cifar.md5sum(again) == cifar.md5sum(archive)
+    assert cifar_data.md5sum(again) == cifar_data.md5sum(archive)
     assert leftovers(tmp_path) == ["again.tar.gz"]
 
 
@@ -137,17 +137,17 @@ def test_write_archive_is_deterministic(tmp_path, archive):
 
 def test_to_images_layout():
     rows = fx.known_rows(0, 3)
-    x = cifar.to_images(rows)
+    x = cifar_data.to_images(rows)
     assert x.shape == (3, 32, 32, 3) and x.dtype == np.uint8 and x.flags.c_contiguous
     for i, r, k, c in [(0, 0, 0, 0), (1, 0, 1, 0), (2, 1, 0, 2), (1, 31, 30, 1), (2, 17, 5, 2)]:
         assert x[i, r, k, c] == fx.known_pixel(i, c, r, k) == rows[i, c * 1024 + r * 32 + k]
-    np.testing.assert_array_equal(cifar.to_rows(x), rows)
+    np.testing.assert_array_equal(cifar_data.to_rows(x), rows)
     with pytest.raises(ValueError):
-        cifar.to_images(np.zeros((2, 3000), np.uint8))
+        cifar_data.to_images(np.zeros((2, 3000), np.uint8))
 
 
 def test_read_archive_known_values(archive):
-    d = cifar.read_archive(archive, expected_train=fx.N_TRAIN, expected_test=fx.N_TEST)
+    d = cifar_data.read_archive(archive, expected_train=fx.N_TRAIN, expected_test=fx.N_TEST)
     assert d["x_train_all"].shape == (fx.N_TRAIN, 32, 32, 3) and d["x_train_all"].dtype == np.uint8
     assert d["x_test"].shape == (fx.N_TEST, 32, 32, 3)
     i, r, k, c = np.meshgrid(np.arange(fx.N_TRAIN), np.arange(32), np.arange(32), np.arange(3),
@@ -156,7 +156,7 @@ def test_read_archive_known_values(archive):
     assert d["x_test"][7, 3, 4, 2] == fx.known_pixel(fx.TEST_OFFSET + 7, 2, 3, 4)
     np.testing.assert_array_equal(d["y_train_all"], fx.train_labels())
     np.testing.assert_array_equal(d["y_test"], fx.test_labels())
-    assert d["class_names"] == list(cifar.CLASS_NAMES)
+    assert d["class_names"] == list(cifar_data.CLASS_NAMES)
 
 
 def test_read_archive_str_keys_plain_pickles(tmp_path):
@@ -164,7 +164,7 @@ def test_read_archive_str_keys_plain_pickles(tmp_path):
     members = fx.official_members()
     members = {m: ({k.decode(): v for k, v in o.items()}) for m, o in members.items()}
     p = fx.write_tar(tmp_path / "a.tar.gz", members)
-    d = cifar.read_archive(p, fx.N_TRAIN, fx.N_TEST)
+    d = cifar_data.read_archive(p, fx.N_TRAIN, fx.N_TEST)
     assert d["x_train_all"][13, 2, 9, 1] == fx.known_pixel(13, 1, 2, 9)
     assert d["class_names"][-1] == "truck"
 
@@ -233,20 +233,20 @@ def test_damaged_archives_raise_dataerror(tmp_path, case):
     build, pattern = DAMAGED[case]
     path = build(tmp_path)
     with pytest.raises(DataError, match=pattern) as ei:
-        cifar.read_archive(path, fx.N_TRAIN, fx.N_TEST)
+        cifar_data.read_archive(path, fx.N_TRAIN, fx.N_TEST)
     assert str(path) in str(ei.value)
 
 
 def test_wrong_totals(archive):
     with pytest.raises(DataError, match=r"data_batch_1\.\.5 hold 60 training images, expected 5"):
-        cifar.read_archive(archive)
+        cifar_data.read_archive(archive, 50000, fx.N_TEST)
     with pytest.raises(DataError, match=r"test_batch holds 20 test images, expected 21"):
-        cifar.read_archive(archive, fx.N_TRAIN, 21)
+        cifar_data.read_archive(archive, fx.N_TRAIN, 21)
 
 
 def test_missing_archive(tmp_path):
     with pytest.raises(DataError, match="not found"):
-        cifar.read_archive(tmp_path / "nope.tar.gz")
+        cifar_data.read_archive(tmp_path / "nope.tar.gz", fx.N_TRAIN, fx.N_TEST)
 
 
 # ------------------------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def test_prepare_contract_and_exact_values(prepared, archive):
         assert d[k].min() >= 0.0 and d[k].max() <= 1.0
     for k in ("y_train", "y_val", "y_test", "train_idx", "val_idx"):
         assert d[k].dtype == np.int64
-    assert d["class_names"].dtype.kind == "U" and list(d["class_names"]) == list(cifar.CLASS_NAMES)
+    assert d["class_names"].dtype.kind == "U" and list(d["class_names"]) == list(cifar_data.CLASS_NAMES)
     # the split: exactly default_rng(seed).permutation, permutation order kept
     perm = np.random.default_rng(0).permutation(fx.N_TRAIN)
     np.testing.assert_array_equal(d["val_idx"], perm[:15])
@@ -287,27 +287,26 @@ def test_prepare_contract_and_exact_values(prepared, archive):
     assert d["meta_json"].shape == () and d["meta_json"].dtype.kind == "U"
     assert meta["split_seed"] == 0 and meta["n_train"] == 45 and meta["n_val"] == 15
     assert meta["n_test"] == fx.N_TEST and meta["standardize"] is None
-    assert meta["archive_md5"] == cifar.md5sum(archive)
+    assert meta["archive_md5"] == cifar_data.md5sum(archive)
 
 
 def test_split_disjoint_covering_and_seeded(archive, prepared):
     tr, va = prepared["train_idx"], prepared["val_idx"]
     assert len(np.intersect1d(tr, va)) == 0
     np.testing.assert_array_equal(np.sort(np.concatenate([tr, va])), np.arange(fx.N_TRAIN))
-    kw = dict(expected_train=fx.N_TRAIN, expected_test=fx.N_TEST, n_val=15)
-    same = cifar.prepare_dataset(archive, split_seed=0, **kw)
-    other = cifar.prepare_dataset(archive, split_seed=1, **kw)
+    kw = dict(expected_train=fx.N_TRAIN, expected_test=fx.N_TEST, n_val=15, standardize=False)
+    same = cifar_data.prepare_dataset(archive, split_seed=0, **kw)
+    other = cifar_data.prepare_dataset(archive, split_seed=1, **kw)
     np.testing.assert_array_equal(same["val_idx"], va)
     np.testing.assert_array_equal(same["x_train"], prepared["x_train"])
     assert not np.array_equal(other["val_idx"], va)
     with pytest.raises(DataError, match="n_val"):
-        cifar.prepare_dataset(archive, n_val=fx.N_TRAIN, **{k: v for k, v in kw.items()
-                                                           if k != "n_val"})
+        cifar_data.prepare_dataset(archive, split_seed=0, **{**kw, "n_val": fx.N_TRAIN})
 
 
 def test_standardize_uses_training_split_only(archive, prepared):
-    s = cifar.prepare_dataset(archive, n_val=15, split_seed=0, standardize=True,
-                              expected_train=fx.N_TRAIN, expected_test=fx.N_TEST)
+    s = cifar_data.prepare_dataset(archive, n_val=15, split_seed=0, standardize=True,
+                                   expected_train=fx.N_TRAIN, expected_test=fx.N_TEST)
     meta = json.loads(str(s["meta_json"]))["standardize"]
     raw_train = prepared["x_train"].astype(np.float64)
     exp_mean = raw_train.mean(axis=(0, 1, 2))
@@ -334,6 +333,61 @@ def test_save_npz_atomic_roundtrip(tmp_path, prepared):
         np.testing.assert_array_equal(z["x_train"], prepared["x_train"])
         assert json.loads(str(z["meta_json"]))["n_val"] == 15
         assert z["class_names"][3] == "cat"
+
+
+# ------------------------------------------------------------------------------------------
+# reading cifar10.npz back
+# ------------------------------------------------------------------------------------------
+
+
+def test_load_prepared_reads_what_prepare_wrote(tmp_path, prepared):
+    path = tmp_path / "cifar10.npz"
+    save_npz_atomic(path, prepared)
+    whole = cifar_data.load_prepared(path)
+    assert set(whole.arrays) == set(cifar_data.PREPARED_KEYS)
+    for k, v in prepared.items():
+        np.testing.assert_array_equal(whole.arrays[k], v)
+    assert whole.class_names == list(cifar_data.CLASS_NAMES)
+    assert whole.meta == json.loads(str(prepared["meta_json"]))
+    assert whole.shapes["x_train"] == (45, 32, 32, 3) and whole.shapes["meta_json"] == ()
+    some = cifar_data.load_prepared(path, arrays=("x_test", "y_test"))
+    assert set(some.arrays) == {"x_test", "y_test"}
+    np.testing.assert_array_equal(some.arrays["y_test"], prepared["y_test"])
+    headers_only = cifar_data.load_prepared(path, arrays=())
+    assert headers_only.arrays == {} and headers_only.shapes == whole.shapes
+    assert headers_only.meta["n_val"] == 15
+    with pytest.raises(ValueError, match="x_everything"):
+        cifar_data.load_prepared(path, arrays=("x_everything",))
+
+
+def _damaged_prepared(prepared, change: dict) -> dict:
+    arrays = {**prepared, **change}
+    return {k: v for k, v in arrays.items() if v is not None}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"y_val": None}, r"lacks y_val"),
+    ({"meta_json": None, "class_names": None}, r"lacks class_names, meta_json"),
+    ({"x_train": np.zeros((45, 32, 32), np.float32)}, r"x_train has shape \(45, 32, 32\), expected \(n, 32, 32, 3\)"),
+    ({"y_test": np.zeros(3, np.int64)}, r"y_test has shape \(3,\), expected \(20,\) to match x_test"),
+    ({"y_train": np.zeros(45, np.float32)}, r"y_train has dtype float32, expected integers"),
+    ({"val_idx": np.arange(4)}, r"val_idx has shape \(4,\), expected \(15,\) to match x_val"),
+    ({"meta_json": np.array("{not json")}, r"meta_json is not valid JSON"),
+])  # fmt: skip
+def test_load_prepared_names_the_file_and_the_problem(tmp_path, prepared, change, message):
+    path = tmp_path / "cifar10.npz"
+    np.savez(path, **_damaged_prepared(prepared, change))
+    with pytest.raises(DataError, match=message) as ei:
+        cifar_data.load_prepared(path)
+    assert str(path) in str(ei.value)
+
+
+def test_load_prepared_missing_or_foreign_file(tmp_path):
+    with pytest.raises(DataError, match="does not exist.*prepare step"):
+        cifar_data.load_prepared(tmp_path / "absent.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip archive")
+    with pytest.raises(DataError, match=r"junk\.npz is not a readable \.npz"):
+        cifar_data.load_prepared(tmp_path / "junk.npz")
 
 
 # ------------------------------------------------------------------------------------------
@@ -403,7 +457,7 @@ def test_fetch_replaces_stale_file(server, tmp_path):
 
 
 def test_fetch_file_url_and_plain_path(tmp_path, archive):
-    md5 = cifar.md5sum(archive)
+    md5 = cifar_data.md5sum(archive)
     a, b = tmp_path / "x" / "a.tar.gz", tmp_path / "b.tar.gz"
     fetch(archive.as_uri(), a, md5)
     fetch(str(archive), b, md5.upper())
@@ -439,20 +493,20 @@ def test_fetch_progress_bar(server, tmp_path, capsys):
 
 
 def test_synthetic_images_shapes_and_balance():
-    x, y, xt, yt, names = cifar.make_synthetic_images(8, 3, seed=5)
+    x, y, xt, yt, names = cifar_data.make_synthetic_images(8, 3, seed=5)
     assert x.shape == (80, 32, 32, 3) and xt.shape == (30, 32, 32, 3)
     assert x.dtype == xt.dtype == np.uint8 and y.dtype == yt.dtype == np.int64
     assert np.bincount(y, minlength=10).tolist() == [8] * 10
     assert np.bincount(yt, minlength=10).tolist() == [3] * 10
-    assert names == list(cifar.CLASS_NAMES) and len(names) == 10
-    x2, y2, *_ = cifar.make_synthetic_images(8, 3, seed=5)
+    assert names == list(cifar_data.CLASS_NAMES) and len(names) == 10
+    x2, y2, *_ = cifar_data.make_synthetic_images(8, 3, seed=5)
     np.testing.assert_array_equal(x, x2)
     np.testing.assert_array_equal(y, y2)
-    assert not np.array_equal(cifar.make_synthetic_images(8, 3, seed=6)[0], x)
+    assert not np.array_equal(cifar_data.make_synthetic_images(8, 3, seed=6)[0], x)
 
 
 def test_synthetic_images_are_learnable():
-    x, y, xt, yt, _ = cifar.make_synthetic_images(30, 20, seed=0)
+    x, y, xt, yt, _ = cifar_data.make_synthetic_images(30, 20, seed=0)
     X = x.reshape(len(x), -1).astype(np.float32)
     Xt = xt.reshape(len(xt), -1).astype(np.float32)
     means = np.stack([X[y == k].mean(0) for k in range(10)])
@@ -462,9 +516,9 @@ def test_synthetic_images_are_learnable():
 
 
 def test_synthetic_archive_roundtrip(tmp_path):
-    x, y, xt, yt, names = cifar.make_synthetic_images(5, 2, seed=1)
-    p = cifar.write_archive(tmp_path / "demo.tar.gz", x, y, xt, yt, names)
-    d = cifar.read_archive(p, expected_train=50, expected_test=20)
+    x, y, xt, yt, names = cifar_data.make_synthetic_images(5, 2, seed=1)
+    p = cifar_data.write_archive(tmp_path / "demo.tar.gz", x, y, xt, yt, names)
+    d = cifar_data.read_archive(p, expected_train=50, expected_test=20)
     np.testing.assert_array_equal(d["x_train_all"], x)
     np.testing.assert_array_equal(d["y_test"], yt)
 
@@ -507,7 +561,7 @@ def test_scripts_demo_download_prepare(tmp_path, capsys, keep_root_logging):
     argv = ["--out", arch, "--n-train-per-class", 3, "--n-test-per-class", 1, "--seed", 0]
     assert load_script("make_demo_archive.py").main(list(map(str, argv))) == 0
     md5 = capsys.readouterr().out.strip()
-    assert md5 == cifar.md5sum(arch)
+    assert md5 == cifar_data.md5sum(arch)
     assert leftovers(tmp_path) == ["demo.tar.gz"]
 
     download = load_script("download.py")
@@ -531,7 +585,8 @@ def test_scripts_demo_download_prepare(tmp_path, capsys, keep_root_logging):
         assert z["x_train"].shape == (24, 32, 32, 3) and z["x_val"].shape == (6, 32, 32, 3)
         meta = json.loads(str(z["meta_json"]))
         assert meta["standardize"] is not None and meta["split_seed"] == 3
-    assert prepare.main(["--archive", str(dest), "--out", str(tmp_path / "x.npz")]) == 1
+    assert prepare.main(["--archive", str(dest), "--out", str(tmp_path / "x.npz"), "--n-val", "6",
+                         "--split-seed", "0", "--expected-train", "50000", "--expected-test", "10"]) == 1
     assert "expected 50000" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cifar_fixtures import write_prepared
+from recipe import train_argv
 from scratchcnn import backend as backend_lib
 from scratchcnn import devices
 from scratchcnn.devices import GpuClaimError, claim_gpu
@@ -197,8 +199,7 @@ def _tiny_dataset(path):
     rng = np.random.default_rng(0)
     x = rng.random((24, 32, 32, 3), dtype=np.float32)
     y = np.arange(24) % 10
-    np.savez(path, x_train=x[:16], y_train=y[:16], x_val=x[16:], y_val=y[16:])
-    return path
+    return write_prepared(path, x_train=x[:16], y_train=y[:16], x_val=x[16:], y_val=y[16:])
 
 
 @pytest.mark.parametrize("device, gpus, expected", [("gpu", 2, 0), ("cpu", 2, None), ("auto", 0, None)])
@@ -212,8 +213,8 @@ def test_train_script_claims_a_gpu_only_on_a_gpu_run(tmp_path, monkeypatch, devi
     )
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     locks, out = tmp_path / "locks", tmp_path / "out"
-    argv = ["--data", str(_tiny_dataset(tmp_path / "data.npz")), "--out-dir", str(out), "--filters", "2",
-            "--epochs", "1", "--batch-size", "8", "--device", device, "--gpu-lock-dir", str(locks)]  # fmt: skip
+    argv = train_argv(_tiny_dataset(tmp_path / "data.npz"), out, filters=2, epochs=1, batch_size=8, device=device)
+    argv += ["--gpu-lock-dir", str(locks)]
     assert train.main(argv) == 0
     assert asked == [expected]
     assert json.loads((out / "metrics.json").read_text())["device_id"] == expected

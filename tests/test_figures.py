@@ -17,10 +17,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
+from cifar_fixtures import write_prepared  # noqa: E402
 from scratchcnn import figures  # noqa: E402
+from scratchcnn.data import CLASS_NAMES  # noqa: E402
 from scratchcnn.metrics import classification_report  # noqa: E402
 
-CLASSES = list(figures.CIFAR10_CLASSES)
+CLASSES = list(CLASS_NAMES)
 
 
 # --------------------------------------------------------------------------- fixture builders
@@ -252,8 +254,7 @@ def write_inputs(tmp: Path) -> dict:
     mean, std = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]
     x = (make_images() - np.float32(mean)) / np.float32(std)
     data_meta = {"seed": 0, "standardize": {"mean": mean, "std": std}}
-    np.savez(tmp / "cifar10.npz", x_test=x.astype(np.float32), y_test=y_true, class_names=np.array(CLASSES),
-             meta_json=np.array(json.dumps(data_meta)))  # fmt: skip
+    write_prepared(tmp / "cifar10.npz", class_names=CLASSES, meta=data_meta, x_test=x, y_test=y_true)
     np.savez(tmp / "predictions.npz", y_true=y_true, y_pred=y_pred, probs=probs)
     return {
         "--history": tmp / "history.csv", "--summary": tmp / "summary.csv", "--model": tmp / "model.npz",

@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
+from cifar_fixtures import write_prepared  # noqa: E402
 from scratchcnn import metrics  # noqa: E402
 from scratchcnn.metrics import (  # noqa: E402
     classification_report,
@@ -151,8 +152,7 @@ def test_evaluate_known_checkpoint(tmp_path):
     x = np.zeros((len(pred), 32, 32, 3), np.float32)
     x[..., 0] = (pred / 9.0)[:, None, None]
     x[..., 1] = 0.3  # green and blue do not matter
-    np.savez(tmp_path / "cifar10.npz", x_test=x, y_test=y, class_names=np.array(names),
-             x_train=x[:1], y_train=y[:1])  # fmt: skip
+    write_prepared(tmp_path / "cifar10.npz", class_names=names, x_test=x, y_test=y, x_train=x[:1], y_train=y[:1])
     out = tmp_path / "final"
     m = ev.run_evaluation(tmp_path / "model.npz", tmp_path / "cifar10.npz", out, device="cpu", batch_size=5)
 
@@ -194,10 +194,9 @@ def test_evaluate_known_checkpoint(tmp_path):
 def test_evaluate_cli_reports_a_bad_checkpoint(tmp_path, capsys):
     ev = load_script("evaluate")
     (tmp_path / "model.npz").write_bytes(b"not a zip")
-    np.savez(tmp_path / "cifar10.npz", x_test=np.zeros((1, 32, 32, 3), np.float32), y_test=np.zeros(1, int),
-             class_names=np.array([f"k{i}" for i in range(10)]))  # fmt: skip
+    write_prepared(tmp_path / "cifar10.npz", class_names=[f"k{i}" for i in range(10)])
     rc = ev.main(["--model", str(tmp_path / "model.npz"), "--data", str(tmp_path / "cifar10.npz"),
-                  "--out-dir", str(tmp_path / "out"), "--device", "cpu"])  # fmt: skip
+                  "--out-dir", str(tmp_path / "out"), "--device", "cpu", "--batch-size", "10"])  # fmt: skip
     assert rc == 1
     assert "model.npz" in capsys.readouterr().err
     assert not (tmp_path / "out" / "test_metrics.json").exists()
@@ -209,8 +208,7 @@ def test_evaluate_cli_config_json_inline_or_file(tmp_path, inline):
     ev = load_script("evaluate")
     known_checkpoint(tmp_path / "model.npz")
     x = np.zeros((3, 32, 32, 3), np.float32)
-    np.savez(tmp_path / "cifar10.npz", x_test=x, y_test=np.zeros(3, np.int64),
-             class_names=np.array([f"k{i}" for i in range(10)]))  # fmt: skip
+    write_prepared(tmp_path / "cifar10.npz", class_names=[f"k{i}" for i in range(10)], x_test=x, y_test=np.zeros(3))
     config = {"device": "cpu", "report": {"language": "zh"}}
     arg = json.dumps(config)
     if not inline:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cifar_fixtures import write_prepared
 from scratchcnn.metrics import classification_report
 from scratchcnn import report as R
 
@@ -255,12 +256,10 @@ def write_results(root: Path, inputs: dict) -> dict:
     model["meta_json"] = np.array(json.dumps({"epoch": 12, "val_acc": 0.6412}))
     np.savez(paths["model"], **model)
     meta = {k: v for k, v in inputs["data_meta"].items() if k not in ("shapes", "class_names")}
-    np.savez(
-        paths["data"],
-        x_train=np.zeros((45, 32, 32, 3), np.float32), y_train=np.zeros(45, np.int64),
-        x_val=np.zeros((5, 32, 32, 3), np.float32), y_val=np.zeros(5, np.int64),
-        x_test=np.zeros((10, 32, 32, 3), np.float32), y_test=np.zeros(10, np.int64),
-        class_names=np.array(inputs["data_meta"]["class_names"]), meta_json=np.array(json.dumps(meta)),
+    write_prepared(
+        paths["data"], class_names=inputs["data_meta"]["class_names"], meta=meta,
+        x_train=np.zeros((45, 32, 32, 3)), y_train=np.zeros(45), x_val=np.zeros((5, 32, 32, 3)), y_val=np.zeros(5),
+        x_test=np.zeros((10, 32, 32, 3)), y_test=np.zeros(10),
     )  # fmt: skip
     make_figures(paths["figures"], inputs["test_metrics"]["class_names"])
     return paths

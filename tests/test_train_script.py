@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cifar_fixtures import write_prepared
+from recipe import train_argv
 from scratchcnn.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,13 +27,13 @@ def data(tmp_path_factory):
     y = np.arange(600) % 10
     x = rng.random((600, 32, 32, 3), dtype=np.float32) * 0.5
     x[..., 0] += (y / 10)[:, None, None]  # a learnable signal in the red channel
-    np.savez(path, x_train=x[:500], y_train=y[:500], x_val=x[500:], y_val=y[500:])
-    return path
+    return write_prepared(path, x_train=x[:500], y_train=y[:500], x_val=x[500:], y_val=y[500:])
 
 
 def command(data, out, *extra):
-    return [sys.executable, str(SCRIPT), "--data", str(data), "--out-dir", str(out), "--filters", "4",
-            "--batch-size", "50", "--epochs", "4", "--lr-step", "2", "--device", "cpu", *extra]  # fmt: skip
+    """The schema's recipe, small; ``extra`` flags come last and so win."""
+    small = train_argv(data, out, filters=4, batch_size=50, epochs=4, lr_step=2, device="cpu")
+    return [sys.executable, str(SCRIPT), *small, *extra]
 
 
 def run(data, out, *extra):

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from recipe import train_config
 from scratchcnn import model as cnn
 from scratchcnn import training as tr
 from scratchcnn.backend import numpy_backend
@@ -63,7 +64,7 @@ def run(arch, data, cfg, epochs=None, state=None, on_epoch_end=None):
 
 def test_small_batch_is_driven_to_full_training_accuracy():
     arch, data = tiny_problem()
-    cfg = tr.TrainConfig(lr=0.1, reg=0.0, batch_size=10, epochs=30, lr_step=100)
+    cfg = train_config(lr=0.1, reg=0.0, batch_size=10, epochs=30, lr_step=100)
     state = run(arch, data, cfg)
     assert state.status == "ok"
     assert state.history[-1]["train_acc"] == 1.0
@@ -73,7 +74,7 @@ def test_small_batch_is_driven_to_full_training_accuracy():
 
 def test_history_records_decayed_lr_and_best_epoch():
     arch, data = tiny_problem()
-    cfg = tr.TrainConfig(lr=0.05, reg=1e-3, batch_size=8, epochs=6, lr_step=2, lr_decay=0.5)
+    cfg = train_config(lr=0.05, reg=1e-3, batch_size=8, epochs=6, lr_step=2, lr_decay=0.5)
     state = run(arch, data, cfg)
     assert [r["lr"] for r in state.history] == [0.05, 0.05, 0.025, 0.025, 0.0125, 0.0125]
     best = max(state.history, key=lambda r: r["val_acc"])
@@ -83,22 +84,22 @@ def test_history_records_decayed_lr_and_best_epoch():
 
 def test_same_seed_gives_bitwise_identical_runs():
     arch, data = tiny_problem()
-    cfg = tr.TrainConfig(lr=0.05, batch_size=7, epochs=3)
+    cfg = train_config(lr=0.05, batch_size=7, epochs=3)
     a, b = run(arch, data, cfg), run(arch, data, cfg)
     strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]
     assert strip(a.history) == strip(b.history)
     for k in a.params:
         assert np.array_equal(a.params[k], b.params[k])
         assert np.array_equal(a.best_params[k], b.best_params[k])
-    c = run(arch, data, tr.TrainConfig(lr=0.05, batch_size=7, epochs=3, seed=1))
+    c = run(arch, data, train_config(lr=0.05, batch_size=7, epochs=3, seed=1))
     assert not np.array_equal(a.params["W1"], c.params["W1"])
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted():
     arch, data = tiny_problem()
-    cfg = tr.TrainConfig(lr=0.05, batch_size=7, epochs=4, lr_step=2)
+    cfg = train_config(lr=0.05, batch_size=7, epochs=4, lr_step=2)
     full = run(arch, data, cfg)
-    half = run(arch, data, tr.TrainConfig(lr=0.05, batch_size=7, epochs=2, lr_step=2))
+    half = run(arch, data, train_config(lr=0.05, batch_size=7, epochs=2, lr_step=2))
     resumed = run(arch, data, cfg, state=half)
     for k in full.params:
         assert np.array_equal(full.params[k], resumed.params[k])
@@ -107,7 +108,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted():
 
 def test_divergence_stops_with_status():
     arch, data = tiny_problem()
-    cfg = tr.TrainConfig(lr=1e6, reg=0.0, batch_size=10, epochs=10, clip=None)
+    cfg = train_config(lr=1e6, reg=0.0, batch_size=10, epochs=10, clip=None)
     with np.errstate(all="ignore"):
         state = run(arch, data, cfg)
     assert state.status == "diverged"

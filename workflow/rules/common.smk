@@ -54,11 +54,7 @@ except ValueError as exc:
     raise WorkflowError(f"{config['sweep']['grid']}: {exc}")
 
 SWEEPS = list(GRID["sweeps"])
-DEFAULT_POINT = {
-    "lr": config["train"]["lr"],
-    "reg": config["train"]["reg"],
-    "filters": config["model"]["filters"],
-}
+DEFAULT_POINT = sweeplib.default_point(config)
 
 
 def point_space(points):
@@ -97,12 +93,15 @@ def sweep_metrics(wildcards):
     return [f"{point_dir(p)}/metrics.json" for p in sweep_points(wildcards.sweep)]
 
 
-def train_args(lr, reg, filters, epochs):
-    """Command-line flags of workflow/scripts/train.py for one run."""
+def train_args(point, epochs):
+    """Command-line flags of workflow/scripts/train.py for one run: the hyperparameters
+    of ``point`` (each one's flag is its name), the rest of the recipe from the config.
+    """
     m, t = config["model"], config["train"]
     return " ".join(
         [
-            f"--lr {float(lr)!r} --reg {float(reg)!r} --filters {int(filters)} --epochs {int(epochs)}",
+            *(f"--{h} {v!r}" for h, v in sweeplib.plain_point(point).items()),
+            f"--epochs {int(epochs)}",
             f"--batch-size {t['batch_size']} --lr-decay {t['lr_decay']} --lr-step {t['lr_step']}",
             f"--clip {t['clip']} --bn-momentum {m['bn_momentum']} --seed {config['seed']}",
             f"--kernel-size {m['kernel_size']} --padding1 {m['padding1']} --padding2 {m['padding2']}",

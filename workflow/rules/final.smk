@@ -17,10 +17,7 @@ rule train_final:
         jobs_per_gpu=config["train"]["jobs_per_gpu"],
     params:
         # reruns only when the chosen point (or the recipe) changes, not when the sweep files are rewritten
-        args=lambda w: train_args(
-            **{h: best_point()[h] for h in sweeplib.HYPERPARAMETERS},
-            epochs=config["train"]["epochs"],
-        ),
+        args=lambda w: train_args(best_point(), config["train"]["epochs"]),
     shell:
         f"python workflow/scripts/train.py --data {DATA} --out-dir results/final {{params.args}}"
         " --jobs-per-gpu {resources.jobs_per_gpu} 2> {log}"

@@ -17,7 +17,10 @@ rule train_point:
         # a resource, not a param: changing it must not retrain finished points
         jobs_per_gpu=config["train"]["jobs_per_gpu"],
     params:
-        args=lambda w: train_args(w.lr, w.reg, w.filters, config["sweep"]["epochs"]),
+        args=lambda w: train_args(
+            {h: getattr(w, h) for h in sweeplib.HYPERPARAMETERS},
+            config["sweep"]["epochs"],
+        ),
         out_dir=lambda w, output: os.path.dirname(output.metrics),
     shell:
         "python workflow/scripts/train.py --data {input.data} --out-dir {params.out_dir}"

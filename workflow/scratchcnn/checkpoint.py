@@ -1,7 +1,11 @@
-"""Checkpoints: one ``.npz`` with every array, the architecture and metadata.
+"""Checkpoints and training snapshots, each one ``.npz`` file.
 
-See the package docstring for the layout. Saving is atomic; loading checks the
+A checkpoint (``model.npz``) holds every array, the architecture and metadata;
+see the package docstring for the layout. Saving is atomic; loading checks the
 architecture and every shape and says exactly what does not match.
+
+A snapshot (``state.npz``) holds a :class:`~scratchcnn.training.TrainState`
+after a completed epoch, so a killed run continues where it stopped.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .backend import Backend
 from .io import save_npz_atomic
 from .model import BN_STATE_NAMES, PARAM_NAMES, param_shapes
+from .training import TrainState
 
 ARRAY_NAMES = PARAM_NAMES + BN_STATE_NAMES
 
@@ -89,3 +95,34 @@ def load_checkpoint(path, expected_arch: dict | None = None) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path}: " + "; ".join(wrong))
     params = {k: arrays[k] for k in ARRAY_NAMES}
     return Checkpoint(params=params, arch=arch, meta=meta)
+
+
+def save_train_state(path, state: TrainState, fingerprint: str, to_host=np.asarray) -> None:
+    """A resumable snapshot after ``state.epoch`` completed epochs (atomic)."""
+    arrays = {f"params/{k}": to_host(v) for k, v in state.params.items()}
+    arrays.update({f"bn/{k}": to_host(v) for k, v in state.bn_state.items()})
+    if state.best_params is not None:
+        arrays.update({f"best_params/{k}": to_host(v) for k, v in state.best_params.items()})
+        arrays.update({f"best_bn/{k}": to_host(v) for k, v in state.best_bn_state.items()})
+    info = {k: getattr(state, k) for k in ("epoch", "history", "best_epoch", "best_val_acc", "status")}
+    arrays["info_json"] = np.array(json.dumps({**info, "fingerprint": fingerprint}))
+    save_npz_atomic(path, arrays)
+
+
+def load_train_state(path, fingerprint: str, backend: Backend) -> TrainState | None:
+    """The snapshot at ``path``, or None when it is absent, unreadable or from another run."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        info = json.loads(str(arrays.pop("info_json")))
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+    if info.pop("fingerprint") != fingerprint:
+        return None
+
+    def group(prefix):
+        out = {k.split("/", 1)[1]: backend.asarray(v) for k, v in arrays.items() if k.startswith(prefix + "/")}
+        return out or None
+
+    return TrainState(params=group("params"), bn_state=group("bn"), best_params=group("best_params"),
+                      best_bn_state=group("best_bn"), **info)  # fmt: skip

@@ -8,10 +8,16 @@ point, or from the config's defaults.
 from __future__ import annotations
 
 import itertools
-import math
 
-HYPERPARAMETERS = ("lr", "reg", "filters")
-SUMMARY_COLUMNS = ["sweep", "lr", "reg", "filters", "best_val_acc", "best_epoch", "epochs",
+#: The hyperparameters a sweep can vary: each one's type and its (section, key) in the config.
+#: Its name is also the flag of workflow/scripts/train.py and the column of the summaries.
+_HYPERPARAMETER_SPEC = {
+    "lr": (float, ("train", "lr")),
+    "reg": (float, ("train", "reg")),
+    "filters": (int, ("model", "filters")),
+}
+HYPERPARAMETERS = tuple(_HYPERPARAMETER_SPEC)
+SUMMARY_COLUMNS = ["sweep", *HYPERPARAMETERS, "best_val_acc", "best_epoch", "epochs",
                    "seconds", "seconds_per_epoch", "status"]  # fmt: skip
 
 
@@ -34,8 +40,14 @@ def check_sweep_order(sweeps: dict) -> None:
 
 
 def plain_point(point: dict) -> dict:
-    """Plain Python types (``json.dump`` refuses NumPy scalars)."""
-    return {"lr": float(point["lr"]), "reg": float(point["reg"]), "filters": int(point["filters"])}
+    """The hyperparameters of ``point`` (other keys are dropped) as plain Python types
+    (``json.dump`` refuses NumPy scalars; Snakemake wildcards are strings)."""
+    return {h: kind(point[h]) for h, (kind, _) in _HYPERPARAMETER_SPEC.items()}
+
+
+def default_point(config: dict) -> dict:
+    """The point the config describes (a sweep takes from it what it does not vary)."""
+    return {h: config[section][key] for h, (_, (section, key)) in _HYPERPARAMETER_SPEC.items()}
 
 
 def expand(spec: dict, fixed: dict) -> list[dict]:
@@ -47,11 +59,6 @@ def expand(spec: dict, fixed: dict) -> list[dict]:
         point.update(dict(zip(axes, values)))
         points.append(plain_point(point))
     return points
-
-
-def is_usable(metrics: dict) -> bool:
-    acc = metrics.get("best_val_acc")
-    return metrics.get("status") == "ok" and acc is not None and math.isfinite(acc)
 
 
 def summary_row(sweep: str, point: dict, metrics: dict) -> dict:

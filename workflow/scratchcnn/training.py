@@ -14,15 +14,17 @@ from .backend import Backend
 
 @dataclass(frozen=True)
 class TrainConfig:
-    lr: float = 0.01
-    reg: float = 1e-3
-    batch_size: int = 64
-    epochs: int = 20
-    lr_decay: float = 0.5
-    lr_step: int = 5
-    clip: float | None = 5.0
-    bn_momentum: float = 0.9
-    seed: int = 0
+    """The training recipe. No defaults here: they live in workflow/schemas/config.schema.yaml."""
+
+    lr: float
+    reg: float
+    batch_size: int
+    epochs: int
+    lr_decay: float
+    lr_step: int
+    clip: float | None  # None: no clipping
+    bn_momentum: float
+    seed: int
 
 
 @dataclass
@@ -135,39 +137,3 @@ def train(state: TrainState, data: dict, arch: dict, cfg: TrainConfig, backend: 
     state.status = "ok"
     return state
 
-
-def save_train_state(path, state: TrainState, fingerprint: str, to_host=np.asarray) -> None:
-    """A resumable snapshot after ``state.epoch`` completed epochs (atomic)."""
-    import json
-
-    from .io import save_npz_atomic
-
-    arrays = {f"params/{k}": to_host(v) for k, v in state.params.items()}
-    arrays.update({f"bn/{k}": to_host(v) for k, v in state.bn_state.items()})
-    if state.best_params is not None:
-        arrays.update({f"best_params/{k}": to_host(v) for k, v in state.best_params.items()})
-        arrays.update({f"best_bn/{k}": to_host(v) for k, v in state.best_bn_state.items()})
-    info = {k: getattr(state, k) for k in ("epoch", "history", "best_epoch", "best_val_acc", "status")}
-    arrays["info_json"] = np.array(json.dumps({**info, "fingerprint": fingerprint}))
-    save_npz_atomic(path, arrays)
-
-
-def load_train_state(path, fingerprint: str, backend: Backend) -> TrainState | None:
-    """The snapshot at ``path``, or None when it is absent, unreadable or from another run."""
-    import json
-
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        info = json.loads(str(arrays.pop("info_json")))
-    except (OSError, ValueError, KeyError, EOFError):
-        return None
-    if info.pop("fingerprint") != fingerprint:
-        return None
-
-    def group(prefix):
-        out = {k.split("/", 1)[1]: backend.asarray(v) for k, v in arrays.items() if k.startswith(prefix + "/")}
-        return out or None
-
-    return TrainState(params=group("params"), bn_state=group("bn"), best_params=group("best_params"),
-                      best_bn_state=group("best_bn"), **info)  # fmt: skip

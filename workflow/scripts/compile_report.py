@@ -21,8 +21,9 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from scratchcnn.io import atomic_path
 
 INSTALL_HELP = """\
 compile_report: {missing} not found on PATH; the report needs XeLaTeX, latexmk, ctex and a CJK font.
@@ -136,15 +137,8 @@ def main(argv=None) -> int:
         for line in re.findall(r"Missing character: There is no.*", log_text)[:10]:
             say("  " + line, err=True)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         shutil.copyfile(pdf, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     say(f"compile_report: wrote {out}")
     return finish(0)
 

@@ -17,8 +17,8 @@ import logging
 import sys
 from pathlib import Path
 
-from scratchcnn import cifar
-from scratchcnn.io import setup_logging
+from scratchcnn.data import DataError, fetch_archive
+from scratchcnn.logs import setup_logging
 
 
 def main(argv=None) -> int:
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     setup_logging(args.log)
     try:
-        cifar.fetch_archive(
+        fetch_archive(
             args.source,
             Path(args.out),
             args.md5,
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
             backoff=args.backoff,
             timeout=args.timeout,
         )
-    except cifar.DataError as e:
+    except DataError as e:
         logging.getLogger("download").error("%s", e)
         return 1
     return 0

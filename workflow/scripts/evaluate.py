@@ -5,7 +5,7 @@ Writes ``test_metrics.json``, ``per_class.csv``, ``confusion.csv`` and
 ``predictions.npz`` into ``--out-dir`` (layout: docs/outputs.md), each atomically::
 
     python workflow/scripts/evaluate.py --model results/final/model.npz \\
-        --data results/data/cifar10.npz --out-dir results/final --device auto
+        --data results/data/cifar10.npz --out-dir results/final --device auto --batch-size 1000
 """
 
 from __future__ import annotations
@@ -21,36 +21,32 @@ from pathlib import Path
 
 import numpy as np
 
-
-from scratchcnn.io import setup_logging
+from scratchcnn import sweeps
 from scratchcnn.backend import get_backend
 from scratchcnn.checkpoint import CheckpointError, load_checkpoint
+from scratchcnn.data import DataError, load_prepared
 from scratchcnn.io import save_npz_atomic, write_json_atomic, write_text_atomic
+from scratchcnn.logs import setup_logging
 from scratchcnn.metrics import classification_report, cross_entropy_from_logits, softmax
 from scratchcnn.model import predict_logits
 from scratchcnn.provenance import provenance
 
 log = logging.getLogger("evaluate")
 
-HYPERPARAMETERS = ("lr", "reg", "filters", "batch_size", "epochs", "lr_decay", "lr_step", "clip", "seed")
+#: The training settings test_metrics.json records: the swept hyperparameters, then the rest.
+RECORDED_SETTINGS = (*sweeps.HYPERPARAMETERS, "batch_size", "epochs", "lr_decay", "lr_step", "clip", "seed")
 
 
 def hyperparameters(meta: dict, arch: dict) -> dict:
-    """The run's hyperparameters: the checkpoint's training config and its filter count."""
+    """The run's settings: the checkpoint's training config and its filter count."""
     train = (meta.get("config") or {}).get("train") or {}
-    return {k: arch["filters1"] if k == "filters" else train.get(k) for k in HYPERPARAMETERS}
+    return {k: arch["filters1"] if k == "filters" else train.get(k) for k in RECORDED_SETTINGS}
 
 
 def load_test_data(path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``x_test``, ``y_test`` and the class names only (the training arrays stay on disk)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"data file {path} does not exist (run the prepare step first)")
-    with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in ("x_test", "y_test", "class_names") if k not in z.files]
-        if missing:
-            raise ValueError(f"{path} lacks {', '.join(missing)}: not a prepared cifar10.npz")
-        return z["x_test"], z["y_test"].astype(np.int64), [str(c) for c in z["class_names"]]
+    data = load_prepared(path, arrays=("x_test", "y_test"))
+    return data.arrays["x_test"], data.arrays["y_test"].astype(np.int64), data.class_names
 
 
 def predict(params, arch, x, backend, batch_size: int) -> tuple[np.ndarray, float]:
@@ -68,7 +64,7 @@ def predict(params, arch, x, backend, batch_size: int) -> tuple[np.ndarray, floa
     return logits, (len(x) / elapsed if elapsed > 0 else float("nan"))
 
 
-def evaluate_arrays(params, arch, x, y, class_names, backend, batch_size=1000) -> tuple[dict, np.ndarray, np.ndarray]:
+def evaluate_arrays(params, arch, x, y, class_names, backend, batch_size) -> tuple[dict, np.ndarray, np.ndarray]:
     """Metrics dict (test_metrics.json's metric and throughput fields), ``y_pred``, ``probs``."""
     if len(x) != len(y):
         raise ValueError(f"{len(x)} images but {len(y)} labels")
@@ -103,7 +99,7 @@ def confusion_csv(metrics: dict) -> str:
     return buf.getvalue()
 
 
-def run_evaluation(model, data, out_dir, device="auto", batch_size=1000, config: dict | None = None) -> dict:
+def run_evaluation(model, data, out_dir, device, batch_size, config: dict | None = None) -> dict:
     """Evaluate checkpoint ``model`` on ``data``'s test set; write the four outputs; return the metrics."""
     out_dir = Path(out_dir)
     ckpt = load_checkpoint(model)
@@ -136,11 +132,11 @@ def run_evaluation(model, data, out_dir, device="auto", batch_size=1000, config:
 def main(argv=None) -> int:
     setup_logging()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, default=Path("results/final/model.npz"))
-    p.add_argument("--data", type=Path, default=Path("results/data/cifar10.npz"))
-    p.add_argument("--out-dir", type=Path, default=Path("results/final"))
-    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
-    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--model", type=Path, required=True, help="results/final/model.npz")
+    p.add_argument("--data", type=Path, required=True, help="results/data/cifar10.npz")
+    p.add_argument("--out-dir", type=Path, required=True, help="results/final")
+    p.add_argument("--device", choices=["auto", "cpu", "gpu"], required=True)
+    p.add_argument("--batch-size", type=int, required=True, help="images per forward pass")
     p.add_argument("--config-json", help="the pipeline config for provenance: a JSON file, or inline JSON "
                    "text starting with '{' (default: the checkpoint's run config)")  # fmt: skip
     args = p.parse_args(argv)
@@ -159,7 +155,7 @@ def main(argv=None) -> int:
             p.error("--config-json must hold a JSON object")
     try:
         run_evaluation(args.model, args.data, args.out_dir, args.device, args.batch_size, config)
-    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+    except (CheckpointError, DataError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

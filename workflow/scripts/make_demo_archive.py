@@ -14,24 +14,24 @@ import argparse
 import logging
 import sys
 
-from scratchcnn.io import setup_logging
-from scratchcnn import cifar
+from scratchcnn.data import make_synthetic_images, md5sum, write_archive
+from scratchcnn.logs import setup_logging
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="archive to write (.tar.gz)")
-    ap.add_argument("--n-train-per-class", type=int, default=100)
-    ap.add_argument("--n-test-per-class", type=int, default=20)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-train-per-class", type=int, required=True)
+    ap.add_argument("--n-test-per-class", type=int, required=True)
+    ap.add_argument("--seed", type=int, required=True)
     args = ap.parse_args(argv)
     setup_logging()
     log = logging.getLogger("make_demo_archive")
-    x, y, xt, yt, names = cifar.make_synthetic_images(
+    x, y, xt, yt, names = make_synthetic_images(
         args.n_train_per_class, args.n_test_per_class, args.seed
     )
-    out = cifar.write_archive(args.out, x, y, xt, yt, names)  # temp file + rename
-    md5 = cifar.md5sum(out)
+    out = write_archive(args.out, x, y, xt, yt, names)  # temp file + rename
+    md5 = md5sum(out)
     log.info("wrote %s: %d train, %d test images, md5 %s", out, len(x), len(xt), md5)
     print(md5)
     return 0

@@ -21,7 +21,8 @@ import pandas as pd
 
 from scratchcnn import figures
 from scratchcnn.checkpoint import load_checkpoint
-from scratchcnn.io import setup_logging
+from scratchcnn.data import load_prepared
+from scratchcnn.logs import setup_logging
 
 
 def _flag(role: str) -> str:
@@ -52,10 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _read_data(path) -> dict:
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta_json"])) if "meta_json" in z.files else {}
-        return {"x_test": z["x_test"], "y_test": z["y_test"],
-                "class_names": [str(c) for c in z["class_names"]], "meta": meta}  # fmt: skip
+    data = load_prepared(path, arrays=("x_test", "y_test"))
+    return {**data.arrays, "class_names": data.class_names, "meta": data.meta}
 
 
 def _read_npz(path) -> dict:

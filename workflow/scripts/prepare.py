@@ -6,7 +6,8 @@ See docs/outputs.md for the contract. The split is
 validation set, the rest the training set, both kept in permutation order. Example:
 
     python workflow/scripts/prepare.py --archive results/data/cifar-10-python.tar.gz \
-        --out results/data/cifar10.npz --n-val 5000 --split-seed 0
+        --out results/data/cifar10.npz --n-val 5000 --split-seed 0 \
+        --expected-train 50000 --expected-test 10000
 
 Exit status 1 with a one-line message (no traceback) on any data problem.
 """
@@ -19,30 +20,30 @@ import logging
 import sys
 import time
 
-from scratchcnn import cifar
-from scratchcnn.io import setup_logging
+from scratchcnn.data import DataError, prepare_dataset
 from scratchcnn.io import save_npz_atomic
+from scratchcnn.logs import setup_logging
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--archive", required=True, help="verified CIFAR-10 python .tar.gz")
     ap.add_argument("--out", required=True, help="cifar10.npz to write")
-    ap.add_argument("--n-val", type=int, default=5000, help="validation images")
-    ap.add_argument("--split-seed", type=int, default=0, help="seed of the train/val split")
+    ap.add_argument("--n-val", type=int, required=True, help="validation images")
+    ap.add_argument("--split-seed", type=int, required=True, help="seed of the train/val split")
     ap.add_argument(
         "--standardize", action="store_true",
         help="per-channel standardisation with training-split mean/std",
     )
-    ap.add_argument("--expected-train", type=int, default=50000)
-    ap.add_argument("--expected-test", type=int, default=10000)
+    ap.add_argument("--expected-train", type=int, required=True, help="training images in the archive")
+    ap.add_argument("--expected-test", type=int, required=True, help="test images in the archive")
     ap.add_argument("--log", help="also write the log to this file")
     args = ap.parse_args(argv)
     setup_logging(args.log)
     log = logging.getLogger("prepare")
     t0 = time.monotonic()
     try:
-        arrays = cifar.prepare_dataset(
+        arrays = prepare_dataset(
             args.archive,
             n_val=args.n_val,
             split_seed=args.split_seed,
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
             expected_train=args.expected_train,
             expected_test=args.expected_test,
         )
-    except cifar.DataError as e:
+    except DataError as e:
         log.error("%s", e)
         return 1
     t1 = time.monotonic()

@@ -26,41 +26,21 @@ import argparse
 import json
 import os
 import sys
-import zipfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from scratchcnn import report
 from scratchcnn.checkpoint import load_checkpoint
+from scratchcnn.data import load_prepared
 from scratchcnn.io import write_text_atomic
 
 
-def npy_shapes(npz_path) -> dict:
-    """``{array name: shape}`` of every array in an .npz, read from the headers only."""
-    shapes = {}
-    with zipfile.ZipFile(npz_path) as zf:
-        for name in zf.namelist():
-            if not name.endswith(".npy"):
-                continue
-            with zf.open(name) as f:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, _, _ = np.lib.format.read_array_header_1_0(f)
-                else:
-                    shape, _, _ = np.lib.format.read_array_header_2_0(f)
-            shapes[name[: -len(".npy")]] = list(shape)
-    return shapes
-
-
 def read_data_meta(npz_path) -> dict:
-    with np.load(npz_path, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta_json"]))
-        if "class_names" in z.files:
-            meta["class_names"] = [str(s) for s in z["class_names"]]
-    meta["shapes"] = npy_shapes(npz_path)
-    return meta
+    """``meta_json`` with the class names and every array's shape (no image is loaded)."""
+    data = load_prepared(npz_path, arrays=())
+    shapes = {name: list(shape) for name, shape in data.shapes.items()}
+    return {**data.meta, "class_names": data.class_names, "shapes": shapes}
 
 
 def read_json(path) -> dict:

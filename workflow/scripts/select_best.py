@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from scratchcnn.io import setup_logging
+from scratchcnn.logs import setup_logging
 from scratchcnn import sweeps
 from scratchcnn.io import atomic_path, write_json_atomic
 

@@ -5,8 +5,13 @@ validation accuracy), metrics.json (status, best accuracy, timing, provenance).
 A snapshot (state.npz) is saved after every epoch, so a killed run started
 again with the same arguments continues from its last completed epoch.
 
-    python workflow/scripts/train.py --data results/data/cifar10.npz \
-        --out-dir results/manual --lr 0.01 --reg 1e-3 --filters 32 --epochs 20
+Every setting of the recipe is a required flag: the values (and their defaults)
+come from config/config.yaml, which the pipeline passes in full, e.g.
+
+    python workflow/scripts/train.py --data results/data/cifar10.npz --out-dir results/manual \
+        --lr 0.01 --reg 0.001 --filters 32 --epochs 20 --batch-size 64 --lr-decay 0.5 \
+        --lr-step 5 --clip 5.0 --bn-momentum 0.9 --seed 0 --kernel-size 3 --padding1 1 \
+        --padding2 0 --pool-size 2 --pool-stride 2 --device auto --train-subset 0 --jobs-per-gpu 1
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scratchcnn.io import setup_logging
 from scratchcnn import model as cnn
-from scratchcnn import training
+from scratchcnn import sweeps, training
 from scratchcnn.backend import BackendError, get_backend
-from scratchcnn.checkpoint import save_checkpoint
+from scratchcnn.checkpoint import load_train_state, save_checkpoint, save_train_state
+from scratchcnn.data import DataError, load_prepared
 from scratchcnn.devices import GpuClaimError, claim_gpu, count_gpus
 from scratchcnn.io import atomic_path, write_json_atomic
+from scratchcnn.logs import setup_logging
 from scratchcnn.provenance import provenance
 
 log = logging.getLogger("train")
@@ -39,32 +45,33 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="prepared dataset (cifar10.npz)")
     p.add_argument("--out-dir", required=True, type=Path)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--reg", type=float, default=1e-3, help="L2 strength")
-    p.add_argument("--filters", type=int, default=32, help="filters of both convolutions")
-    p.add_argument("--filters2", type=int, default=None, help="filters of conv2 (default: --filters)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--lr-decay", type=float, default=0.5)
-    p.add_argument("--lr-step", type=int, default=5)
-    p.add_argument("--clip", type=float, default=5.0, help="max L2 norm per gradient array (0: off)")
-    p.add_argument("--bn-momentum", type=float, default=0.9)
-    p.add_argument("--kernel-size", type=int, default=3)
-    p.add_argument("--padding1", type=int, default=1)
-    p.add_argument("--padding2", type=int, default=0)
-    p.add_argument("--pool-size", type=int, default=2)
-    p.add_argument("--pool-stride", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
-    p.add_argument("--train-subset", type=int, default=0, help="use only the first N training images (0: all)")
-    p.add_argument("--jobs-per-gpu", type=int, default=1, help="concurrent jobs that may share one GPU (on a GPU only)")
+    recipe = p.add_argument_group("the recipe (config/config.yaml; all required)")
+    recipe.add_argument("--lr", type=float, required=True)
+    recipe.add_argument("--reg", type=float, required=True, help="L2 strength")
+    recipe.add_argument("--filters", type=int, required=True, help="filters of both convolutions")
+    recipe.add_argument("--batch-size", type=int, required=True)
+    recipe.add_argument("--epochs", type=int, required=True)
+    recipe.add_argument("--lr-decay", type=float, required=True)
+    recipe.add_argument("--lr-step", type=int, required=True)
+    recipe.add_argument("--clip", type=float, required=True, help="max L2 norm per gradient array (0: off)")
+    recipe.add_argument("--bn-momentum", type=float, required=True)
+    recipe.add_argument("--kernel-size", type=int, required=True)
+    recipe.add_argument("--padding1", type=int, required=True)
+    recipe.add_argument("--padding2", type=int, required=True)
+    recipe.add_argument("--pool-size", type=int, required=True)
+    recipe.add_argument("--pool-stride", type=int, required=True)
+    recipe.add_argument("--seed", type=int, required=True)
+    recipe.add_argument("--device", required=True, choices=["auto", "cpu", "gpu"])
+    recipe.add_argument("--train-subset", type=int, required=True,
+                        help="use only the first N training images (0: all)")  # fmt: skip
+    recipe.add_argument("--jobs-per-gpu", type=int, required=True,
+                        help="concurrent jobs that may share one GPU (on a GPU only)")  # fmt: skip
     p.add_argument("--gpu-lock-dir", type=Path, default=None, help="GPU claim locks (default: $TMPDIR/scratchcnn-gpu-locks-<uid>)")
     return p.parse_args(argv)
 
 
 def load_data(path, backend, subset=0):
-    with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in ("x_train", "y_train", "x_val", "y_val")}
+    data = load_prepared(path, arrays=("x_train", "y_train", "x_val", "y_val")).arrays
     if subset:
         data["x_train"], data["y_train"] = data["x_train"][:subset], data["y_train"][:subset]
     # the whole split lives on the device for the run: no per-batch host copies
@@ -94,7 +101,7 @@ def run(args, held: contextlib.ExitStack) -> int:
         log.error("%s", exc)
         return 1
     arch = cnn.make_arch(
-        filters1=args.filters, filters2=args.filters2, kernel_size=args.kernel_size,
+        filters1=args.filters, kernel_size=args.kernel_size,
         padding1=args.padding1, padding2=args.padding2, pool_size=args.pool_size, pool_stride=args.pool_stride,
     )  # fmt: skip
     cfg = training.TrainConfig(
@@ -106,13 +113,17 @@ def run(args, held: contextlib.ExitStack) -> int:
     out.mkdir(parents=True, exist_ok=True)
     log.info("backend %s on %s; arch %s; %s", backend.name, backend.device_name, arch, cfg)
 
-    data = load_data(args.data, backend, args.train_subset)
+    try:
+        data = load_data(args.data, backend, args.train_subset)
+    except DataError as exc:
+        log.error("%s", exc)
+        return 1
     log.info("data: %d training and %d validation images", len(data["x_train"]), len(data["x_val"]))
 
     # a snapshot is reused only by the same run on the same data and backend
     fingerprint = hashlib.sha256(json.dumps([run_config, backend.name], sort_keys=True).encode()).hexdigest()
     state_path = out / "state.npz"
-    state = training.load_train_state(state_path, fingerprint, backend)
+    state = load_train_state(state_path, fingerprint, backend)
     if state is None:
         params, bn_state = cnn.init_params(arch, cfg.seed, backend)
         state = training.TrainState(params, bn_state)
@@ -120,7 +131,7 @@ def run(args, held: contextlib.ExitStack) -> int:
         log.info("resuming after epoch %d (%s) from %s", state.epoch, state.status, state_path)
 
     def snapshot(s):
-        training.save_train_state(state_path, s, fingerprint, to_host=backend.to_host)
+        save_train_state(state_path, s, fingerprint, to_host=backend.to_host)
 
     started = time.perf_counter()
     n_batches = -(-len(data["x_train"]) // cfg.batch_size)
@@ -149,9 +160,9 @@ def run(args, held: contextlib.ExitStack) -> int:
         "epochs_planned": cfg.epochs,
         "seconds": seconds,
         "seconds_per_epoch": seconds / max(len(history), 1),
-        "hyperparameters": {"lr": cfg.lr, "reg": cfg.reg, "filters": arch["filters1"], "filters2": arch["filters2"],
-                            "batch_size": cfg.batch_size, "epochs": cfg.epochs, "lr_decay": cfg.lr_decay,
-                            "lr_step": cfg.lr_step, "clip": cfg.clip, "seed": cfg.seed},
+        "hyperparameters": {**sweeps.plain_point({**cfg.__dict__, "filters": arch["filters1"]}),
+                            "filters2": arch["filters2"], "batch_size": cfg.batch_size, "epochs": cfg.epochs,
+                            "lr_decay": cfg.lr_decay, "lr_step": cfg.lr_step, "clip": cfg.clip, "seed": cfg.seed},
         "arch": arch,
         "backend": backend.name,
         "device": backend.device_name,

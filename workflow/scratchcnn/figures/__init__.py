@@ -14,8 +14,6 @@ from .evaluation import confusion_matrix, display_images, per_class_accuracy, sa
 from .network import activation_functions, network_diagram
 from .registry import FIGURES, INPUTS, FigureSpec
 from .style import (
-    CIFAR10_CLASSES,
-    CLASS_NAMES_ZH,
     LABELS,
     PNG_DPI,
     class_label,
@@ -29,7 +27,7 @@ from .sweeps import filters_sweep, sweep_heatmap
 from .weights import _minmax, conv1_kernels, conv2_kernels, fc_weights, histograms
 
 __all__ = [
-    "FIGURES", "INPUTS", "FigureSpec", "CIFAR10_CLASSES", "CLASS_NAMES_ZH", "LABELS", "PNG_DPI",
+    "FIGURES", "INPUTS", "FigureSpec", "LABELS", "PNG_DPI",
     "class_label", "find_cjk_font", "save_figure", "setup_style", "t", "title",
     "loss_curve", "val_accuracy", "sweep_heatmap", "filters_sweep", "per_class_accuracy",
     "conv1_kernels", "conv2_kernels", "fc_weights", "histograms", "confusion_matrix",

@@ -20,14 +20,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from ..data.classes import CLASS_NAMES_ZH  # noqa: E402
 from ..io import atomic_path  # noqa: E402
 
 log = logging.getLogger(__name__)
-
-CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
 
 # Fonts tried for Chinese text, best first.
 CJK_FONTS = (
@@ -108,20 +104,6 @@ LABELS: dict[str, dict[str, str]] = {
     "act_relu": {"zh": "ReLU", "en": "ReLU"},
     "act_sigmoid": {"zh": "sigmoid", "en": "sigmoid"},
     "act_tanh": {"zh": "tanh", "en": "tanh"},
-}
-
-
-CLASS_NAMES_ZH = {
-    "airplane": "飞机",
-    "automobile": "汽车",
-    "bird": "鸟",
-    "cat": "猫",
-    "deer": "鹿",
-    "dog": "狗",
-    "frog": "青蛙",
-    "horse": "马",
-    "ship": "船",
-    "truck": "卡车",
 }
 
 

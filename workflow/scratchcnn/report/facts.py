@@ -12,15 +12,12 @@ import numpy as np
 
 from .. import study
 from ..architecture import layer_table  # noqa: F401  (a fact of the report too)
+from ..data.classes import ANIMALS, VEHICLES
 from ..sweeps import HYPERPARAMETERS
 
 
 #: Test accuracy of the study being reproduced (its abstract).
 STUDY_TEST_ACCURACY = study.TEST_ACCURACY_ABSTRACT
-
-#: The standard CIFAR-10 classes split into vehicles and animals (for a group comparison).
-VEHICLES = ("airplane", "automobile", "ship", "truck")
-ANIMALS = ("bird", "cat", "deer", "dog", "frog", "horse")
 
 #: Differences smaller than this many percentage points count as "equal".
 EQUAL_PP = 0.05

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import jinja2
 
+from ..data.classes import ANIMALS, CLASS_NAMES_ZH, VEHICLES
+
 
 class TexStr(str):
     """A string that is safe to put into LaTeX as it is (the output of a filter)."""
@@ -113,6 +115,8 @@ def make_environment(search_path) -> jinja2.Environment:
     env.filters["tex"] = tex_escape
     env.filters["texpath"] = tex_path
     env.filters["texfile"] = tex_file
+    # class names are data, not wording: the template reads them from their one home
+    env.globals.update(class_names_zh=CLASS_NAMES_ZH, vehicle_classes=VEHICLES, animal_classes=ANIMALS)
     return env
 
 
