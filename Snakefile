@@ -23,7 +23,7 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
 
 
-# Under a cluster executor (workflow/profiles/slurm) the cheap steps run where Snakemake runs.
+# Under a cluster executor (profiles/slurm) the cheap steps run where Snakemake runs.
 localrules:
     select_sweep,
     select,

@@ -8,7 +8,7 @@
 # live in a temporary folder (its own munge key and socket, SLURM_CONF, spool, state and logs,
 # ports 16817/16818), so a SLURM already on the machine is left alone. The node advertises one
 # GPU as a generic resource with no device behind it (/dev/null), so the training jobs' --gpus=1 from
-# workflow/profiles/slurm is scheduled as on a GPU cluster, while the demo itself trains on the
+# profiles/slurm is scheduled as on a GPU cluster, while the demo itself trains on the
 # CPU (device: cpu). It runs results/sweep/best.json with the demo config
 #   - in one copy of the repository (git ls-files) through --executor slurm and the project's
 #     SLURM profile (the site placeholders untouched, short waits for the test),
@@ -149,13 +149,13 @@ copy_repo "$WORK/local"
   || { tail -n 40 "$WORK/local.log"; exit 1; }
 local_done=$(date +%s)
 
-say "SLURM run: snakemake $TARGET --executor slurm (workflow/profiles/slurm) in another copy"
+say "SLURM run: snakemake $TARGET --executor slurm (profiles/slurm) in another copy"
 copy_repo "$WORK/slurmrun"
 cd "$WORK/slurmrun"
 first_job=$(squeue -h -t all -o %i | sort -n | tail -n 1)
 set +e
 PATH="$WORK/bin:$PATH" snakemake "$TARGET" --configfile "$CONFIG" \
-  --workflow-profile workflow/profiles/slurm \
+  --workflow-profile profiles/slurm \
   --slurm-no-account --slurm-status-command squeue --slurm-init-seconds-before-status-checks 2 \
   --slurm-keep-successful-logs --latency-wait 5 --jobs 4 >"$WORK/slurmrun.log" 2>&1
 snake_rc=$?

@@ -1,6 +1,8 @@
 import json
+import os
 import re
 import shlex
+import sys
 
 import pandas as pd
 import yaml
@@ -8,16 +10,19 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import Paramspace, validate
 
-from scratchcnn import sweeps as sweeplib
-from scratchcnn.figures import FIGURES as FIGURE_REGISTRY
-
-# Step scripts import the scratchcnn package from workflow/ even where it is not
-# pip-installed (e.g. under --use-conda or on a cluster node).
+# This workflow and its step scripts import the scratchcnn package from this checkout's
+# workflow/, pip-installed or not (and never another checkout's copy), also under --use-conda
+# and on cluster nodes.
+PACKAGE_DIR = os.path.join(workflow.basedir, "workflow")
+sys.path.insert(0, PACKAGE_DIR)
 shell.prefix(
     "set -euo pipefail; export PYTHONPATH="
-    + shlex.quote(os.path.join(workflow.basedir, "workflow"))
+    + shlex.quote(PACKAGE_DIR)
     + "${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
+
+from scratchcnn import sweeps as sweeplib
+from scratchcnn.figures import FIGURES as FIGURE_REGISTRY
 
 FLOAT_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 

@@ -1,0 +1,99 @@
+"""The README's four commands exactly as a user types them, in a fresh copy of the repository.
+
+Each runs as a dry run (``-n`` added, nothing else); the demo runs for real through
+``snakemake report/report.pdf`` in tests/check.sh.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(shutil.which("snakemake") is None or shutil.which("git") is None
+                                or not (ROOT / ".git").exists(), reason="needs snakemake and a git checkout")  # fmt: skip
+
+
+def fresh_copy(dest: Path) -> Path:
+    """The files a clone would have (plus new ones not yet committed), nothing built."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        src = ROOT / name
+        if src.is_file():  # listed but deleted in the working tree: skip
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return fresh_copy(tmp_path_factory.mktemp("clone"))
+
+
+def snakemake(repo, *args, launcher=("snakemake",), env=None):
+    return subprocess.run([*launcher, *args], cwd=repo, capture_output=True, text=True, env=env)
+
+
+def planned(r):
+    """Job counts of a dry run's summary table, after checking that it ran with the profile."""
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Using workflow specific profile profiles/default" in r.stderr
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", r.stdout, re.M)}
+
+
+def test_everything(repo):
+    jobs = planned(snakemake(repo, "--cores", "1", "--resources", "gpu=1", "-n"))
+    # 3 learning rates x 4 L2 strengths; the filter sweep is known once lr_reg is chosen
+    assert jobs["train_point"] == 12 and jobs["download"] == 1 and jobs["compile_report"] == 1
+
+
+def test_one_target_and_only_what_it_needs(repo):
+    jobs = planned(snakemake(repo, "results/final/test_metrics.json", "-n"))
+    assert jobs["evaluate"] == 1 and jobs["train_point"] == 12
+    assert "figure" not in jobs and "compile_report" not in jobs
+
+
+def test_editing_the_grid_changes_the_plan(repo):
+    grid = repo / "config" / "grid.yaml"
+    text = grid.read_text()
+    edited = text.replace("reg: [1.0e-4, 5.0e-4, 1.0e-3, 5.0e-3]", "reg: [1.0e-4, 5.0e-4, 1.0e-3, 5.0e-3, 1.0e-2]")
+    assert edited != text, "config/grid.yaml no longer has the lr_reg line this test edits"
+    grid.write_text(edited)
+    try:
+        jobs = planned(snakemake(repo, "-n"))
+    finally:
+        grid.write_text(text)
+    assert jobs["train_point"] == 3 * 5
+
+
+def test_the_report(repo):
+    jobs = planned(snakemake(repo, "report/report.pdf", "-n"))
+    assert jobs["compile_report"] == 1 and jobs["render_report"] == 1 and jobs["figure"] == 11
+
+
+def test_the_profile_gives_the_cores_a_real_run_needs(tmp_path):
+    """A run that executes jobs needs cores: the default profile gives them, without it Snakemake stops."""
+    repo = fresh_copy(tmp_path)
+    target = ["results/data/demo-cifar-10-python.tar.gz", "--configfile", "config/demo.yaml"]  # one quick job
+    without = snakemake(repo, *target, "--workflow-profile", "none")
+    assert without.returncode != 0 and "cores have to be specified" in without.stderr
+    r = snakemake(repo, *target)
+    assert r.returncode == 0, r.stderr
+    assert "Provided cores" in r.stderr and (repo / target[0]).is_file()
+
+
+def test_the_workflow_finds_its_package_without_pip_install(repo):
+    """Python without site's .pth files: Snakemake still imports, a pip-installed scratchcnn does not."""
+    bare = "import site, sys; sys.path[1:1] = site.getsitepackages(); "
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    probe = subprocess.run([sys.executable, "-S", "-c", bare + "import scratchcnn"], cwd=repo,
+                           capture_output=True, text=True, env=env)  # fmt: skip
+    assert "No module named 'scratchcnn'" in probe.stderr, "scratchcnn imports even so: this test would prove nothing"
+    launcher = [sys.executable, "-S", "-c", bare + "sys.argv[0] = 'snakemake'; from snakemake.cli import main; main()"]
+    jobs = planned(snakemake(repo, "-n", launcher=launcher, env=env))
+    assert jobs["train_point"] == 12
