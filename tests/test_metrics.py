@@ -202,22 +202,19 @@ def test_evaluate_cli_reports_a_bad_checkpoint(tmp_path, capsys):
     assert not (tmp_path / "out" / "test_metrics.json").exists()
 
 
-@pytest.mark.parametrize("inline", [True, False])
-def test_evaluate_cli_config_json_inline_or_file(tmp_path, inline):
-    """The pipeline passes the config as inline JSON text; a file path works too."""
+def test_evaluate_cli_records_its_settings_and_the_checkpoints_config(tmp_path, monkeypatch):
+    """Device and batch size cannot change the metrics: the workflow passes them outside its
+    rerun triggers, and the provenance records them beside the run config of the checkpoint."""
     ev = load_script("evaluate")
     known_checkpoint(tmp_path / "model.npz")
     x = np.zeros((3, 32, 32, 3), np.float32)
     write_prepared(tmp_path / "cifar10.npz", class_names=[f"k{i}" for i in range(10)], x_test=x, y_test=np.zeros(3))
-    config = {"device": "cpu", "report": {"language": "zh"}}
-    arg = json.dumps(config)
-    if not inline:
-        (tmp_path / "config.json").write_text(arg, encoding="utf-8")
-        arg = str(tmp_path / "config.json")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
     out = tmp_path / "out"
     rc = ev.main(["--model", str(tmp_path / "model.npz"), "--data", str(tmp_path / "cifar10.npz"),
-                  "--out-dir", str(out), "--device", "cpu", "--batch-size", "2", "--config-json", arg])  # fmt: skip
+                  "--out-dir", str(out), "--device", "cpu", "--batch-size", "2"])  # fmt: skip
     assert rc == 0
     m = json.loads((out / "test_metrics.json").read_text(encoding="utf-8"))
-    assert m["provenance"]["config"] == config
+    assert m["provenance"]["settings"] == {"device": "cpu", "batch_size": 2, "threads": 3}
+    assert m["provenance"]["config"]["train"]["seed"] == 7  # known_checkpoint's training config
     assert m["test_accuracy"] == 1.0  # r = 0 -> class 0

@@ -51,6 +51,7 @@ def test_outputs_follow_the_contract(data, tmp_path):
     assert metrics["hyperparameters"]["filters"] == 4 and metrics["backend"] == "numpy"
     prov = metrics["provenance"]
     assert {"config", "versions", "git_commit", "device"} <= set(prov) and prov["versions"]["numpy"] == np.__version__
+    assert prov["settings"]["device"] == "cpu" and prov["settings"]["jobs_per_gpu"] == 1  # not in config
     ck = load_checkpoint(tmp_path / "model.npz")
     assert ck.meta["epoch"] == metrics["best_epoch"] and ck.meta["val_acc"] == metrics["best_val_acc"]
     assert not (tmp_path / "state.npz").exists()

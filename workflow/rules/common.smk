@@ -99,8 +99,11 @@ def sweep_metrics(wildcards):
 
 
 def train_args(point, epochs):
-    """Command-line flags of workflow/scripts/train.py for one run: the hyperparameters
-    of ``point`` (each one's flag is its name), the rest of the recipe from the config.
+    """The flags of workflow/scripts/train.py that decide a run's result, for a param (a rerun
+    trigger): the hyperparameters of ``point`` (each one's flag is its name), the rest of the
+    recipe from the config. The settings that cannot change the result reach train.py as
+    resources (device, jobs per GPU) and threads, neither a rerun trigger; its provenance
+    records them.
     """
     m, t = config["model"], config["train"]
     return " ".join(
@@ -111,17 +114,13 @@ def train_args(point, epochs):
             f"--clip {t['clip']} --bn-momentum {m['bn_momentum']} --seed {config['seed']}",
             f"--kernel-size {m['kernel_size']} --padding1 {m['padding1']} --padding2 {m['padding2']}",
             f"--pool-size {m['pool_size']} --pool-stride {m['pool_stride']}",
-            f"--device {config['device']} --train-subset {t['train_subset']}",
+            f"--train-subset {t['train_subset']}",
         ]
     )
 
 
 def best_point():
     return read_json(checkpoints.select.get().output.best)
-
-
-def config_json():
-    return shlex.quote(json.dumps(config, sort_keys=True))
 
 
 def final_input(wildcards):

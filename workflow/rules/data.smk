@@ -25,11 +25,14 @@ else:
             "logs/data/download.log",
         conda:
             "../../environment.yml"
-        params:
+        resources:
+            # a resource, not a param: the md5 fixes the result, so a new address for the
+            # same archive (a local copy, a mirror) downloads nothing again
             url=config["data"]["url"],
+        params:
             md5=config["data"]["md5"],
         shell:
-            "python workflow/scripts/download.py --source {params.url:q} --md5 {params.md5}"
+            "python workflow/scripts/download.py --source {resources.url:q} --md5 {params.md5}"
             " --out {output.archive} 2> {log}"
 
 

@@ -14,13 +14,15 @@ rule train_final:
     threads: config["train"]["threads"]
     resources:
         gpu=1,
+        # resources, not params: as in train_point
+        device=config["device"],
         jobs_per_gpu=config["train"]["jobs_per_gpu"],
     params:
         # reruns only when the chosen point (or the recipe) changes, not when the sweep files are rewritten
         args=lambda w: train_args(best_point(), config["train"]["epochs"]),
     shell:
         f"python workflow/scripts/train.py --data {DATA} --out-dir results/final {{params.args}}"
-        " --jobs-per-gpu {resources.jobs_per_gpu} 2> {log}"
+        " --device {resources.device} --jobs-per-gpu {resources.jobs_per_gpu} 2> {log}"
 
 
 rule evaluate:
@@ -38,11 +40,10 @@ rule evaluate:
         "../../environment.yml"
     resources:
         gpu=1,
-    params:
-        batch_size=config["evaluate"]["batch_size"],
+        # resources, not params: they cannot change the metrics, so changing them reruns nothing
         device=config["device"],
-        config=config_json(),
+        batch_size=config["evaluate"]["batch_size"],
     shell:
         "python workflow/scripts/evaluate.py --model {input.model} --data {input.data}"
-        " --out-dir results/final --device {params.device} --batch-size {params.batch_size}"
-        " --config-json {params.config} 2> {log}"
+        " --out-dir results/final --device {resources.device} --batch-size {resources.batch_size}"
+        " 2> {log}"

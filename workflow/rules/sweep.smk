@@ -14,7 +14,8 @@ rule train_point:
     threads: config["train"]["threads"]
     resources:
         gpu=1,
-        # a resource, not a param: changing it must not retrain finished points
+        # resources, not params: changing them must not retrain finished points
+        device=config["device"],
         jobs_per_gpu=config["train"]["jobs_per_gpu"],
     params:
         args=lambda w: train_args(
@@ -24,7 +25,7 @@ rule train_point:
         out_dir=lambda w, output: os.path.dirname(output.metrics),
     shell:
         "python workflow/scripts/train.py --data {input.data} --out-dir {params.out_dir}"
-        " {params.args} --jobs-per-gpu {resources.jobs_per_gpu} 2> {log}"
+        " {params.args} --device {resources.device} --jobs-per-gpu {resources.jobs_per_gpu} 2> {log}"
 
 
 checkpoint select_sweep:

@@ -49,9 +49,20 @@ def git_commit() -> str | None:
     return sha + ("-dirty" if dirty else "")
 
 
-def provenance(config: dict, backend) -> dict:
+def blas_threads() -> int | None:
+    """The host threads the run's BLAS may use (Snakemake sets OMP_NUM_THREADS to the job's
+    threads), or None where the library chose for itself."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() else None
+
+
+def provenance(config: dict, backend, settings: dict | None = None) -> dict:
+    """What made a result. ``config`` decides the numbers; ``settings`` are the run's choices
+    that cannot change them (the device asked for, evaluation batch size, jobs per GPU). The
+    workflow passes those outside its rerun triggers, so they are recorded here instead."""
     return {
         "config": config,
+        "settings": {**(settings or {}), "threads": blas_threads()},
         "backend": backend.name,
         "device": backend.device_name,
         "versions": package_versions(backend),

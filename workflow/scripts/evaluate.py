@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import logging
 import sys
 import time
@@ -99,8 +98,11 @@ def confusion_csv(metrics: dict) -> str:
     return buf.getvalue()
 
 
-def run_evaluation(model, data, out_dir, device, batch_size, config: dict | None = None) -> dict:
-    """Evaluate checkpoint ``model`` on ``data``'s test set; write the four outputs; return the metrics."""
+def run_evaluation(model, data, out_dir, device, batch_size) -> dict:
+    """Evaluate checkpoint ``model`` on ``data``'s test set; write the four outputs; return the metrics.
+
+    The provenance holds the checkpoint's run config (what decides the numbers) and, as
+    settings, ``device`` and ``batch_size`` (which do not)."""
     out_dir = Path(out_dir)
     ckpt = load_checkpoint(model)
     x, y, class_names = load_test_data(data)
@@ -115,8 +117,9 @@ def run_evaluation(model, data, out_dir, device, batch_size, config: dict | None
         "val_acc": ckpt.meta.get("val_acc"),
     }
     metrics["hyperparameters"] = hyperparameters(ckpt.meta, ckpt.arch)
-    run_config = config if config is not None else ckpt.meta.get("config") or {}
-    metrics["provenance"] = provenance(run_config, backend)
+    metrics["provenance"] = provenance(
+        ckpt.meta.get("config") or {}, backend, {"device": device, "batch_size": batch_size}
+    )
 
     save_npz_atomic(out_dir / "predictions.npz", {"y_true": y.astype(np.int64), "y_pred": y_pred, "probs": probs})
     write_text_atomic(out_dir / "per_class.csv", per_class_csv(metrics))
@@ -137,24 +140,11 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", type=Path, required=True, help="results/final")
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], required=True)
     p.add_argument("--batch-size", type=int, required=True, help="images per forward pass")
-    p.add_argument("--config-json", help="the pipeline config for provenance: a JSON file, or inline JSON "
-                   "text starting with '{' (default: the checkpoint's run config)")  # fmt: skip
     args = p.parse_args(argv)
     if args.batch_size < 1:
         p.error("--batch-size must be positive")
-    config = None
-    if args.config_json is not None:
-        try:
-            text = args.config_json
-            if not text.lstrip().startswith("{"):
-                text = Path(text).read_text(encoding="utf-8")
-            config = json.loads(text)
-        except (OSError, json.JSONDecodeError) as exc:
-            p.error(f"--config-json {args.config_json[:80]}: {exc}")
-        if not isinstance(config, dict):
-            p.error("--config-json must hold a JSON object")
     try:
-        run_evaluation(args.model, args.data, args.out_dir, args.device, args.batch_size, config)
+        run_evaluation(args.model, args.data, args.out_dir, args.device, args.batch_size)
     except (CheckpointError, DataError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

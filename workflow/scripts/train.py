@@ -143,7 +143,7 @@ def run(args, held: contextlib.ExitStack) -> int:
 
     history = pd.DataFrame(state.history, columns=["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"])
     seconds = float(history["seconds"].sum())
-    prov = provenance(run_config, backend)
+    prov = provenance(run_config, backend, {"device": args.device, "jobs_per_gpu": args.jobs_per_gpu})
     best_params = state.best_params or state.params  # a run that diverged in epoch 1 has no best
     best_bn = state.best_bn_state or state.bn_state
     meta = {"epoch": state.best_epoch, "val_acc": state.best_val_acc if state.best_epoch else None,
