@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,11 +16,20 @@ import numpy as np
 
 @contextmanager
 def atomic_path(path, suffix=""):
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    The file gets the mode of any new file under the user's umask (0644 under 022), not
+    mkstemp's private 0600: colleagues on a shared machine read the results.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp{suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -1,0 +1,42 @@
+"""Outputs on a shared machine: every atomic write gets the usual mode for the user's umask."""
+
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from scratchcnn.io import atomic_path, save_npz_atomic, write_json_atomic, write_text_atomic
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test; the old one comes back afterwards."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("mask, expected", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_get_the_mode_of_the_umask(tmp_path, umask, mask, expected):
+    umask(mask)
+    write_text_atomic(tmp_path / "a.txt", "x")
+    write_json_atomic(tmp_path / "b.json", {"x": 1})
+    save_npz_atomic(tmp_path / "c.npz", {"x": np.zeros(2)})
+    with atomic_path(tmp_path / "d.csv") as tmp:
+        tmp.write_text("x\n")
+    for name in ("a.txt", "b.json", "c.npz", "d.csv"):
+        assert mode(tmp_path / name) == expected, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.json", "c.npz", "d.csv"]
+
+
+def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "a.txt") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash")
+    assert list(tmp_path.iterdir()) == []
