@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The project's whole check, as CI runs it:
-#   unit tests, snakemake --lint, snakefmt, a dry run of the full default
-#   pipeline, and the demo end to end to report/report.pdf.
+# The project's whole check, as CI runs it (./setup.sh bash tests/check.sh sets up first):
+#   unit tests, snakemake --lint, snakefmt, a dry run of the full default pipeline, the demo
+#   end to end to report/report.pdf through the README's command as typed (cores and the gpu
+#   resource come from profiles/default), then what the demo's outputs must do: be readable by
+#   others, and rerun only where something a step uses changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+umask 022  # the usual umask, so the outputs must come out 0644
 
 echo "== unit tests"
 python -m pytest -q
@@ -13,10 +16,10 @@ snakemake --lint
 snakefmt --check Snakefile workflow/rules/
 
 echo "== dry run of the full default pipeline"
-snakemake -n --cores 1 --resources gpu=1 --quiet rules
+snakemake -n --quiet rules
 
-echo "== the demo, end to end"
-snakemake report/report.pdf --cores 2 --resources gpu=1 --configfile config/demo.yaml
+echo "== the demo, end to end: snakemake report/report.pdf --configfile config/demo.yaml"
+snakemake report/report.pdf --configfile config/demo.yaml
 python - <<'PY'
 import json, subprocess
 m = json.load(open("results/final/test_metrics.json"))
@@ -26,14 +29,52 @@ assert acc in text, f"report/report.pdf does not show the test accuracy {acc}%"
 print(f"demo: test accuracy {acc}% (chance 10%), report/report.pdf shows it")
 PY
 
-echo "== a new grid point trains alone; the final model stays unless the choice changes"
+echo "== every output is readable by group and others"
+private=$(find results report logs -type f ! -perm -044)
+[ -z "$private" ] || { printf 'not readable by others (umask 022):\n%s\n' "$private"; exit 1; }
+echo "$(find results report logs -type f | wc -l) files, none private"
+
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# plan EXTRA_YAML: the demo's dry run with one more config file; the jobs it would run, one
+# "rule count" line each, in $tmp/plan (the whole output in $tmp/plan.log)
+plan() {
+  printf '%s\n' "$1" > "$tmp/extra.yaml"
+  snakemake -n --configfile config/demo.yaml "$tmp/extra.yaml" > "$tmp/plan.log" 2>&1 \
+    || { cat "$tmp/plan.log"; exit 1; }
+  grep -E '^[a-z_]+ +[0-9]+$' "$tmp/plan.log" | awk '$1 != "total" {print $1, $2}' | sort -u > "$tmp/plan" || true
+}
+
+echo "== settings that cannot change a result rerun nothing (they are in the provenance)"
+for setting in "device: auto" "train: {threads: 1}" "train: {jobs_per_gpu: 2}" "evaluate: {batch_size: 7}"; do
+  plan "$setting"
+  grep -q "Nothing to be done" "$tmp/plan.log" || { echo "'$setting' would rerun:"; cat "$tmp/plan"; exit 1; }
+  echo "$setting: nothing to do"
+done
+plan "report: {language: en}"  # the figures' labels: those and the report, not the evaluation
+awk '$1 != "all" && $1 != "figure" && $1 != "render_report" && $1 != "compile_report" {bad = 1} END {exit bad}' "$tmp/plan" \
+  && grep -q "^figure 11$" "$tmp/plan" || { echo "report.language would run:"; cat "$tmp/plan"; exit 1; }
+echo "report.language: the 11 figures and the report only"
+
+echo "== changing one grid value retrains exactly the point it names"
+grid_plan() {  # OLD NEW POINT: the demo's grid with OLD replaced by NEW trains POINT alone
+  sed "s/$1/$2/" config/demo_grid.yaml > "$tmp/grid.yaml"
+  ! cmp -s config/demo_grid.yaml "$tmp/grid.yaml" || { echo "config/demo_grid.yaml has no '$1'"; exit 1; }
+  plan "sweep: {grid: $tmp/grid.yaml}"
+  trained=$(grep -A 8 "rule train_point:" "$tmp/plan.log" | grep -o "wildcards: .*" || true)
+  [ "$(grep '^train_point ' "$tmp/plan")" = "train_point 1" ] && [[ $trained =~ $3 ]] \
+    || { echo "'$1' -> '$2' would run:"; cat "$tmp/plan.log"; exit 1; }
+  echo "$1 -> $2: one point trains, $trained"
+}
+grid_plan "lr: \[0.05, 0.01\]" "lr: [0.05, 0.02]" "lr=0.02, reg=0.001, filters=8"
+grid_plan "filters: \[4, 8\]" "filters: [6, 8]" "filters=6"
+
+echo "== a new grid point trains alone; the final model stays unless the choice changes"
 sed 's/lr: \[0.05, 0.01\]/lr: [0.05, 0.01, 0.002]/' config/demo_grid.yaml > "$tmp/grid.yaml"
 printf 'sweep:\n  grid: %s\n' "$tmp/grid.yaml" > "$tmp/more.yaml"
+rm -rf "results/sweep/points/lr~0.002"  # trained by an earlier check in this checkout
 before=$(md5sum results/final/model.npz)
-snakemake results/final/test_metrics.json --cores 2 --resources gpu=1 \
-  --configfile config/demo.yaml "$tmp/more.yaml" 2>&1 | tee "$tmp/log"
+snakemake results/final/test_metrics.json --configfile config/demo.yaml "$tmp/more.yaml" 2>&1 | tee "$tmp/log"
 trained=$(grep -c "^localrule train_point:\|^rule train_point:" "$tmp/log" || true)
 [ "$trained" -eq 1 ] || { echo "expected exactly one new training job, got $trained"; exit 1; }
 ! grep -q "rule train_final:" "$tmp/log" || { echo "the final training reran although the choice did not change"; exit 1; }
