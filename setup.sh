@@ -95,7 +95,7 @@ fi
 # -- the project and its Python packages
 extras=test
 if [ $gpu -eq 1 ]; then
-  cuda=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9]*\).*/\1/p' | head -n 1)
+  cuda=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9]*\).*/\1/p' || true)
   case $cuda in
     12) extras=test,gpu ;;
     1[3-9]) extras=test,gpu13 ;;
@@ -132,7 +132,8 @@ tex_missing() { # what the report and the tests need; the Noto CJK fonts only lo
   fi
   echo "${missing[*]}"
 }
-have_noto() { command -v fc-list >/dev/null && fc-list 2>/dev/null | grep -qi 'noto.*cjk'; }
+# grep reads all of fc-list's output: with -q it would stop early, and pipefail would see SIGPIPE
+have_noto() { command -v fc-list >/dev/null && fc-list 2>/dev/null | grep -i 'noto.*cjk' >/dev/null; }
 
 what_to_install() {
   cat >&2 <<EOF

@@ -7,6 +7,7 @@ Each runs as a dry run (``-n`` added, nothing else); the demo runs for real thro
 import os
 import re
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -89,7 +90,8 @@ def test_the_profile_gives_the_cores_a_real_run_needs(tmp_path):
 
 def test_the_workflow_finds_its_package_without_pip_install(repo):
     """Python without site's .pth files: Snakemake still imports, a pip-installed scratchcnn does not."""
-    bare = "import site, sys; sys.path[1:1] = site.getsitepackages(); "
+    # the site-packages folders as this interpreter sees them (a venv's too; -S would hide it)
+    bare = f"import sys; sys.path[1:1] = {site.getsitepackages()!r}; "
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     probe = subprocess.run([sys.executable, "-S", "-c", bare + "import scratchcnn"], cwd=repo,
                            capture_output=True, text=True, env=env)  # fmt: skip
