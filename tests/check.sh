@@ -57,8 +57,8 @@ awk '$1 != "all" && $1 != "figure" && $1 != "render_report" && $1 != "compile_re
 echo "report.language: the 11 figures and the report only"
 
 echo "== changing one grid value retrains exactly the point it names"
-grid_plan() {  # OLD NEW POINT: the demo's grid with OLD replaced by NEW trains POINT alone
-  sed "s/$1/$2/" config/demo_grid.yaml > "$tmp/grid.yaml"
+grid_plan() {  # OLD NEW POINT: the demo's grid with the text OLD replaced by NEW trains POINT alone
+  sed "s/$(printf '%s' "$1" | sed 's/[][]/\\&/g')/$2/" config/demo_grid.yaml > "$tmp/grid.yaml"
   ! cmp -s config/demo_grid.yaml "$tmp/grid.yaml" || { echo "config/demo_grid.yaml has no '$1'"; exit 1; }
   plan "sweep: {grid: $tmp/grid.yaml}"
   trained=$(grep -A 8 "rule train_point:" "$tmp/plan.log" | grep -o "wildcards: .*" || true)
@@ -66,8 +66,8 @@ grid_plan() {  # OLD NEW POINT: the demo's grid with OLD replaced by NEW trains 
     || { echo "'$1' -> '$2' would run:"; cat "$tmp/plan.log"; exit 1; }
   echo "$1 -> $2: one point trains, $trained"
 }
-grid_plan "lr: \[0.05, 0.01\]" "lr: [0.05, 0.02]" "lr=0.02, reg=0.001, filters=8"
-grid_plan "filters: \[4, 8\]" "filters: [6, 8]" "filters=6"
+grid_plan "lr: [0.05, 0.01]" "lr: [0.05, 0.02]" "lr=0.02, reg=0.001, filters=8"
+grid_plan "filters: [4, 8]" "filters: [6, 8]" "filters=6"
 
 echo "== a new grid point trains alone; the final model stays unless the choice changes"
 sed 's/lr: \[0.05, 0.01\]/lr: [0.05, 0.01, 0.002]/' config/demo_grid.yaml > "$tmp/grid.yaml"
