@@ -26,6 +26,7 @@ m = json.load(open("results/final/test_metrics.json"))
 text = subprocess.run(["pdftotext", "report/report.pdf", "-"], capture_output=True, text=True, check=True).stdout
 acc = f"{100 * m['test_accuracy']:.2f}"
 assert acc in text, f"report/report.pdf does not show the test accuracy {acc}%"
+assert "合成数据" in text, "report/report.pdf does not say that the demo's data are synthetic"
 print(f"demo: test accuracy {acc}% (chance 10%), report/report.pdf shows it")
 PY
 
@@ -52,9 +53,10 @@ for setting in "device: auto" "train: {threads: 1}" "train: {jobs_per_gpu: 2}" "
   echo "$setting: nothing to do"
 done
 plan "report: {language: en}"  # the figures' labels: those and the report, not the evaluation
+figures=$(PYTHONPATH=workflow python -c "from scratchcnn.figures import FIGURES; print(len(FIGURES))")
 awk '$1 != "all" && $1 != "figure" && $1 != "render_report" && $1 != "compile_report" {bad = 1} END {exit bad}' "$tmp/plan" \
-  && grep -q "^figure 11$" "$tmp/plan" || { echo "report.language would run:"; cat "$tmp/plan"; exit 1; }
-echo "report.language: the 11 figures and the report only"
+  && grep -q "^figure $figures$" "$tmp/plan" || { echo "report.language would run:"; cat "$tmp/plan"; exit 1; }
+echo "report.language: the $figures figures and the report only"
 
 echo "== changing one grid value retrains exactly the point it names"
 grid_plan() {  # OLD NEW POINT: the demo's grid with the text OLD replaced by NEW trains POINT alone

@@ -265,12 +265,12 @@ def write_results(root: Path, inputs: dict) -> dict:
     return paths
 
 
-def render_cli(root: Path, paths: dict, out: Path) -> int:
+def render_cli(root: Path, paths: dict, out: Path, *extra) -> int:
     return render_report.main([
         "--template", str(TEMPLATE), "--test-metrics", str(paths["test_metrics"]),
         "--summary", str(paths["summary"]), "--history", str(paths["history"]), "--best", str(paths["best"]),
         "--final-metrics", str(paths["final_metrics"]), "--model", str(paths["model"]),
-        "--data-meta", str(paths["data"]), "--figures-dir", str(paths["figures"]), "--out", str(out),
+        "--data-meta", str(paths["data"]), "--figures-dir", str(paths["figures"]), "--out", str(out), *extra,
     ])  # fmt: skip
 
 
@@ -526,6 +526,14 @@ def test_render_cli_writes_the_tex(tmp_path):
     assert r"\texttt{W3}" in tex  # parameter statistics from the checkpoint
     assert "45" in tex  # split sizes from the data file's array headers
     assert not list(out.parent.glob(".report.tex.*"))  # no temporary left behind
+
+
+def test_render_cli_says_when_the_data_are_synthetic(tmp_path):
+    """The workflow passes --synthetic from data.synthetic (no result file records it)."""
+    paths = write_results(tmp_path, fixture_inputs())
+    out = tmp_path / "report" / "report.tex"
+    assert render_cli(tmp_path, paths, out, "--synthetic") == 0
+    assert "流水线生成的合成数据" in out.read_text(encoding="utf-8")
 
 
 def test_render_cli_refuses_missing_figures(tmp_path, capsys):

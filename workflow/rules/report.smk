@@ -15,11 +15,14 @@ rule render_report:
         "logs/report/render.log",
     conda:
         "../../environment.yml"
+    params:
+        # the report says when its data are the demo's synthetic images
+        synthetic="--synthetic" if config["data"]["synthetic"] else "",
     shell:
         "python workflow/scripts/render_report.py --template {input.template}"
         " --test-metrics {input.test_metrics} --summary {input.summary} --history {input.history}"
         " --best {input.best} --final-metrics {input.final_metrics} --model {input.model}"
-        " --data-meta {input.data} --figures-dir results/figures --out {output.tex} 2> {log}"
+        " --data-meta {input.data} {params.synthetic} --figures-dir results/figures --out {output.tex} 2> {log}"
 
 
 rule compile_report:

@@ -60,6 +60,8 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--data-meta", required=True, help="results/data/cifar10.npz (meta_json, class_names, shapes)"
     )
+    ap.add_argument("--synthetic", action="store_true",
+                    help="the data came from the synthetic demo archive (data.synthetic): the report says so")  # fmt: skip
     ap.add_argument("--figures-dir", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--study-accuracy", type=float, default=report.STUDY_TEST_ACCURACY,
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
         summary=pd.read_csv(args.summary),
         history=pd.read_csv(args.history),
         best=read_json(args.best),
-        data_meta=read_data_meta(args.data_meta),
+        data_meta={**read_data_meta(args.data_meta), **({"synthetic": True} if args.synthetic else {})},
         arch=arch,
         final_metrics=read_json(args.final_metrics),
         figures_dir=fig_rel,
