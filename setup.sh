@@ -7,10 +7,10 @@
 #   ./setup.sh --check                say what is missing and what set-up would do; change nothing
 #
 # Python 3.10 or later: the active virtual environment (or conda environment other than base),
-# else ./.venv, made here (Debian's and Ubuntu's own Python refuse pip installs: PEP 668). It sees
-# the system's packages, so what is there already is not downloaded again. Into it goes the
-# project with its test tools (pip install -e ".[test]"; --gpu adds CuPy for the driver's CUDA
-# version), again only when pyproject.toml has changed.
+# else ./.venv, made here (Debian's and Ubuntu's own Python refuse pip installs: PEP 668). Into it
+# goes the project with its test tools (pip install -e ".[test]"; --gpu adds CuPy for the
+# driver's CUDA version), again only when pyproject.toml has changed. The .venv sees none of the
+# system's packages: else `snakemake` could be the system's, blind to what is installed here.
 # The PDF report needs XeLaTeX with ctex, latexmk and a CJK font, and the tests pdftotext: when
 # they are missing, apt-get installs them (through sudo when not root); without apt-get this
 # says what to install and stops. --no-tex goes on without them (everything but the PDF works).
@@ -80,10 +80,10 @@ else
   else
     say "Python: creating the virtual environment .venv with $(python3 -V 2>&1)"
     rm -rf .venv
-    if ! python3 -m venv --system-site-packages .venv; then
+    if ! python3 -m venv .venv; then
       rm -rf .venv # Debian and Ubuntu ship venv's pip separately
       if command -v apt-get >/dev/null && apt_install python3-venv; then
-        python3 -m venv --system-site-packages .venv
+        python3 -m venv .venv
       else
         die "python3 -m venv failed: install Python's venv module (Debian/Ubuntu: python3-venv), then run this again"
       fi
