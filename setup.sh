@@ -101,7 +101,7 @@ if [ $gpu -eq 1 ]; then
     1[3-9]) extras=test,gpu13 ;;
     *) die "--gpu: nvidia-smi reports no CUDA 12 or later driver${cuda:+ (CUDA $cuda)}; see README.md, GPU" ;;
   esac
-elif command -v nvidia-smi >/dev/null && nvidia-smi >/dev/null 2>&1; then
+elif command -v nvidia-smi >/dev/null && nvidia-smi >/dev/null 2>&1 && ! python -c 'import cupy' 2>/dev/null; then
   say "a GPU answers: ./setup.sh --gpu also installs CuPy, so that training runs on it"
 fi
 if [ $env_ready -eq 0 ]; then
