@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from scratchcnn.figures import FIGURES
 
@@ -49,29 +50,36 @@ def planned(r):
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", r.stdout, re.M)}
 
 
+def first_sweep_points(repo) -> int:
+    """Training jobs a plan shows: the lr_reg sweep's; the filter sweep is known once it is chosen."""
+    lr_reg = yaml.safe_load((repo / "config" / "grid.yaml").read_text())["sweeps"]["lr_reg"]
+    return len(lr_reg["lr"]) * len(lr_reg["reg"])
+
+
 def test_everything(repo):
     jobs = planned(snakemake(repo, "--cores", "1", "--resources", "gpu=1", "-n"))
-    # 3 learning rates x 4 L2 strengths; the filter sweep is known once lr_reg is chosen
-    assert jobs["train_point"] == 12 and jobs["download"] == 1 and jobs["compile_report"] == 1
+    assert jobs["train_point"] == first_sweep_points(repo) and jobs["download"] == 1 and jobs["compile_report"] == 1
 
 
 def test_one_target_and_only_what_it_needs(repo):
     jobs = planned(snakemake(repo, "results/final/test_metrics.json", "-n"))
-    assert jobs["evaluate"] == 1 and jobs["train_point"] == 12
+    assert jobs["evaluate"] == 1 and jobs["train_point"] == first_sweep_points(repo)
     assert "figure" not in jobs and "compile_report" not in jobs
 
 
 def test_editing_the_grid_changes_the_plan(repo):
     grid = repo / "config" / "grid.yaml"
     text = grid.read_text()
-    edited = text.replace("reg: [1.0e-4, 5.0e-4, 1.0e-3, 5.0e-3]", "reg: [1.0e-4, 5.0e-4, 1.0e-3, 5.0e-3, 1.0e-2]")
-    assert edited != text, "config/grid.yaml no longer has the lr_reg line this test edits"
+    before = first_sweep_points(repo)
+    edited = re.sub(r"(\n +reg: \[)", r"\g<1>2.0e-2, ", text, count=1)  # one more L2 strength
+    assert edited != text, "config/grid.yaml has no 'reg: [' line for this test to edit"
     grid.write_text(edited)
     try:
+        after = first_sweep_points(repo)
         jobs = planned(snakemake(repo, "-n"))
     finally:
         grid.write_text(text)
-    assert jobs["train_point"] == 3 * 5
+    assert after > before and jobs["train_point"] == after
 
 
 def test_the_report(repo):
@@ -100,4 +108,4 @@ def test_the_workflow_finds_its_package_without_pip_install(repo):
     assert "No module named 'scratchcnn'" in probe.stderr, "scratchcnn imports even so: this test would prove nothing"
     launcher = [sys.executable, "-S", "-c", bare + "sys.argv[0] = 'snakemake'; from snakemake.cli import main; main()"]
     jobs = planned(snakemake(repo, "-n", launcher=launcher, env=env))
-    assert jobs["train_point"] == 12
+    assert jobs["train_point"] == first_sweep_points(repo)
