@@ -616,9 +616,7 @@ def test_optional_fields_render():
 
 def test_synthetic_data_and_diverged_loss_are_said():
     inputs = fixture_inputs()
-    inputs["data_meta"] = {**inputs["data_meta"], "archive": "demo-cifar-10-python.tar.gz"}
-    inputs["final_metrics"] = copy.deepcopy(inputs["final_metrics"])
-    inputs["final_metrics"]["provenance"]["config"] = {"data": {"synthetic": True}}
+    inputs["data_meta"] = {**inputs["data_meta"], "archive": "demo-cifar-10-python.tar.gz", "synthetic": True}
     tex = text(R.build_context(**inputs))
     assert "合成数据" in tex and r"demo-cifar-10-python.tar.gz" in tex
     assert "CIFAR-10 官方 Python 版本中的全部" not in tex

@@ -23,21 +23,6 @@ from .fmt import duration, fixed, integer, loss, norm_value, pct, plain, ratio, 
 from .latex import TexStr, tex_escape, tex_file, tex_path
 
 
-def _get(d: dict, *keys, default=None):
-    """The first present key among ``keys`` (dotted paths allowed)."""
-    for key in keys:
-        cur, ok = d, True
-        for part in key.split("."):
-            if isinstance(cur, dict) and part in cur and cur[part] is not None:
-                cur = cur[part]
-            else:
-                ok = False
-                break
-        if ok:
-            return cur
-    return default
-
-
 # ---------------------------------------------------------------------------- headline and environment
 
 
@@ -95,9 +80,9 @@ def environments_context(final_metrics: dict, test_metrics: dict) -> dict:
 # ---------------------------------------------------------------------------- data and architecture
 
 
-def is_synthetic(*results: dict) -> bool:
-    """Whether any of the results says it was made from the synthetic demo archive."""
-    return any(bool(_get(d, "synthetic", "provenance.config.data.synthetic", default=False)) for d in results)
+def is_synthetic(data_meta: dict) -> bool:
+    """Whether the data came from the synthetic demo archive (render_report.py --synthetic sets it)."""
+    return bool(data_meta.get("synthetic", False))
 
 
 def data_context(data_meta: dict, test_metrics: dict, synthetic: bool) -> dict:
@@ -634,7 +619,7 @@ def build_context(
     return {
         "test": test_context(test_metrics, study_accuracy),
         "env": environments_context(final_metrics, test_metrics),
-        "data": data_context(data_meta, test_metrics, is_synthetic(data_meta, final_metrics, test_metrics)),
+        "data": data_context(data_meta, test_metrics, is_synthetic(data_meta)),
         "arch": arch_context(arch, layers),
         "layers": layers_context(layers),
         "hp": _hp_context(hp),
