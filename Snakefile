@@ -27,6 +27,7 @@ include: "workflow/rules/report.smk"
 localrules:
     select_sweep,
     select,
+    summarize_seeds,
     figure,
     render_report,
     compile_report,

@@ -75,10 +75,12 @@ echo "== a new grid point trains alone; the final model stays unless the choice 
 sed 's/lr: \[0.05, 0.01\]/lr: [0.05, 0.01, 0.002]/' config/demo_grid.yaml > "$tmp/grid.yaml"
 printf 'sweep:\n  grid: %s\n' "$tmp/grid.yaml" > "$tmp/more.yaml"
 rm -rf "results/sweep/points/lr~0.002"  # trained by an earlier check in this checkout
-before=$(md5sum results/final/model.npz)
+shown=$(PYTHONPATH=workflow python -c "import json; print(json.load(open('results/final/test_metrics.json'))['seeds']['shown'])")
+model="results/final/seeds/$shown/model.npz"
+before=$(md5sum "$model")
 snakemake results/final/test_metrics.json --configfile config/demo.yaml "$tmp/more.yaml" 2>&1 | tee "$tmp/log"
 trained=$(grep -c "^localrule train_point:\|^rule train_point:" "$tmp/log" || true)
 [ "$trained" -eq 1 ] || { echo "expected exactly one new training job, got $trained"; exit 1; }
 ! grep -q "rule train_final:" "$tmp/log" || { echo "the final training reran although the choice did not change"; exit 1; }
-[ "$before" = "$(md5sum results/final/model.npz)" ] || { echo "results/final/model.npz changed"; exit 1; }
+[ "$before" = "$(md5sum "$model")" ] || { echo "$model changed"; exit 1; }
 echo "one new training job, final model untouched"

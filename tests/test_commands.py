@@ -63,7 +63,9 @@ def test_everything(repo):
 
 def test_one_target_and_only_what_it_needs(repo):
     jobs = planned(snakemake(repo, "results/final/test_metrics.json", "-n"))
-    assert jobs["evaluate"] == 1 and jobs["train_point"] == first_sweep_points(repo)
+    seeds = yaml.safe_load((repo / "config" / "config.yaml").read_text())["train"]["seeds"]
+    assert jobs["evaluate"] == len(seeds) and jobs["train_final"] == len(seeds) and jobs["summarize_seeds"] == 1
+    assert jobs["train_point"] == first_sweep_points(repo)
     assert "figure" not in jobs and "compile_report" not in jobs
 
 

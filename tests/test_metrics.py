@@ -218,3 +218,44 @@ def test_evaluate_cli_records_its_settings_and_the_checkpoints_config(tmp_path, 
     assert m["provenance"]["settings"] == {"device": "cpu", "batch_size": 2, "threads": 3}
     assert m["provenance"]["config"]["train"]["seed"] == 7  # known_checkpoint's training config
     assert m["test_accuracy"] == 1.0  # r = 0 -> class 0
+
+
+def test_seed_summary_mean_and_sample_std():
+    from scratchcnn.metrics import seed_summary
+
+    s = seed_summary([{"seed": 0, "test_accuracy": 0.60}, {"seed": 1, "test_accuracy": 0.62},
+                      {"seed": 2, "test_accuracy": 0.64}])  # fmt: skip
+    assert s["n"] == 3 and s["mean"] == pytest.approx(0.62) and s["std"] == pytest.approx(0.02)
+    assert (s["min"], s["max"]) == (0.60, 0.64)
+    assert seed_summary([{"seed": 5, "test_accuracy": 0.5}])["std"] is None  # one run has no spread
+    with pytest.raises(ValueError, match="seeds must differ"):
+        seed_summary([{"seed": 1, "test_accuracy": 0.5}, {"seed": 1, "test_accuracy": 0.6}])
+
+
+def test_summarize_seeds_script(tmp_path):
+    """The combined file is the shown seed's metrics plus every seed's numbers; a missing seed is named."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("summarize_seeds", ROOT / "workflow" / "scripts" / "summarize_seeds.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    runs = []
+    for seed, acc in ((3, 0.7), (8, 0.5)):
+        d = tmp_path / str(seed)
+        d.mkdir()
+        (d / "test_metrics.json").write_text(json.dumps({"test_accuracy": acc, "n_test": 10}))
+        (d / "metrics.json").write_text(json.dumps({"hyperparameters": {"seed": seed}, "best_val_acc": acc + 0.01,
+                                                    "best_epoch": 4, "status": "ok"}))  # fmt: skip
+        runs.append(str(d))
+    out = tmp_path / "test_metrics.json"
+    assert mod.main(["--runs", *runs, "--shown-seed", "8", "--out", str(out)]) == 0
+    combined = json.loads(out.read_text())
+    assert combined["test_accuracy"] == 0.5 and combined["n_test"] == 10  # the shown seed's own metrics
+    assert combined["seeds"]["shown"] == 8 and combined["seeds"]["mean"] == pytest.approx(0.6)
+    assert [r["seed"] for r in combined["seeds"]["runs"]] == [3, 8]
+    assert combined["seeds"]["runs"][0]["best_val_acc"] == pytest.approx(0.71)
+    with pytest.raises(SystemExit, match="--shown-seed 1 is not among"):
+        mod.main(["--runs", *runs, "--shown-seed", "1", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit, match="does not exist"):
+        mod.main(["--runs", str(tmp_path / "none"), "--shown-seed", "1", "--out", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()

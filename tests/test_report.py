@@ -656,3 +656,18 @@ def test_report_states_the_sweep_length_honestly():
     assert f"每个点都用与最终训练相同的方法训练（同为 {final_epochs} 个 epoch）" in same
     shorter = text(ctx(summary=make_summary().assign(epochs=5)))
     assert f"每个点都用与最终训练相同的方法训练（但只训练 5 个 epoch，最终训练为 {final_epochs} 个）" in shorter
+
+
+def test_seeds_give_mean_and_spread_and_name_the_shown_seed():
+    inputs = fixture_inputs()
+    runs = [{"seed": s, "test_accuracy": a, "best_val_acc": v, "best_epoch": 12}
+            for s, a, v in ((0, 0.6247, 0.6531), (1, 0.6101, 0.6488), (2, 0.6305, 0.6550))]  # fmt: skip
+    inputs["test_metrics"] = {**inputs["test_metrics"], "seeds": {
+        "shown": 0, "n": 3, "mean": 0.6217666, "std": 0.0105, "min": 0.6101, "max": 0.6305, "runs": runs}}  # fmt: skip
+    tex = text(R.build_context(**inputs))
+    assert r"\textbf{62.18\% $\pm$ 1.05\%}" in tex
+    assert "种子 0：62.47\\%，种子 1：61.01\\%，种子 2：63.05\\%" in tex
+    assert "使用种子 0 的模型" in tex
+    assert r"\rowcolor{chosen}0 & 12 & 65.31 & 62.47 \\" in tex
+    assert "62.18\\% $\\pm$ 1.05（3 个种子的均值）" in tex
+    assert "个种子各训练一次" not in text(ctx())  # one run: no seed statistics claimed

@@ -98,7 +98,7 @@ def sweep_metrics(wildcards):
     return [f"{point_dir(p)}/metrics.json" for p in sweep_points(wildcards.sweep)]
 
 
-def train_args(point, epochs):
+def train_args(point, epochs, seed):
     """The flags of workflow/scripts/train.py that decide a run's result, for a param (a rerun
     trigger): the hyperparameters of ``point`` (each one's flag is its name), the rest of the
     recipe from the config. The settings that cannot change the result reach train.py as
@@ -111,7 +111,7 @@ def train_args(point, epochs):
             *(f"--{h} {v!r}" for h, v in sweeplib.plain_point(point).items()),
             f"--epochs {int(epochs)}",
             f"--batch-size {t['batch_size']} --lr-decay {t['lr_decay']} --lr-step {t['lr_step']}",
-            f"--clip {t['clip']} --bn-momentum {m['bn_momentum']} --seed {config['seed']}",
+            f"--clip {t['clip']} --bn-momentum {m['bn_momentum']} --seed {int(seed)}",
             f"--kernel-size {m['kernel_size']} --padding1 {m['padding1']} --padding2 {m['padding2']}",
             f"--pool-size {m['pool_size']} --pool-stride {m['pool_stride']}",
             f"--train-subset {t['train_subset']}",
@@ -128,14 +128,20 @@ def final_input(wildcards):
     return {"data": DATA}
 
 
+# The final training runs once per seed, each in its own folder; the figures and the report's
+# per-class analysis show the first seed's model, the headline the mean over the seeds.
+SEEDS = config["train"]["seeds"]
+FINAL = "results/final/seeds/{seed}"
+SHOWN = FINAL.format(seed=SEEDS[0])
+
 # The results file behind each input role a figure can read (scratchcnn.figures.INPUTS).
 RESULT_FILES = {
-    "history": "results/final/history.csv",
+    "history": f"{SHOWN}/history.csv",
     "summary": "results/sweep/summary.csv",
-    "model": "results/final/model.npz",
+    "model": f"{SHOWN}/model.npz",
     "test_metrics": "results/final/test_metrics.json",
     "data": DATA,
-    "predictions": "results/final/predictions.npz",
+    "predictions": f"{SHOWN}/predictions.npz",
 }
 
 

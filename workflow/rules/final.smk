@@ -2,13 +2,15 @@ rule train_final:
     input:
         unpack(final_input),
     output:
-        metrics="results/final/metrics.json",
-        history="results/final/history.csv",
-        model="results/final/model.npz",
+        metrics=f"{FINAL}/metrics.json",
+        history=f"{FINAL}/history.csv",
+        model=f"{FINAL}/model.npz",
     log:
-        "logs/final/train.log",
+        "logs/final/seeds/{seed}/train.log",
     benchmark:
-        "results/benchmarks/final/train.tsv"
+        "results/benchmarks/final/seeds/{seed}/train.tsv"
+    wildcard_constraints:
+        seed=r"\d+",
     conda:
         "../../environment.yml"
     threads: config["train"]["threads"]
@@ -19,23 +21,26 @@ rule train_final:
         jobs_per_gpu=config["train"]["jobs_per_gpu"],
     params:
         # reruns only when the chosen point (or the recipe) changes, not when the sweep files are rewritten
-        args=lambda w: train_args(best_point(), config["train"]["epochs"]),
+        args=lambda w: train_args(best_point(), config["train"]["epochs"], w.seed),
+        out_dir=lambda w, output: os.path.dirname(output.metrics),
     shell:
-        f"python workflow/scripts/train.py --data {DATA} --out-dir results/final {{params.args}}"
+        f"python workflow/scripts/train.py --data {DATA} --out-dir {{params.out_dir}} {{params.args}}"
         " --device {resources.device} --jobs-per-gpu {resources.jobs_per_gpu} 2> {log}"
 
 
 rule evaluate:
     input:
-        model="results/final/model.npz",
+        model=f"{FINAL}/model.npz",
         data=DATA,
     output:
-        metrics="results/final/test_metrics.json",
-        per_class="results/final/per_class.csv",
-        confusion="results/final/confusion.csv",
-        predictions="results/final/predictions.npz",
+        metrics=f"{FINAL}/test_metrics.json",
+        per_class=f"{FINAL}/per_class.csv",
+        confusion=f"{FINAL}/confusion.csv",
+        predictions=f"{FINAL}/predictions.npz",
     log:
-        "logs/final/evaluate.log",
+        "logs/final/seeds/{seed}/evaluate.log",
+    wildcard_constraints:
+        seed=r"\d+",
     conda:
         "../../environment.yml"
     resources:
@@ -43,7 +48,27 @@ rule evaluate:
         # resources, not params: they cannot change the metrics, so changing them reruns nothing
         device=config["device"],
         batch_size=config["evaluate"]["batch_size"],
+    params:
+        out_dir=lambda w, output: os.path.dirname(output.metrics),
     shell:
         "python workflow/scripts/evaluate.py --model {input.model} --data {input.data}"
-        " --out-dir results/final --device {resources.device} --batch-size {resources.batch_size}"
+        " --out-dir {params.out_dir} --device {resources.device} --batch-size {resources.batch_size}"
         " 2> {log}"
+
+
+rule summarize_seeds:
+    input:
+        runs=expand(f"{FINAL}/test_metrics.json", seed=SEEDS),
+        train=expand(f"{FINAL}/metrics.json", seed=SEEDS),
+    output:
+        metrics="results/final/test_metrics.json",
+    log:
+        "logs/final/summarize_seeds.log",
+    conda:
+        "../../environment.yml"
+    params:
+        runs=expand(FINAL, seed=SEEDS),
+        shown=SEEDS[0],
+    shell:
+        "python workflow/scripts/summarize_seeds.py --runs {params.runs} --shown-seed {params.shown}"
+        " --out {output.metrics} 2> {log}"

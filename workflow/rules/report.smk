@@ -3,10 +3,10 @@ rule render_report:
         template="report/report.tex.j2",
         test_metrics="results/final/test_metrics.json",
         summary="results/sweep/summary.csv",
-        history="results/final/history.csv",
+        history=f"{SHOWN}/history.csv",
         best="results/sweep/best.json",
-        final_metrics="results/final/metrics.json",
-        model="results/final/model.npz",
+        final_metrics=f"{SHOWN}/metrics.json",
+        model=f"{SHOWN}/model.npz",
         data=DATA,
         figures=expand("results/figures/{name}.pdf", name=FIGURES),
     output:

@@ -21,6 +21,7 @@ rule train_point:
         args=lambda w: train_args(
             {h: getattr(w, h) for h in sweeplib.HYPERPARAMETERS},
             config["sweep"]["epochs"],
+            config["seed"],
         ),
         out_dir=lambda w, output: os.path.dirname(output.metrics),
     shell:

@@ -126,3 +126,26 @@ def cross_entropy_from_logits(logits, y) -> float:
         raise ValueError(f"y has labels outside 0..{z.shape[1] - 1}")
     lp = log_softmax(z)
     return float(-lp[np.arange(t.size), t].mean())
+
+
+def seed_summary(runs: Sequence[dict]) -> dict:
+    """Mean and sample standard deviation of the test accuracy over runs that differ only in seed.
+
+    ``runs``: one dict per seed with ``seed`` and ``test_accuracy`` (and any other
+    numbers to carry along). The standard deviation uses ``n - 1`` and is None
+    for a single run: one number is not a spread.
+    """
+    if not runs:
+        raise ValueError("seed_summary needs at least one run")
+    seeds = [int(r["seed"]) for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must differ, got {seeds}")
+    acc = np.array([float(r["test_accuracy"]) for r in runs])
+    return {
+        "n": len(runs),
+        "mean": float(acc.mean()),
+        "std": float(acc.std(ddof=1)) if len(runs) > 1 else None,
+        "min": float(acc.min()),
+        "max": float(acc.max()),
+        "runs": [dict(r) for r in runs],
+    }

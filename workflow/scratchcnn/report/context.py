@@ -27,7 +27,9 @@ from .latex import TexStr, tex_escape, tex_file, tex_path
 
 
 def test_context(test_metrics: dict, study_accuracy: float) -> dict:
+    """The shown model's test results; the comparison with the study uses the mean over the seeds."""
     acc = float(test_metrics["test_accuracy"])
+    headline = float((test_metrics.get("seeds") or {}).get("mean", acc))
     per_class = test_metrics["per_class"]
     tp = test_metrics.get("throughput") or {}
     ckpt = test_metrics.get("checkpoint") or {}
@@ -37,8 +39,8 @@ def test_context(test_metrics: dict, study_accuracy: float) -> dict:
         "loss": fixed(test_metrics["test_loss"], 4),
         "n": integer(test_metrics["n_test"]),
         "correct": integer(sum(int(r["correct"]) for r in per_class)),
-        "vs_study": facts.compare(acc, study_accuracy),
-        "diff_pp": pct(abs(acc - study_accuracy)),
+        "vs_study": facts.compare(headline, study_accuracy),
+        "diff_pp": pct(abs(headline - study_accuracy)),
         "study_pct": pct(study_accuracy, 1),
         "images_per_second": integer(tp["images_per_second"]) if tp.get("images_per_second") else None,
         "throughput_backend": tex_escape(tp.get("backend", "?")),
@@ -581,6 +583,25 @@ def kernels_context(W1) -> dict | None:
     }
 
 
+def seeds_context(seeds: dict | None) -> dict | None:
+    """The final training over several seeds: mean, spread, each seed's value, the one shown."""
+    if not seeds:
+        return None
+    runs = sorted(seeds["runs"], key=lambda r: int(r["seed"]))
+    return {
+        "n": str(int(seeds["n"])),
+        "several": int(seeds["n"]) > 1,
+        "mean_pct": pct(seeds["mean"]),
+        "std_pp": pct(seeds["std"]) if seeds.get("std") is not None else None,
+        "min_pct": pct(seeds["min"]),
+        "max_pct": pct(seeds["max"]),
+        "shown": str(int(seeds["shown"])),
+        "runs": [{"seed": str(int(r["seed"])), "acc_pct": pct(r["test_accuracy"]), "val_pct": pct(r["best_val_acc"]),
+                  "best_epoch": str(int(r["best_epoch"])), "shown": int(r["seed"]) == int(seeds["shown"])}
+                 for r in runs],  # fmt: skip
+    }
+
+
 # ---------------------------------------------------------------------------- the whole report
 
 
@@ -634,7 +655,8 @@ def build_context(
         "classes": classes_context(test_metrics),
         "figures": figures_context(figures_dir),
         "param_stats": _param_stats_context(param_stats),
-        "study": study_context(summary, float(test_metrics["test_accuracy"]), hp, final_metrics),
+        "study": study_context(summary, float((test_metrics.get("seeds") or test_metrics).get("mean", test_metrics["test_accuracy"])), hp, final_metrics),
         "method": method_context(data_meta, arch, hp, summary),
         "kernels": kernels_context(first_layer),
+        "seeds": seeds_context(test_metrics.get("seeds")),
     }
