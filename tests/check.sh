@@ -28,6 +28,22 @@ acc = f"{100 * m['test_accuracy']:.2f}"
 assert acc in text, f"report/report.pdf does not show the test accuracy {acc}%"
 assert "合成数据" in text, "report/report.pdf does not say that the demo's data are synthetic"
 print(f"demo: test accuracy {acc}% (chance 10%), report/report.pdf shows it")
+# the report's structure: its sections, the two tables that set it beside the study, the seeds
+flat = "".join(text.split())  # pdftotext breaks lines anywhere: compare without whitespace
+sections = ["概述", "引言", "数据集", "模型设计", "训练过程", "参数查找", "测试与评估", "与原研究的比较",
+            "参数可视化", "优点、不足与改进", "参考文献", "各层的形状与参数量",
+            "小批量随机梯度下降与全批量梯度下降", "损失的记录与检查点的保存、载入", "实现上的差异", "数字的对照"]
+missing = [s for s in sections if s.replace(" ", "") not in flat]
+assert not missing, f"report/report.pdf lacks the sections {missing}"
+for row in ("原研究与本复现的差异", "批归一化", "梯度缩放", "原研究未说明之处", "原研究与本复现的数字", "第 7 节",
+            "最终配置在各随机种子下的结果"):
+    assert row.replace(" ", "") in flat, f"report/report.pdf lacks {row!r}"
+s = m["seeds"]
+stat = f"{100 * s['mean']:.2f}% ± {100 * s['std']:.2f}%"
+assert stat.replace(" ", "") in flat, f"report/report.pdf does not show the seeds' {stat}"
+for r in s["runs"]:
+    assert f"种子{r['seed']}：{100 * r['test_accuracy']:.2f}%" in flat, f"seed {r['seed']} missing"
+print(f"demo: every section, the deviation and study tables, and {s['n']} seeds ({stat}) are in the PDF")
 PY
 
 echo "== every output is readable by group and others"
