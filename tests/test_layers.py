@@ -175,3 +175,105 @@ def test_l2_penalty():
     assert loss == pytest.approx(0.05 * (1 + 4 + 9))
     np.testing.assert_allclose(grads[0], 0.1 * w1)
     np.testing.assert_allclose(grads[1], 0.1 * w2)
+
+
+@pytest.mark.parametrize("n,h,w,c,k,stride,pad", [(2, 5, 4, 3, 3, 1, 1), (1, 7, 6, 2, 3, 2, 2), (3, 4, 4, 1, 2, 2, 0)])
+def test_im2col_pads_and_col2im_is_its_adjoint(n, h, w, c, k, stride, pad):
+    x = randn(n, h, w, c)
+    oh, ow = L.conv_output_size(h, k, stride, pad), L.conv_output_size(w, k, stride, pad)
+    cols = L.im2col(x, k, k, stride, pad, oh, ow)
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    for i in range(oh):
+        for j in range(ow):
+            np.testing.assert_array_equal(cols[:, i, j], xp[:, i * stride : i * stride + k, j * stride : j * stride + k])
+    d = randn(*cols.shape)
+    back = L.col2im(d, x.shape, stride, pad)
+    assert back.shape == x.shape
+    # <im2col(x), d> == <x, col2im(d)>: col2im is the transpose of im2col
+    assert float((cols * d).sum()) == pytest.approx(float((x * back).sum()), rel=1e-12)
+
+
+def test_gradient_outputs_are_written_in_place():
+    """Backward passes given output arrays fill them (the flat gradient buffer) and return them."""
+    x, W, b = randn(2, 5, 5, 3), randn(4, 3, 3, 3), randn(4)
+    out, cache = L.conv2d_forward(x, W, b, 1, 1)
+    dout = randn(*out.shape)
+    want = L.conv2d_backward(dout, cache)
+    dW, db = np.full_like(W, np.nan), np.full_like(b, np.nan)
+    got = L.conv2d_backward(dout, cache, dW=dW, db=db)
+    assert got[1] is dW and got[2] is db
+    np.testing.assert_allclose(dW, want[1], rtol=1e-12)
+    np.testing.assert_allclose(db, want[2], rtol=1e-12)
+
+    gamma, beta = randn(4), randn(4)
+    _, bcache, _ = L.batchnorm_forward(out, gamma, beta, np.zeros(4), np.ones(4), train=True)
+    want = L.batchnorm_backward(dout, bcache)
+    dg, dbeta = np.full(4, np.nan), np.full(4, np.nan)
+    got = L.batchnorm_backward(dout, bcache, dgamma=dg, dbeta=dbeta)
+    assert got[1] is dg and got[2] is dbeta
+    np.testing.assert_allclose(dg, want[1], rtol=1e-12)
+    np.testing.assert_allclose(dbeta, want[2], rtol=1e-12)
+
+    Wa, ba = randn(100, 3), randn(3)
+    _, acache = L.affine_forward(out, Wa, ba)
+    da = randn(2, 3)
+    want = L.affine_backward(da, acache)
+    dWa, dba = np.full_like(Wa, np.nan), np.full_like(ba, np.nan)
+    got = L.affine_backward(da, acache, dW=dWa, db=dba)
+    assert got[1] is dWa and got[2] is dba
+    np.testing.assert_allclose(dWa, want[1], rtol=1e-12)
+    np.testing.assert_allclose(dba, want[2], rtol=1e-12)
+
+    with pytest.raises(ValueError, match="C-contiguous"):
+        L.conv2d_backward(dout, cache, dW=np.zeros((3, 3, 3, 4)).transpose(3, 0, 1, 2))
+
+
+def test_layers_without_cache_give_the_same_outputs():
+    x, W, b = randn(2, 5, 5, 3), randn(4, 3, 3, 3), randn(4)
+    out, cache = L.conv2d_forward(x, W, b, 1, 1)
+    out2, none = L.conv2d_forward(x, W, b, 1, 1, need_cache=False)
+    assert none is None
+    np.testing.assert_array_equal(out, out2)
+    gamma, beta, rm, rv = randn(4), randn(4), randn(4), rng.random(4) + 0.5
+    for train in (True, False):
+        want = L.batchnorm_forward(out, gamma, beta, rm, rv, train=train)
+        got = L.batchnorm_forward(out.copy(), gamma, beta, rm, rv, train=train, need_cache=False)
+        assert got[1] is None
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-14)
+        np.testing.assert_allclose(got[2][1], want[2][1], rtol=1e-14)
+    pooled, none = L.maxpool_forward(out, 2, 2, need_cache=False)
+    assert none is None
+    np.testing.assert_array_equal(pooled, L.maxpool_forward(out, 2, 2)[0])
+    logits, none = L.affine_forward(pooled, randn(16, 3), randn(3), need_cache=False)
+    assert none is None and logits.shape == (2, 3)
+
+
+def test_ones_vectors_are_made_once_and_read_only():
+    a = L.ones(np, 7, np.float32)
+    assert L.ones(np, 7, np.float32) is a
+    assert L.ones(np, 7, np.float64) is not a and L.ones(np, 8, np.float32) is not a
+    assert a.dtype == np.float32 and (a == 1).all()
+    with pytest.raises(ValueError):
+        a[0] = 2.0
+
+
+def test_column_sum_and_column_dot():
+    a, b = randn(50, 3), randn(50, 3)
+    np.testing.assert_allclose(L.column_sum(a), a.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(L.column_dot(a, b), (a * b).sum(axis=0), rtol=1e-12)
+
+
+def test_softmax_cross_entropy_counts_correct_rows_and_can_skip_the_gradient():
+    logits = np.array([[1.0, 3.0, 3.0], [0.0, -1.0, 2.0], [5.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    y = np.array([2, 2, 0, 0])  # row 0: a tie goes to the first maximum (1), so it is wrong
+    correct = np.zeros((), np.int64)
+    loss, d = L.softmax_cross_entropy(logits, y, need_grad=False, correct=correct)
+    assert d is None and int(correct) == 3
+    L.softmax_cross_entropy(logits, y, correct=correct)
+    assert int(correct) == 6
+    assert float(loss) == pytest.approx(float(L.softmax_cross_entropy(logits, y)[0]))
+
+
+def test_squared_norm_is_the_sum_of_squares():
+    a = randn(3, 4, 5)
+    assert float(L.squared_norm(a)) == pytest.approx(float((a * a).sum()), rel=1e-12)

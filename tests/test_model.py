@@ -96,3 +96,77 @@ def test_predict_logits_matches_forward_in_eval_mode_and_batches():
     want, _, _ = cnn.forward(params, bn_state, x, arch, train=False)
     got = cnn.predict_logits({**params, **bn_state}, arch, x, batch_size=3)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluation_forward_keeps_no_caches():
+    arch = small_arch()
+    params, bn_state = cnn.init_params(arch, seed=0)
+    x = np.random.default_rng(0).random((3, *arch["input_shape"]), dtype=np.float32)
+    want, caches, _ = cnn.forward(params, bn_state, x, arch, train=False, need_cache=True)
+    got, none, _ = cnn.forward(params, bn_state, x, arch, train=False)
+    assert caches is not None and none is None
+    np.testing.assert_array_equal(got, want)
+
+
+def random_state(arch, seed=0):
+    """Parameters with non-default BN scales, shifts and running statistics."""
+    params, bn_state = cnn.init_params(arch, seed=seed)
+    rng = np.random.default_rng(seed)
+    for i in (1, 2):
+        f = params[f"gamma{i}"].shape[0]
+        params[f"gamma{i}"] = (0.5 + rng.random(f)).astype(np.float32)
+        params[f"beta{i}"] = rng.normal(0, 0.3, f).astype(np.float32)
+        bn_state[f"running_mean{i}"] = rng.normal(0, 0.5, f).astype(np.float32)
+        bn_state[f"running_var{i}"] = (0.5 + rng.random(f)).astype(np.float32)
+    return params, bn_state
+
+
+@pytest.mark.parametrize("how", ["evaluate", "predict_logits"])
+def test_evaluation_memory_stays_within_its_budget(how, monkeypatch):
+    """At 256 filters evaluation works in slices whose activations fit the budget, whatever the batch size.
+
+    NumPy reports its array allocations to tracemalloc. Keeping the backward
+    caches of all 12 images (about 70 MB) would break a 16 MiB budget.
+    """
+    import tracemalloc
+
+    arch = cnn.make_arch(256)
+    params, bn_state = random_state(arch)
+    rng = np.random.default_rng(1)
+    x = rng.random((12, 32, 32, 3), dtype=np.float32)
+    y = rng.integers(0, 10, 12)
+    budget = 16 * 2**20
+    monkeypatch.setattr(cnn, "EVAL_MEMORY_BYTES", budget)
+    assert cnn.eval_batch_limit(arch) < len(x)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        if how == "evaluate":
+            cnn.evaluate(params, bn_state, x, y, arch, batch_size=1000)
+        else:
+            cnn.predict_logits({**params, **bn_state}, arch, x, batch_size=1000)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert peak < budget, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_eval_slices_are_large_enough_and_do_not_change_results(monkeypatch):
+    # the default budget leaves the GPU whole slices of images even at 256 filters
+    assert cnn.eval_batch_limit(cnn.make_arch(256)) >= 32
+    assert cnn.eval_batch_limit(cnn.make_arch(32)) >= 256
+    arch = small_arch()
+    params, bn_state = random_state(arch)
+    rng = np.random.default_rng(2)
+    x = rng.random((11, *arch["input_shape"]), dtype=np.float32)
+    y = rng.integers(0, arch["num_classes"], 11)
+    whole = cnn.evaluate(params, bn_state, x, y, arch)
+    monkeypatch.setattr(cnn, "EVAL_MEMORY_BYTES", 1)  # one image per slice
+    assert cnn.eval_batch_limit(arch) == 1
+    sliced = cnn.evaluate(params, bn_state, x, y, arch)
+    assert float(sliced[0]) == pytest.approx(float(whole[0]), rel=1e-6)
+    assert float(sliced[1]) == float(whole[1])
+    np.testing.assert_allclose(
+        cnn.predict_logits({**params, **bn_state}, arch, x),
+        cnn.forward(params, bn_state, x, arch, train=False)[0], rtol=1e-5, atol=1e-6,
+    )  # fmt: skip

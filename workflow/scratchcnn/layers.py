@@ -4,10 +4,17 @@
 gradient and that cache and returns the gradients. Arrays are NHWC
 (image, row, column, channel). Every function works on NumPy or CuPy arrays
 and keeps the dtype of its inputs (float64 for gradient checks).
+
+``need_cache=False`` (evaluation) returns ``None`` as the cache, so nothing
+is kept for a backward pass. Gradient outputs may be given (``dW=``, ``db=``
+...): they are written in place, for parameters kept in one flat buffer.
+On CuPy float32 arrays some steps run as custom CUDA kernels
+(:mod:`scratchcnn.kernels`); the NumPy code here is their reference.
 """
 
 from __future__ import annotations
 
+from . import kernels
 from .backend import array_module
 
 
@@ -34,26 +41,31 @@ def sliding_windows(x, kh, kw, stride, out_h, out_w):
     )
 
 
-def im2col(x_padded, kh, kw, stride, out_h, out_w):
-    """(N, Hp, Wp, C) -> contiguous (N, out_h, out_w, kh, kw, C) windows (one copy)."""
-    xp = array_module(x_padded)
-    x_padded = xp.ascontiguousarray(x_padded)
+def im2col(x, kh, kw, stride, pad, out_h, out_w):
+    """(N, H, W, C) -> contiguous (N, out_h, out_w, kh, kw, C) windows of x zero-padded by ``pad``."""
+    if kernels.use(x):
+        return kernels.im2col(x, kh, kw, stride, pad, out_h, out_w)
+    xp = array_module(x)
+    x_padded = xp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else xp.ascontiguousarray(x)
     return xp.ascontiguousarray(sliding_windows(x_padded, kh, kw, stride, out_h, out_w))
 
 
-def col2im(cols, padded_shape, stride):
-    """Adjoint of :func:`im2col`: sums each window back onto its pixels.
+def col2im(cols, x_shape, stride, pad):
+    """Adjoint of :func:`im2col`: sums each window back onto its pixels, (N, H, W, C) of ``x_shape``.
 
     Offsets are added one after another, so the result is deterministic
     (no scatter-add races on the GPU).
     """
+    if kernels.use(cols):
+        return kernels.col2im(cols, x_shape, stride, pad)
     xp = array_module(cols)
     _, out_h, out_w, kh, kw, _ = cols.shape
-    x = xp.zeros(padded_shape, dtype=cols.dtype)
+    n, h, w, c = x_shape
+    x = xp.zeros((n, h + 2 * pad, w + 2 * pad, c), dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):
             x[_window_slices(i, j, stride, out_h, out_w)] += cols[:, :, :, i, j, :]
-    return x
+    return x[:, pad : pad + h, pad : pad + w, :] if pad else x
 
 
 def conv_output_size(size, kernel, stride, pad):
@@ -70,53 +82,90 @@ def conv_output_size(size, kernel, stride, pad):
 # Convolution
 
 
-def conv2d_forward(x, W, b, stride=1, pad=0):
+def conv2d_forward(x, W, b, stride=1, pad=0, *, need_cache=True):
     """x (N, H, W, C), W (F, kH, kW, C), b (F,) -> (N, Ho, Wo, F)."""
-    xp = array_module(x)
     n, h, w, c = x.shape
     f, kh, kw, cw = W.shape
     if cw != c:
         raise ValueError(f"conv2d: input has {c} channels but the kernels expect {cw}")
     out_h = conv_output_size(h, kh, stride, pad)
     out_w = conv_output_size(w, kw, stride, pad)
-    x_padded = xp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else x
-    cols = im2col(x_padded, kh, kw, stride, out_h, out_w).reshape(n * out_h * out_w, -1)
+    cols = im2col(x, kh, kw, stride, pad, out_h, out_w).reshape(n * out_h * out_w, -1)
     out = cols @ W.reshape(f, -1).T
     out += b
-    cache = (cols, x_padded.shape, W, stride, pad, (n, out_h, out_w))
+    cache = (cols, x.shape, W, stride, pad, (n, out_h, out_w)) if need_cache else None
     return out.reshape(n, out_h, out_w, f), cache
 
 
-def conv2d_backward(dout, cache, need_dx=True):
+def conv2d_backward(dout, cache, need_dx=True, *, dW=None, db=None):
     """Returns ``(dx, dW, db)``; ``dx`` is None when ``need_dx`` is False (the first layer)."""
-    cols, padded_shape, W, stride, pad, (n, out_h, out_w) = cache
+    xp = array_module(dout)
+    cols, x_shape, W, stride, pad, (n, out_h, out_w) = cache
     f, kh, kw, c = W.shape
     dout2 = dout.reshape(-1, f)
-    dW = (dout2.T @ cols).reshape(W.shape)
-    db = column_sum(dout2)
+    dW2 = xp.matmul(dout2.T, cols, out=_matrix_view(dW, f))
+    dW = dW2.reshape(W.shape) if dW is None else dW
+    db = column_sum(dout2, out=db)
     if not need_dx:
         return None, dW, db
     dcols = (dout2 @ W.reshape(f, -1)).reshape(n, out_h, out_w, kh, kw, c)
-    dx_padded = col2im(dcols, padded_shape, stride)
-    if pad:
-        dx_padded = dx_padded[:, pad:-pad, pad:-pad, :]
-    return dx_padded, dW, db
+    return col2im(dcols, x_shape, stride, pad), dW, db
+
+
+def _matrix_view(a, rows):
+    """``a`` as a (rows, -1) view for a matmul ``out=`` (None stays None); never a copy."""
+    if a is None:
+        return None
+    if not a.flags.c_contiguous:
+        raise ValueError("gradient outputs must be C-contiguous (views into a flat buffer)")
+    return a.reshape(rows, -1)
 
 
 # --------------------------------------------------------------------------- #
 # Batch normalisation over (N, H, W) per channel
 
 
-def column_sum(x2):
+def column_sum(x2, out=None):
     """Sum over the rows of a 2-D array, as a matrix-vector product.
 
     BLAS does this several times faster than ``x2.sum(axis=0)`` on NumPy.
     """
     xp = array_module(x2)
-    return xp.ones(x2.shape[0], dtype=x2.dtype) @ x2
+    return xp.matmul(ones(xp, x2.shape[0], x2.dtype), x2, out=out)
 
 
-def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, train, momentum=0.9, eps=1e-5):
+def column_dot(a2, b2):
+    """Per-column dot products ``sum_i a2[i, j] * b2[i, j]`` of two (m, c) arrays.
+
+    NumPy's einsum reads both arrays once, without temporaries (faster than a
+    product and a column sum); CuPy's einsum copies its inputs, so there the
+    product is summed by a matrix-vector product.
+    """
+    xp = array_module(a2)
+    if xp.__name__ == "numpy":
+        return xp.einsum("ij,ij->j", a2, b2)
+    return column_sum(a2 * b2)
+
+
+_ONES: dict = {}
+
+
+def ones(xp, n, dtype):
+    """A cached read-only ones vector (made once per length, dtype and device)."""
+    device = xp.cuda.runtime.getDevice() if xp.__name__ == "cupy" else None
+    key = (xp.__name__, device, n, xp.dtype(dtype).str)
+    v = _ONES.get(key)
+    if v is None:
+        if len(_ONES) > 64:  # lengths come from a few batch shapes; bound it anyway
+            _ONES.clear()
+        v = _ONES[key] = xp.ones(n, dtype=dtype)
+        if xp.__name__ == "numpy":
+            v.flags.writeable = False
+    return v
+
+
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, train, momentum=0.9, eps=1e-5,
+                      need_cache=True):  # fmt: skip
     """Returns ``(out, cache, (running_mean, running_var))``.
 
     Training normalises with the batch statistics (biased variance) and
@@ -130,28 +179,29 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, train, momen
         m = x2.shape[0]
         mean = column_sum(x2) / m
         centred = x2 - mean
-        var = xp.einsum("ij,ij->j", centred, centred) / m
+        var = column_dot(centred, centred) / m
         running_mean = momentum * running_mean + (1.0 - momentum) * mean
         running_var = momentum * running_var + (1.0 - momentum) * var
     else:
         centred, var = x2 - running_mean, running_var
     inv_std = 1.0 / xp.sqrt(var + eps)
     # gamma * (x - mean) / std + beta in two passes; the backward pass rebuilds x-hat from `centred`
-    out = centred * (gamma * inv_std)
+    scale = gamma * inv_std
+    out = centred * scale if need_cache else xp.multiply(centred, scale, out=centred)
     out += beta
-    cache = (centred, inv_std, gamma, train)
+    cache = (centred, inv_std, gamma, train) if need_cache else None
     return out.reshape(x.shape), cache, (running_mean, running_var)
 
 
-def batchnorm_backward(dout, cache):
+def batchnorm_backward(dout, cache, *, dgamma=None, dbeta=None):
     """Returns ``(dx, dgamma, dbeta)``."""
     xp = array_module(dout)
     centred, inv_std, gamma, train = cache
     c = dout.shape[-1]
     d2 = dout.reshape(-1, c)
-    dbeta = column_sum(d2)
-    d_centred = xp.einsum("ij,ij->j", d2, centred)  # sum of dout * (x - mean)
-    dgamma = d_centred * inv_std
+    dbeta = column_sum(d2, out=dbeta)
+    d_centred = column_dot(d2, centred)  # sum of dout * (x - mean)
+    dgamma = xp.multiply(d_centred, inv_std, out=dgamma)
     scale = gamma * inv_std
     dx = d2 * scale
     if train:
@@ -180,7 +230,7 @@ def relu_backward(dout, cache):
 # Max pooling
 
 
-def maxpool_forward(x, size=2, stride=2):
+def maxpool_forward(x, size=2, stride=2, *, need_cache=True):
     """x (N, H, W, C) -> (N, Ho, Wo, C); windows of ``size`` every ``stride``.
 
     One pass per window offset (4 for 2x2), no index arrays.
@@ -193,7 +243,7 @@ def maxpool_forward(x, size=2, stride=2):
     for t in range(1, size * size):
         i, j = divmod(t, size)
         xp.maximum(out, x[_window_slices(i, j, stride, out_h, out_w)], out=out)
-    return out, (x, out, size, stride)
+    return out, ((x, out, size, stride) if need_cache else None)
 
 
 def maxpool_backward(dout, cache):
@@ -224,17 +274,18 @@ def maxpool_backward(dout, cache):
 # Fully connected
 
 
-def affine_forward(x, W, b):
+def affine_forward(x, W, b, *, need_cache=True):
     """x (N, ...) flattened in its memory order -> (N, M) with W (D, M)."""
     out = x.reshape(x.shape[0], -1) @ W + b
-    return out, (x, W)
+    return out, ((x, W) if need_cache else None)
 
 
-def affine_backward(dout, cache):
+def affine_backward(dout, cache, *, dW=None, db=None):
+    xp = array_module(dout)
     x, W = cache
     x2 = x.reshape(x.shape[0], -1)
     dx = (dout @ W.T).reshape(x.shape)
-    return dx, x2.T @ dout, dout.sum(axis=0)
+    return dx, xp.matmul(x2.T, dout, out=dW), column_sum(dout, out=db)
 
 
 # --------------------------------------------------------------------------- #
@@ -252,21 +303,38 @@ def log_softmax(logits):
     return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def softmax_cross_entropy(logits, y):
+def softmax_cross_entropy(logits, y, *, need_grad=True, correct=None):
     """Mean cross-entropy of integer labels ``y``; returns ``(loss, dlogits)``.
 
     Log-sum-exp with the row maximum subtracted, so huge logits stay finite.
-    ``loss`` is a 0-d array (no host synchronisation on the GPU).
+    ``loss`` is a 0-d array (no host synchronisation on the GPU); ``dlogits``
+    is None unless ``need_grad``. ``correct``, a 0-d integer array, has the
+    number of rows whose (first) largest logit is the label added to it in place.
     """
+    if kernels.use(logits):
+        return kernels.softmax_cross_entropy(logits, y, need_grad=need_grad, correct=correct)
+    xp = array_module(logits)
     n, k = logits.shape
     logp = log_softmax(logits)
     target = one_hot(y, k, logits.dtype)
     loss = -(logp * target).sum() / n
-    dlogits = (array_module(logits).exp(logp) - target) / n
+    if correct is not None:
+        correct += (logits.argmax(axis=1) == y).sum()
+    dlogits = (xp.exp(logp) - target) / n if need_grad else None
     return loss, dlogits
 
 
-def l2_penalty(weights, reg):
-    """``reg / 2 * sum(W**2)`` over ``weights``; returns ``(loss, grads)``."""
-    loss = sum(0.5 * reg * (w * w).sum() for w in weights)
-    return loss, [reg * w for w in weights]
+def l2_penalty(weights, reg, grads=True):
+    """``reg / 2 * sum(W**2)`` over ``weights``; returns ``(loss, grads)``.
+
+    The squared norms are dot products (no squared copy of each array).
+    ``grads`` is an empty list when ``grads`` is False.
+    """
+    loss = 0.5 * reg * sum(squared_norm(w) for w in weights)
+    return loss, [reg * w for w in weights] if grads else []
+
+
+def squared_norm(a):
+    """``sum(a**2)`` as one dot product (a 0-d array)."""
+    flat = a.reshape(-1)
+    return flat @ flat

@@ -111,69 +111,115 @@ def init_params(arch: dict, seed: int, backend: Backend | None = None, dtype=np.
     return params, bn_state
 
 
-def forward(params, bn_state, x, arch, *, train, momentum=0.9):
-    """Logits, the caches for :func:`backward`, and the (updated) BN state."""
+def forward(params, bn_state, x, arch, *, train, momentum=0.9, need_cache=None):
+    """Logits, the caches for :func:`backward`, and the (updated) BN state.
+
+    ``need_cache`` defaults to ``train``; without it the caches are None and
+    each intermediate array is freed as soon as the next layer has used it.
+    """
+    need_cache = train if need_cache is None else need_cache
     s, eps = arch["stride"], arch["bn_eps"]
     ps, pst = arch["pool_size"], arch["pool_stride"]
     caches, new_state = {}, {}
     h = x
     for i in (1, 2):
         h, caches[f"conv{i}"] = layers.conv2d_forward(
-            h, params[f"W{i}"], params[f"b{i}"], s, arch[f"padding{i}"]
+            h, params[f"W{i}"], params[f"b{i}"], s, arch[f"padding{i}"], need_cache=need_cache
         )
         h, caches[f"bn{i}"], (rm, rv) = layers.batchnorm_forward(
             h, params[f"gamma{i}"], params[f"beta{i}"],
             bn_state[f"running_mean{i}"], bn_state[f"running_var{i}"],
-            train=train, momentum=momentum, eps=eps,
+            train=train, momentum=momentum, eps=eps, need_cache=need_cache,
         )  # fmt: skip
         new_state[f"running_mean{i}"], new_state[f"running_var{i}"] = rm, rv
         h, caches[f"relu{i}"] = layers.relu_forward(h)
-        h, caches[f"pool{i}"] = layers.maxpool_forward(h, ps, pst)
-    logits, caches["fc"] = layers.affine_forward(h, params["W3"], params["b3"])
-    return logits, caches, new_state
+        if not need_cache:
+            caches[f"relu{i}"] = None
+        h, caches[f"pool{i}"] = layers.maxpool_forward(h, ps, pst, need_cache=need_cache)
+    logits, caches["fc"] = layers.affine_forward(h, params["W3"], params["b3"], need_cache=need_cache)
+    return logits, (caches if need_cache else None), new_state
 
 
-def backward(dlogits, caches, need_dx=False):
-    """Gradients of every parameter, and of the input under ``"x"`` when ``need_dx``."""
+def backward(dlogits, caches, need_dx=False, out=None):
+    """Gradients of every parameter, and of the input under ``"x"`` when ``need_dx``.
+
+    ``out`` (a dict of arrays named like the parameters) receives the
+    gradients in place; otherwise they are new arrays.
+    """
+    out = out or {}
     grads = {}
-    dh, grads["W3"], grads["b3"] = layers.affine_backward(dlogits, caches["fc"])
+    dh, grads["W3"], grads["b3"] = layers.affine_backward(
+        dlogits, caches["fc"], dW=out.get("W3"), db=out.get("b3")
+    )
     for i in (2, 1):
         dh = layers.maxpool_backward(dh, caches[f"pool{i}"])
         dh = layers.relu_backward(dh, caches[f"relu{i}"])
-        dh, grads[f"gamma{i}"], grads[f"beta{i}"] = layers.batchnorm_backward(dh, caches[f"bn{i}"])
+        dh, grads[f"gamma{i}"], grads[f"beta{i}"] = layers.batchnorm_backward(
+            dh, caches[f"bn{i}"], dgamma=out.get(f"gamma{i}"), dbeta=out.get(f"beta{i}")
+        )
         dh, grads[f"W{i}"], grads[f"b{i}"] = layers.conv2d_backward(
-            dh, caches[f"conv{i}"], need_dx=need_dx or i == 2
+            dh, caches[f"conv{i}"], need_dx=need_dx or i == 2, dW=out.get(f"W{i}"), db=out.get(f"b{i}")
         )
     if need_dx:
         grads["x"] = dh
     return grads
 
 
-def loss_and_grads(params, bn_state, x, y, arch, reg, *, momentum=0.9):
+def loss_and_grads(params, bn_state, x, y, arch, reg, *, momentum=0.9, grads_out=None, l2_grad=True,
+                   correct=None):  # fmt: skip
     """Training-mode loss (cross-entropy + L2), gradients, logits and new BN state.
 
     ``loss`` and ``data_loss`` are 0-d arrays on the backend's device.
+    ``grads_out`` receives the gradients in place (see :func:`backward`).
+    ``l2_grad=False`` leaves the L2 term out of the weight gradients (the
+    fused update in :mod:`scratchcnn.training` adds it); the loss always has it.
+    ``correct`` (0-d integer array) has the batch's correct predictions added.
     """
     logits, caches, new_state = forward(params, bn_state, x, arch, train=True, momentum=momentum)
-    data_loss, dlogits = layers.softmax_cross_entropy(logits, y)
-    reg_loss, reg_grads = layers.l2_penalty([params[w] for w in WEIGHT_NAMES], reg)
-    grads = backward(dlogits, caches)
+    data_loss, dlogits = layers.softmax_cross_entropy(logits, y, correct=correct)
+    grads = backward(dlogits, caches, out=grads_out)
+    reg_loss, reg_grads = layers.l2_penalty([params[w] for w in WEIGHT_NAMES], reg, grads=l2_grad)
     for name, g in zip(WEIGHT_NAMES, reg_grads):
-        grads[name] = grads[name] + g
+        grads[name] += g
     return data_loss + reg_loss, data_loss, grads, logits, new_state
+
+
+# Evaluation runs in slices small enough that the live activations of one
+# slice stay under this many bytes, whatever the batch size asked for.
+EVAL_MEMORY_BYTES = 256 * 2**20
+
+
+def eval_batch_limit(arch: dict, dtype=np.float32, budget: int | None = None) -> int:
+    """Images per evaluation slice: ``budget`` over an upper bound of one image's activations.
+
+    The bound adds up every array an image passes through in evaluation mode
+    (both im2col matrices, the conv, BN and ReLU outputs, the pooled maps), as
+    if all were alive at once.
+    """
+    budget = EVAL_MEMORY_BYTES if budget is None else budget
+    shapes = layer_shapes(arch)
+    k, c = arch["kernel_size"], arch["input_shape"][2]
+    per_image = 0
+    for conv, pool, c_in in (("conv1", "pool1", c), ("conv2", "pool2", arch["filters1"])):
+        h, w, f = shapes[conv]
+        per_image += h * w * k * k * c_in + 3 * h * w * f + int(np.prod(shapes[pool]))
+    per_image += arch["num_classes"]
+    return max(1, budget // (per_image * np.dtype(dtype).itemsize))
 
 
 def predict_logits(params, arch, x, backend: Backend | None = None, batch_size=1000):
     """Evaluation-mode logits for host images ``x``, as a host float32 array.
 
     ``params`` holds the learnable arrays and the running statistics (a
-    checkpoint's ``params``); host arrays are moved to the backend's device.
+    checkpoint's ``params``); host arrays are moved to the backend's device in
+    slices of at most ``batch_size`` images (fewer where memory demands).
     """
     backend = backend or numpy_backend()
     p = {k: backend.asarray(v) for k, v in params.items()}
+    step = min(batch_size, eval_batch_limit(arch, p["W1"].dtype))
     out = []
-    for start in range(0, len(x), batch_size):
-        xb = backend.asarray(x[start : start + batch_size], dtype=p["W1"].dtype)
+    for start in range(0, len(x), step):
+        xb = backend.asarray(x[start : start + step], dtype=p["W1"].dtype)
         logits, _, _ = forward(p, p, xb, arch, train=False)
         out.append(backend.to_host(logits).astype(np.float32))
     if not out:
@@ -184,16 +230,18 @@ def predict_logits(params, arch, x, backend: Backend | None = None, batch_size=1
 def evaluate(params, bn_state, x, y, arch, batch_size=1000):
     """Mean cross-entropy and accuracy of device arrays ``x``, ``y`` in evaluation mode.
 
-    Returns two 0-d device arrays (no host synchronisation on the GPU).
+    Runs in slices of at most ``batch_size`` images (fewer where memory
+    demands) without backward caches. Returns two 0-d device arrays (no host
+    synchronisation on the GPU).
     """
     xp = array_module(x)
     total_loss = xp.zeros((), dtype=x.dtype)
     correct = xp.zeros((), dtype=xp.int64)
-    for start in range(0, len(x), batch_size):
-        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+    step = min(batch_size, eval_batch_limit(arch, x.dtype))
+    for start in range(0, len(x), step):
+        xb, yb = x[start : start + step], y[start : start + step]
         logits, _, _ = forward(params, bn_state, xb, arch, train=False)
-        loss, _ = layers.softmax_cross_entropy(logits, yb)
+        loss, _ = layers.softmax_cross_entropy(logits, yb, need_grad=False, correct=correct)
         total_loss += loss * len(xb)
-        correct += (logits.argmax(axis=1) == yb).sum()
     n = max(len(x), 1)
     return total_loss / n, correct / n

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import kernels, layers
 from . import model as cnn
 from .backend import Backend
 
@@ -47,19 +48,99 @@ def step_decay(lr0: float, gamma: float, step: int, epoch: int) -> float:
     return lr0 * gamma ** (epoch // step)
 
 
+def clip_scale(grad, lr, max_norm):
+    """The step size for ``grad``: ``lr``, shrunk so that the step's norm is at most ``lr * max_norm``.
+
+    ``lr * max_norm / max(||grad||, max_norm)``, the norm as one dot product
+    (no squared copy), the learning rate folded into the one scale; ``lr``
+    when ``max_norm`` is None.
+    """
+    if max_norm is None:
+        return lr
+    xp = cnn.array_module(grad)
+    return (lr * max_norm) / xp.maximum(xp.sqrt(layers.squared_norm(grad)), max_norm)
+
+
 def clip_by_norm(grad, max_norm):
     """Scale ``grad`` so its L2 norm is at most ``max_norm`` (no-op when ``None``)."""
     if max_norm is None:
         return grad
-    xp = cnn.array_module(grad)
-    norm = xp.sqrt((grad * grad).sum())
-    return grad * (max_norm / xp.maximum(norm, max_norm))
+    return grad * clip_scale(grad, 1.0, max_norm)
 
 
-def sgd_step(params: dict, grads: dict, lr: float, clip=None) -> None:
-    """In place: ``p -= lr * clip(g)`` for every parameter."""
+def sgd_step(params: dict, grads: dict, lr: float, clip=None, reg=0.0, decayed=()) -> None:
+    """In place: ``p -= lr * clip(g + reg * p)`` for every parameter, each clipped on its own.
+
+    The L2 term ``reg * p`` enters only for the names in ``decayed``; with
+    ``reg=0`` the gradients are used as they are.
+    """
     for name, p in params.items():
-        p -= lr * clip_by_norm(grads[name], clip)
+        g = grads[name]
+        if reg and name in decayed:
+            g = g + reg * p
+        p -= clip_scale(g, lr, clip) * g
+
+
+def flatten(arrays: dict, fill=None):
+    """A new flat buffer and views of it shaped like ``arrays`` (same order), holding their values.
+
+    Returns ``(buffer, views)``. With ``fill`` the views hold that value
+    instead (the gradient buffer).
+    """
+    first = next(iter(arrays.values()))
+    xp = cnn.array_module(first)
+    dtypes = {a.dtype for a in arrays.values()}
+    if len(dtypes) != 1:
+        raise ValueError(f"arrays of one flat buffer need one dtype, got {sorted(map(str, dtypes))}")
+    flat = xp.empty(sum(a.size for a in arrays.values()), dtype=first.dtype)
+    views, offset = {}, 0
+    for name, a in arrays.items():
+        views[name] = flat[offset : offset + a.size].reshape(a.shape)
+        views[name][...] = a if fill is None else fill
+        offset += a.size
+    return flat, views
+
+
+class FlatSGD:
+    """Per-array clipped SGD with L2 on the weights, its arrays in two flat buffers.
+
+    ``params`` holds views into one buffer (copies of the arrays given) and
+    ``grads`` views into another, for ``loss_and_grads(..., grads_out=grads,
+    l2_grad=False)``. On the GPU one fused kernel pair then adds the L2 term,
+    clips and updates all arrays (instead of a chain of launches per array);
+    elsewhere :func:`sgd_step` does.
+    """
+
+    def __init__(self, params: dict, decayed=cnn.WEIGHT_NAMES):
+        self._p_flat, self.params = flatten(params)
+        self._g_flat, self.grads = flatten(params, fill=0)
+        self.decayed = tuple(decayed)
+        self._plan = None
+
+    def step(self, lr, clip, reg) -> None:
+        """``sgd_step(params, grads, lr, clip, reg, decayed)``, in place."""
+        if kernels.use(self._p_flat):
+            if self._plan is None:
+                self._plan = kernels.SgdPlan(
+                    [a.size for a in self.params.values()], [name in self.decayed for name in self.params]
+                )
+            kernels.sgd_update(self._plan, self._p_flat, self._g_flat, lr, clip, reg)
+        else:
+            sgd_step(self.params, self.grads, lr, clip, reg, self.decayed)
+
+
+def train_step(opt: FlatSGD, bn_state: dict, x, y, arch: dict, cfg: TrainConfig, lr: float, correct=None):
+    """One SGD step on the batch ``x``, ``y``, in place on ``opt.params``.
+
+    Returns the loss (a 0-d device array) and the new BN state; ``correct``
+    (0-d int64) has the batch's correct predictions added.
+    """
+    loss, _, _, _, bn_state = cnn.loss_and_grads(
+        opt.params, bn_state, x, y, arch, cfg.reg, momentum=cfg.bn_momentum,
+        grads_out=opt.grads, l2_grad=False, correct=correct,
+    )  # fmt: skip
+    opt.step(lr, cfg.clip, cfg.reg)
+    return loss, bn_state
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -81,6 +162,8 @@ def train(state: TrainState, data: dict, arch: dict, cfg: TrainConfig, backend: 
     ``progress_every`` > 0 logs a progress line every that many batches.
     """
     xp = backend.xp
+    opt = FlatSGD(state.params)
+    state.params = opt.params  # updated in place from here on
     x_train, y_train = data["x_train"], data["y_train"]
     n = len(x_train)
     n_batches = math.ceil(n / cfg.batch_size)
@@ -99,12 +182,8 @@ def train(state: TrainState, data: dict, arch: dict, cfg: TrainConfig, backend: 
                     f"{spent:.0f}s, about {spent * (n_batches - b) / b:.0f}s left in this epoch")  # fmt: skip
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             xb, yb = x_train[idx], y_train[idx]
-            loss, _, grads, logits, state.bn_state = cnn.loss_and_grads(
-                state.params, state.bn_state, xb, yb, arch, cfg.reg, momentum=cfg.bn_momentum
-            )
-            sgd_step(state.params, grads, lr, cfg.clip)
+            loss, state.bn_state = train_step(opt, state.bn_state, xb, yb, arch, cfg, lr, correct)
             total_loss += loss * len(idx)
-            correct += (logits.argmax(axis=1) == yb).sum()
         val_loss, val_acc = cnn.evaluate(state.params, state.bn_state, data["x_val"], data["y_val"], arch)
         # one host synchronisation per epoch
         row = {
