@@ -1,9 +1,28 @@
-"""The kernel switch, and the CUDA source compiled by NVRTC where NVRTC is installed (no GPU needed)."""
+"""The CUDA kernels without a GPU: the switch, NVRTC compilation, and the kernels' arithmetic.
+
+The arithmetic is checked by compiling kernels.cu for the CPU with
+``kernel_emulator.h`` (one thread per CUDA thread, one block at a time) and
+driving it through kernels.py with NumPy arrays standing in for CuPy's. That
+checks indexing and results against the NumPy layers; speed, and races
+between blocks, need the GPU (tests/test_cupy.py).
+"""
+
+import ctypes
+import re
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from scratchcnn import kernels
+from scratchcnn import layers as L
+from scratchcnn import training as tr
+
+KERNEL_NAMES = re.findall(r'extern "C" __global__ void (\w+)\(', kernels.SOURCE.read_text())
 
 
 def test_kernels_only_take_float32_cupy_arrays_and_obey_the_switch(monkeypatch):
@@ -28,5 +47,131 @@ def test_kernel_source_compiles_with_nvrtc():
     nvrtc.nvrtcGetProgramLog(prog, log)
     nvrtc.nvrtcDestroyProgram(prog)
     assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, log.decode(errors="replace")
-    for name in ("sgd_sumsq", "sgd_apply", "softmax_xent", "im2col_pad", "col2im_gather"):
-        assert f'extern "C" __global__ void {name}(' in src.decode()
+    assert set(KERNEL_NAMES) >= {"sgd_sumsq", "sgd_apply", "softmax_xent", "im2col_pad", "col2im_gather"}
+
+
+# --------------------------------------------------------------------------- #
+# The kernels run on the CPU
+
+EMU_BLOCK = 32  # small blocks keep the thread count low; the source takes any power of two
+
+
+@pytest.fixture(scope="module")
+def emulator_library(tmp_path_factory):
+    cxx = shutil.which("g++")
+    if cxx is None:
+        pytest.skip("no g++ to build the kernel emulator")
+    d = tmp_path_factory.mktemp("kernel_emulator")
+    src = d / "emulated.cpp"
+    header = Path(__file__).with_name("kernel_emulator.h")
+    src.write_text(f'#include "{header}"\n#include "{kernels.SOURCE}"\n'
+                   + "".join(f"EMU_EXPORT({name})\n" for name in KERNEL_NAMES))  # fmt: skip
+    lib = d / "emulated.so"
+    cmd = [cxx, "-std=c++20", "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-pthread",
+           f"-DBLOCK={EMU_BLOCK}", str(src), "-o", str(lib)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return ctypes.CDLL(str(lib))
+
+
+class EmulatedKernel:
+    """Called like a cupy.RawKernel: ``(grid, block, args)``, args NumPy arrays and NumPy scalars."""
+
+    def __init__(self, lib, name):
+        self.fn = getattr(lib, f"emu_{name}")
+
+    def __call__(self, grid, block, args):
+        assert block == (EMU_BLOCK,)
+        held, ptrs = [], (ctypes.c_void_p * len(args))()
+        for i, a in enumerate(args):
+            if isinstance(a, np.ndarray):
+                assert a.flags.c_contiguous
+                h = ctypes.c_void_p(a.ctypes.data)
+            elif isinstance(a, (np.int32, np.int64, np.float32)):
+                h = np.ctypeslib.as_ctypes_type(a.dtype)(a.item())
+            else:  # CuPy would pass a Python number as 8 bytes, whatever the kernel expects
+                raise TypeError(f"kernel argument {i} is a {type(a).__name__}, not a NumPy scalar or array")
+            held.append(h)
+            ptrs[i] = ctypes.cast(ctypes.pointer(h), ctypes.c_void_p)
+        gx, gy = (tuple(grid) + (1,))[:2]
+        self.fn(ctypes.c_uint(gx), ctypes.c_uint(gy), ctypes.c_uint(block[0]), ptrs)
+
+
+@pytest.fixture
+def emulated(emulator_library, monkeypatch):
+    """kernels.py with NumPy in CuPy's place and the kernels running on the CPU."""
+    fake = types.ModuleType("cupy")
+    for name in ("ascontiguousarray", "asarray", "empty", "empty_like"):
+        setattr(fake, name, getattr(np, name))
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDevice=lambda: 0))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(kernels, "_function", lambda name: EmulatedKernel(emulator_library, name))
+    monkeypatch.setattr(kernels, "BLOCK", EMU_BLOCK)
+    monkeypatch.setattr(kernels, "MAX_BLOCKS", 8)  # grid-stride loops go round several times
+    return kernels
+
+
+CONV_CASES = [  # n, h, w, c, k, stride, pad
+    (1, 5, 5, 3, 3, 1, 1),
+    (2, 7, 5, 1, 3, 2, 1),
+    (2, 4, 6, 5, 3, 1, 2),
+    (2, 6, 6, 7, 2, 2, 0),
+    (1, 9, 9, 2, 3, 3, 0),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "n{}-{}x{}x{}-k{}-s{}-p{}".format(*c))
+def test_emulated_im2col_and_col2im(case, emulated):
+    n, h, w, c, k, stride, pad = case
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    oh, ow = L.conv_output_size(h, k, stride, pad), L.conv_output_size(w, k, stride, pad)
+    want = L.im2col(x, k, k, stride, pad, oh, ow)
+    got = emulated.im2col(x, k, k, stride, pad, oh, ow)
+    np.testing.assert_array_equal(got, want)
+    d = rng.standard_normal(want.shape).astype(np.float32)
+    # the same additions in the same order as the reference: equal to the bit
+    np.testing.assert_array_equal(emulated.col2im(d, x.shape, stride, pad), L.col2im(d, x.shape, stride, pad))
+
+
+@pytest.mark.parametrize("need_grad", [True, False], ids=["grad", "no-grad"])
+@pytest.mark.parametrize("n,k", [(1, 10), (7, 3), (70, 10), (5, 1)], ids=lambda v: str(v))
+def test_emulated_softmax_cross_entropy(n, k, need_grad, emulated):
+    rng = np.random.default_rng(n * 31 + k)
+    logits = (rng.standard_normal((n, k)) * 5).astype(np.float32)
+    logits[0, :] = 1e4 * (np.arange(k) % 2)  # huge logits, and a tie at the maximum when k > 2
+    y = rng.integers(0, k, n)
+    if n > 3:
+        y[3] = k  # a label out of range: no target, as one_hot gives
+    correct_ref = np.zeros((), np.int64)
+    loss_ref, d_ref = L.softmax_cross_entropy(logits, y, need_grad=need_grad, correct=correct_ref)
+    correct = np.full((), 5, np.int64)  # counts are added to what is there
+    loss, d = emulated.softmax_cross_entropy(logits, y, need_grad=need_grad, correct=correct)
+    assert float(loss) == pytest.approx(float(loss_ref), rel=1e-5, abs=1e-6)
+    assert int(correct) == 5 + int(correct_ref)
+    if need_grad:
+        np.testing.assert_allclose(d, d_ref, rtol=1e-5, atol=1e-7)
+    else:
+        assert d is None
+    with pytest.raises(ValueError, match="0-d int64"):
+        emulated.softmax_cross_entropy(logits, y, correct=np.zeros(1, np.int64))
+
+
+@pytest.mark.parametrize("clip", [None, 5.0, 0.01], ids=["no-clip", "clip5", "clip0.01"])
+@pytest.mark.parametrize("reg", [0.0, 0.3], ids=["reg0", "reg0.3"])
+def test_emulated_fused_sgd(clip, reg, emulated):
+    """Segments of awkward sizes (1 element, odd, many blocks' worth), some decayed."""
+    rng = np.random.default_rng(7)
+    shapes = {"a": (1,), "W": (7, 3, 3, 5), "b": (3001,), "c": (33,), "V": (100, 10)}
+    params = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+    grads = {k: (rng.standard_normal(s) * 3).astype(np.float32) for k, s in shapes.items()}
+    decayed = ("W", "V")
+    ref = {k: v.copy() for k, v in params.items()}
+    tr.sgd_step(ref, grads, 0.1, clip, reg, decayed)
+    p_flat, views = tr.flatten(params)
+    g_flat, _ = tr.flatten(grads)
+    plan = emulated.SgdPlan([a.size for a in params.values()], [k in decayed for k in params])
+    assert plan.parts > 1
+    emulated.sgd_update(plan, p_flat, g_flat, 0.1, clip, reg)
+    for k in params:
+        np.testing.assert_allclose(views[k], ref[k], rtol=1e-6, atol=1e-7, err_msg=k)
