@@ -1,46 +1,57 @@
 """Seconds per training epoch: scratchcnn on the backend at hand vs PyTorch (when installed).
 
 Random CIFAR-shaped data (speed does not depend on content), the study's
-network and recipe (SGD, L2 on weights, clip 5.0 per array), side by side in
-one process. Prints both times and their ratio.
+network and recipe (SGD, L2 on weights, clip 5.0 per array) through the
+training loop's own step (``training.train_step``), side by side in one
+process. Our time is printed before PyTorch runs, so a PyTorch failure loses
+no row. Both run in full float32 (TF32 off on both sides).
 
     python benchmarks/epoch_speed.py --filters 32 64 128 256 --batch-size 64
     python benchmarks/epoch_speed.py --images 4500   # a tenth of an epoch, scaled up
+    SCRATCHCNN_KERNELS=0 python benchmarks/epoch_speed.py --device gpu --no-torch  # without custom kernels
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
+from scratchcnn import kernels
 from scratchcnn import model as cnn
 from scratchcnn import training
 from scratchcnn.backend import get_backend
 
+EPOCH = 45000
+RECIPE = training.TrainConfig(lr=0.01, reg=1e-3, clip=5.0)
+
 
 def time_scratchcnn(backend, filters, batch, images, warmup=3):
+    """Seconds for ``images`` images of training steps, and the peak memory-pool growth on the GPU."""
     arch = cnn.make_arch(filters)
     params, bn = cnn.init_params(arch, 0, backend)
+    opt = training.FlatSGD(params)
     rng = np.random.default_rng(0)
     x = backend.asarray(rng.random((images, 32, 32, 3), dtype=np.float32))
     y = backend.asarray(rng.integers(0, 10, images))
     order = backend.asarray(rng.permutation(images))
+    correct = backend.xp.zeros((), dtype=np.int64)
 
     def step(idx):
         nonlocal bn
-        _, _, grads, _, bn = cnn.loss_and_grads(params, bn, x[idx], y[idx], arch, 1e-3)
-        training.sgd_step(params, grads, 0.01, 5.0)
+        _, bn = training.train_step(opt, bn, x[idx], y[idx], arch, RECIPE, RECIPE.lr, correct)
 
-    for b in range(warmup):
-        step(order[b * batch : (b + 1) * batch])
+    for _ in range(warmup):
+        step(order[:batch])
     peak = None
     if backend.name == "cupy":
         pool = backend.xp.get_default_memory_pool()
         backend.synchronize()
         pool.free_all_blocks()
-        base = pool.used_bytes()
+        base = pool.used_bytes()  # the data, parameters and buffers: what stays between steps
     backend.synchronize()
     start = time.perf_counter()
     for b in range(0, images, batch):
@@ -48,7 +59,7 @@ def time_scratchcnn(backend, filters, batch, images, warmup=3):
     backend.synchronize()
     seconds = time.perf_counter() - start
     if backend.name == "cupy":
-        peak = pool.total_bytes() - base
+        peak = pool.total_bytes() - base  # the pool keeps what it took: its growth is the peak
     return seconds, peak
 
 
@@ -56,6 +67,8 @@ def time_torch(filters, batch, images, device, warmup=3):
     import torch
     from torch import nn
 
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
     dev = torch.device(device)
     net = nn.Sequential(
@@ -63,7 +76,7 @@ def time_torch(filters, batch, images, device, warmup=3):
         nn.Conv2d(filters, filters, 3), nn.BatchNorm2d(filters), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(7 * 7 * filters, 10),
     ).to(dev)  # fmt: skip
-    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    opt = torch.optim.SGD(net.parameters(), lr=RECIPE.lr)
     x = torch.rand(images, 3, 32, 32, device=dev)
     y = torch.randint(0, 10, (images,), device=dev)
     order = torch.randperm(images, device=dev)
@@ -72,15 +85,15 @@ def time_torch(filters, batch, images, device, warmup=3):
     def step(idx):
         opt.zero_grad(set_to_none=True)
         loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
-        loss = loss + 0.5e-3 * sum((w * w).sum() for w in weights)
+        loss = loss + 0.5 * RECIPE.reg * sum((w * w).sum() for w in weights)
         loss.backward()
         for p in net.parameters():
-            torch.nn.utils.clip_grad_norm_([p], 5.0)
+            torch.nn.utils.clip_grad_norm_([p], RECIPE.clip)
         opt.step()
 
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    for b in range(warmup):
-        step(order[b * batch : (b + 1) * batch])
+    for _ in range(warmup):
+        step(order[:batch])
     sync()
     start = time.perf_counter()
     for b in range(0, images, batch):
@@ -93,35 +106,58 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--filters", type=int, nargs="+", default=[32, 64, 128, 256])
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--images", type=int, default=45000, help="images timed; the epoch time is scaled to 45,000")
+    p.add_argument("--images", type=int, default=EPOCH, help=f"images timed; the epoch time is scaled to {EPOCH:,}")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--json", type=Path, help="also write the rows here (rewritten after each row)")
     args = p.parse_args()
     backend = get_backend(args.device)
-    try:
-        import torch
+    torch, torch_error = None, None
+    if not args.no_torch:
+        try:
+            import torch
 
-        torch_device = "cuda" if backend.name == "cupy" else "cpu"
-        torch_version = torch.__version__
-        if torch_device == "cpu":
-            torch.set_num_threads(max(1, torch.get_num_threads()))
-    except ImportError:
-        torch = None
-    scale = 45000 / args.images
-    print(f"backend {backend.name} on {backend.device_name}; batch {args.batch_size}; "
-          f"{args.images} images timed, seconds scaled to a 45,000-image epoch")  # fmt: skip
-    print(f"{'filters':>7} {'scratchcnn s':>12} {'torch s':>8} {'ratio':>6} {'peak GPU MB':>11}")
+            if backend.name == "numpy":
+                torch.set_num_threads(max(1, torch.get_num_threads()))
+        except Exception as exc:  # not installed, or broken: our rows still count
+            torch, torch_error = None, f"{type(exc).__name__}: {exc}"
+    torch_device = "cuda" if backend.name == "cupy" else "cpu"
+    scale = EPOCH / args.images
+    result = {
+        "backend": backend.name, "device": backend.device_name, "batch_size": args.batch_size,
+        "images_timed": args.images, "kernels": backend.name == "cupy" and kernels.enabled(),
+        "torch": (torch.__version__ if torch else None), "torch_error": torch_error, "rows": [],
+    }  # fmt: skip
+    print(f"backend {backend.name} on {backend.device_name}; batch {args.batch_size}; custom kernels "
+          f"{'on' if result['kernels'] else 'off'}; {args.images} images timed, seconds scaled to a "
+          f"{EPOCH:,}-image epoch")  # fmt: skip
+    if torch_error:
+        print(f"PyTorch unavailable: {torch_error}")
+    print(f"{'filters':>7} {'scratchcnn s':>12} {'peak GPU MB':>11} {'torch s':>8} {'ratio':>6}")
     for f in args.filters:
         ours, peak = time_scratchcnn(backend, f, args.batch_size, args.images)
         ours *= scale
-        ref = None
-        if torch is not None and not args.no_torch:
-            ref = time_torch(f, args.batch_size, args.images, torch_device) * scale
-        ratio = f"{ours / ref:6.2f}" if ref else "     -"
+        row = {"filters": f, "scratchcnn": round(ours, 3), "peak_mb": None if peak is None else round(peak / 2**20, 1),
+               "torch": None, "ratio": None}  # fmt: skip
+        result["rows"].append(row)
         peak_mb = f"{peak / 2**20:11.0f}" if peak is not None else "          -"
-        print(f"{f:7d} {ours:12.1f} {ref if ref else float('nan'):8.1f} {ratio} {peak_mb}", flush=True)
-    if torch is not None and not args.no_torch:
-        print(f"torch {torch_version} on {torch_device}; ratio = scratchcnn / torch (below 1: we are faster)")
+        print(f"{f:7d} {ours:12.2f} {peak_mb}", end="", flush=True)  # ours first: it survives a PyTorch crash
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1))
+        if torch is not None:
+            try:
+                ref = time_torch(f, args.batch_size, args.images, torch_device) * scale
+                row.update(torch=round(ref, 3), ratio=round(ours / ref, 3))
+                print(f" {ref:8.2f} {ours / ref:6.2f}", flush=True)
+            except Exception as exc:
+                row["torch_error"] = f"{type(exc).__name__}: {exc}"
+                print(f"  PyTorch failed: {row['torch_error']}", flush=True)
+        else:
+            print(flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1))
+    if torch is not None:
+        print(f"torch {torch.__version__} on {torch_device}; ratio = scratchcnn / torch (below 1: we are faster)")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,110 @@
 #!/usr/bin/env bash
-# The GPU checks as one prepared script, for a machine with CuPy and a GPU (no Snakemake needed):
-# CuPy against NumPy (tests marked gpu), then an epoch per filter count against PyTorch eager,
-# with peak GPU memory. Writes its outputs under ${OUT:-benchmarks/runs}.
-#   bash benchmarks/gpu_check.sh
+# Issue 10's GPU checks as one prepared script, for the device machine (an H100 with CuPy and
+# PyTorch, no network, no Snakemake: nothing is installed, PYTHONPATH=workflow is the package).
+# Steps, each under `timeout` (capped by the time left in $GPU_CHECK_BUDGET), exit status kept:
+#   preflight        an elementwise op, a reduction, a matmul and a custom kernel on the GPU; stops all if it fails
+#   tests            pytest -rs -m gpu tests/test_cupy.py; a skipped test counts as a failure
+#   speed            epoch seconds per filter count, ours (printed first), then PyTorch eager's
+#   launches         kernel launches per training step, custom kernels on and off (CUDA graph node count)
+#   memory           peak training (256 filters, batch 64) and evaluation (batches of 1000) memory
+#   parity           prepare + train + evaluate: 32 filters, lr 0.1, L2 1e-4, 20 epochs, seed 0, on the
+#                    stand-in archive joined by benchmarks/device_data.sh
+#   speed-nokernels  our epoch seconds with SCRATCHCNN_KERNELS=0
+# then one summary, $OUT/gpu_results.json, with $OUT/gpu_check.log, $OUT/gpu_details.json (every raw
+# number) and $OUT/parity_history.csv. Exit status 1 if any step failed or any GPU test failed or skipped.
+#
+#   COMMIT=<sha> bash benchmarks/gpu_check.sh   # on the GPU machine; see benchmarks/NOTES.md for the calls
+#   bash benchmarks/gpu_check.sh --cpu          # dry run of the plumbing on NumPy, tiny sizes, a few seconds
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${OUT:-benchmarks/runs}
-mkdir -p "$out"
+
+if [ "${1:-}" = "--parity" ]; then  # the parity step, run by `step` below: --parity DEVICE WORK
+    dev=$2 dir=$3/parity
+    mkdir -p "$dir"
+    if [ "$dev" = gpu ]; then
+        archive=$(bash benchmarks/device_data.sh join) || exit 1
+        data_args=(--n-val 5000 --split-seed 0)
+        train_args=(--filters 32 --epochs 20)
+    else
+        archive=$dir/demo.tar.gz
+        python3 workflow/scripts/make_demo_archive.py --out "$archive" --n-train-per-class 12 --n-test-per-class 5 || exit 1
+        data_args=(--n-val 20 --split-seed 0 --expected-train 120 --expected-test 50)
+        train_args=(--filters 4 --epochs 2)
+    fi
+    python3 workflow/scripts/prepare.py --archive "$archive" --out "$dir/cifar10.npz" "${data_args[@]}" || exit 1
+    python3 workflow/scripts/train.py --data "$dir/cifar10.npz" --out-dir "$dir" --lr 0.1 --reg 1e-4 \
+        --batch-size 64 --seed 0 --device "$dev" "${train_args[@]}" || exit 1
+    python3 workflow/scripts/evaluate.py --model "$dir/model.npz" --data "$dir/cifar10.npz" --out-dir "$dir" \
+        --device "$dev" || exit 1
+    exit 0
+fi
+
+MODE=gpu
+[ "${1:-}" = "--cpu" ] && MODE=cpu
+OUT=${OUT:-benchmarks/runs/gpu-check-$(date +%Y%m%d-%H%M%S)}
+WORK=$(mktemp -d /tmp/gpu-check.XXXXXX)
+BUDGET=${GPU_CHECK_BUDGET:-560}  # seconds for every step together; a device command may run 600
+mkdir -p "$OUT"
+LOG=$OUT/gpu_check.log
 export PYTHONPATH="$PWD/workflow${PYTHONPATH:+:$PYTHONPATH}"
-unset CUPY_TF32  # full float32 for the correctness checks
-python -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__, \
-  cupy.cuda.runtime.getDeviceProperties(0)['name'])" | tee "$out/device.txt"
-python -m pytest -q -p no:cacheprovider tests/test_cupy.py 2>&1 | tee "$out/gpu_tests.txt"
-python benchmarks/epoch_speed.py --device gpu --filters 32 64 128 256 --batch-size 64 2>&1 | tee "$out/speed_b64.txt"
-python benchmarks/epoch_speed.py --device gpu --filters 64 256 --batch-size 256 2>&1 | tee "$out/speed_b256.txt"
+export PYTHONUNBUFFERED=1
+export CUPY_CACHE_DIR=${CUPY_CACHE_DIR:-/tmp/cupy-kernel-cache}  # writable, whatever $HOME is
+unset CUPY_TF32 SCRATCHCNN_KERNELS  # full float32; the custom kernels on unless a step says otherwise
+COMMIT=${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+START=$SECONDS
+: >"$LOG"
+: >"$WORK/steps.tsv"
+
+# step NAME LIMIT CMD...: run CMD under timeout (LIMIT, or less if less is left), output to the log
+# and stdout, status and seconds to steps.tsv. 25 s stay for the summary.
+step() {
+    local name=$1 limit=$2
+    shift 2
+    local left=$((BUDGET - (SECONDS - START) - 25))
+    if [ "$left" -lt 10 ]; then
+        echo "== $name: skipped, no time left" | tee -a "$LOG"
+        printf '%s\tno-time\t0\n' "$name" >>"$WORK/steps.tsv"
+        return 1
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    echo "== $name (timeout ${limit}s): $*" | tee -a "$LOG"
+    local t0=$SECONDS
+    timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG"
+    local rc=${PIPESTATUS[0]}
+    printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" >>"$WORK/steps.tsv"
+    echo "== $name: exit $rc after $((SECONDS - t0))s" | tee -a "$LOG"
+    return "$rc"
+}
+
+summary() {
+    [ -f "$WORK/parity/history.csv" ] && cp "$WORK/parity/history.csv" "$OUT/parity_history.csv"
+    echo "== summary ($((SECONDS - START))s so far)" | tee -a "$LOG"
+    python3 benchmarks/gpu_summary.py "$WORK" "$OUT/gpu_results.json" --commit "$COMMIT" \
+        --details "$OUT/gpu_details.json" 2>&1 | tee -a "$LOG"
+    return "${PIPESTATUS[0]}"
+}
+
+if [ "$MODE" = gpu ]; then
+    DEV=gpu FILTERS=(32 64 128 256) IMAGES=45000 EVAL_IMAGES=5000 PROBE_FILTERS=()
+    TESTS=(-m gpu tests/test_cupy.py)
+else
+    DEV=cpu FILTERS=(4) IMAGES=128 EVAL_IMAGES=100 PROBE_FILTERS=(--filters 4)
+    TESTS=(tests/test_kernels.py)  # the GPU tests skip without CuPy; these exercise the same plumbing
+fi
+echo "gpu_check ($MODE) commit $COMMIT, work dir $WORK, out $OUT, budget ${BUDGET}s" | tee -a "$LOG"
+
+if ! step preflight 120 python3 benchmarks/gpu_probe.py preflight --device $DEV --json "$WORK/preflight.json"; then
+    echo "PREFLIGHT FAILED: no usable GPU through CuPy; nothing else was run" | tee -a "$LOG"
+    summary
+    exit 1
+fi
+step tests 200 python3 -m pytest -q -rs -p no:cacheprovider "${TESTS[@]}" --junitxml="$WORK/gpu_tests.xml"
+step speed 150 python3 benchmarks/epoch_speed.py --device $DEV --filters "${FILTERS[@]}" --batch-size 64 \
+    --images $IMAGES --json "$WORK/speed.json"
+step launches 60 python3 benchmarks/gpu_probe.py launches --device $DEV "${PROBE_FILTERS[@]}" --json "$WORK/launches.json"
+step memory 60 python3 benchmarks/gpu_probe.py memory --device $DEV "${PROBE_FILTERS[@]}" \
+    --eval-images $EVAL_IMAGES --json "$WORK/memory.json"
+step parity 300 bash benchmarks/gpu_check.sh --parity $DEV "$WORK"
+step speed-nokernels 90 env SCRATCHCNN_KERNELS=0 python3 benchmarks/epoch_speed.py --device $DEV --no-torch \
+    --filters "${FILTERS[@]}" --batch-size 64 --images $IMAGES --json "$WORK/speed_nokernels.json"
+summary

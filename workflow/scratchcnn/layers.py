@@ -14,6 +14,8 @@ On CuPy float32 arrays some steps run as custom CUDA kernels
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import kernels
 from .backend import array_module
 
@@ -153,7 +155,7 @@ _ONES: dict = {}
 def ones(xp, n, dtype):
     """A cached read-only ones vector (made once per length, dtype and device)."""
     device = xp.cuda.runtime.getDevice() if xp.__name__ == "cupy" else None
-    key = (xp.__name__, device, n, xp.dtype(dtype).str)
+    key = (xp.__name__, device, n, np.dtype(dtype).str)
     v = _ONES.get(key)
     if v is None:
         if len(_ONES) > 64:  # lengths come from a few batch shapes; bound it anyway

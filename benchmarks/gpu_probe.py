@@ -1,0 +1,286 @@
+"""Checks and measurements for benchmarks/gpu_check.sh, each printed and written as JSON.
+
+    python3 benchmarks/gpu_probe.py preflight --json pre.json   # the GPU answers, or exit 1
+    python3 benchmarks/gpu_probe.py launches --json launches.json  # kernel launches per training step
+    python3 benchmarks/gpu_probe.py memory --json memory.json    # peak training and evaluation memory
+
+``--device cpu`` runs the same code on NumPy with small sizes (a dry run of
+the script's plumbing); memory is then NumPy's allocations seen by tracemalloc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+from scratchcnn import kernels
+from scratchcnn import model as cnn
+from scratchcnn import training
+from scratchcnn.backend import BackendError, get_backend
+
+RECIPE = training.TrainConfig(lr=0.01, reg=1e-3, clip=5.0)
+
+# Read from the code (2026-11-27) where neither a CUDA graph nor a profiler can count:
+# one training step at the default architecture, batch 64.
+LAUNCH_ESTIMATE = {"kernels": 125, "no_kernels": 240}
+
+
+def preflight(backend) -> dict:
+    """An elementwise op, a reduction, a matrix product and one custom kernel, checked against NumPy."""
+    xp = backend.xp
+    info = {"device_name": backend.device_name, "backend": backend.name, "python": platform.python_version(),
+            "numpy": np.__version__}  # fmt: skip
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((257, 129)).astype(np.float32)
+    b = rng.standard_normal((129, 65)).astype(np.float32)
+    da, db = backend.asarray(a), backend.asarray(b)
+    checks = {
+        "elementwise": (backend.to_host(da * 2.0 + 1.0), a * 2.0 + 1.0),
+        "reduction": (backend.to_host(da.sum(axis=0)), a.astype(np.float64).sum(axis=0)),
+        "matmul": (backend.to_host(da @ db), a.astype(np.float64) @ b),
+    }
+    if backend.name == "cupy":
+        import cupy
+
+        info.update(cupy=cupy.__version__, cuda_runtime=cupy.cuda.runtime.runtimeGetVersion(),
+                    cuda_driver=cupy.cuda.runtime.driverGetVersion(), kernels=kernels.enabled())  # fmt: skip
+        from scratchcnn import layers
+
+        logits = rng.standard_normal((9, 10)).astype(np.float32)
+        y = rng.integers(0, 10, 9)
+        want = layers.softmax_cross_entropy(logits, y)[1]
+        checks["custom kernel"] = (backend.to_host(kernels.softmax_cross_entropy(
+            cupy.asarray(logits), cupy.asarray(y))[1]), want)  # fmt: skip
+    backend.synchronize()
+    for name, (got, want) in checks.items():
+        err = float(np.linalg.norm(got - want) / np.linalg.norm(want))
+        info[f"{name} rel error"] = err
+        if not err < 1e-5:
+            raise RuntimeError(f"preflight: {name} on {backend.device_name} is off by {err:.2e}")
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_cuda"] = bool(torch.cuda.is_available())
+    except Exception as exc:
+        info["torch"] = f"unavailable ({type(exc).__name__}: {exc})"
+    return info
+
+
+def training_setup(backend, filters, batch, images):
+    arch = cnn.make_arch(filters)
+    params, bn = cnn.init_params(arch, 0, backend)
+    opt = training.FlatSGD(params)
+    rng = np.random.default_rng(0)
+    x = backend.asarray(rng.random((images, 32, 32, 3), dtype=np.float32))
+    y = backend.asarray(rng.integers(0, 10, images))
+    correct = backend.xp.zeros((), dtype=np.int64)
+    state = {"bn": bn, "b": 0}
+
+    def step():
+        lo = state["b"] * batch % images
+        idx = slice(lo, lo + batch)
+        _, state["bn"] = training.train_step(opt, state["bn"], x[idx], y[idx], arch, RECIPE, RECIPE.lr, correct)
+        state["b"] += 1
+
+    return arch, opt, state, x, y, step
+
+
+# --------------------------------------------------------------------------- #
+# Kernel launches per step
+
+
+def count_graph_nodes(graph_handle) -> dict:
+    """Node counts by type of a captured CUDA graph (driver API through cuda-bindings)."""
+    from cuda.bindings import driver
+
+    g = driver.CUgraph(graph_handle)
+    err, _, n = driver.cuGraphGetNodes(g, 0)
+    if err != driver.CUresult.CUDA_SUCCESS:
+        raise RuntimeError(f"cuGraphGetNodes: {err}")
+    err, nodes, n = driver.cuGraphGetNodes(g, n)
+    if err != driver.CUresult.CUDA_SUCCESS:
+        raise RuntimeError(f"cuGraphGetNodes: {err}")
+    counts: dict = {}
+    for node in nodes:
+        err, kind = driver.cuGraphNodeGetType(node)
+        name = str(kind).rsplit(".", 1)[-1].replace("CU_GRAPH_NODE_TYPE_", "").lower()
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def count_dot_nodes(graph_handle) -> dict:
+    """Node count of a captured CUDA graph read from its DOT dump (when cuda-bindings is missing)."""
+    import cupy
+
+    path = Path(tempfile.mkdtemp()) / "step.dot"
+    cupy.cuda.runtime.graphDebugDotPrint(graph_handle, str(path), 0)
+    text = path.read_text()
+    nodes = [line for line in text.splitlines() if re.match(r'^\s*"?\w+"?\s*\[', line) and "->" not in line]
+    return {"nodes": len(nodes)}
+
+
+def launches_by_graph(step) -> tuple[int, dict, str]:
+    """Capture one step on a fresh stream as a CUDA graph and count its nodes (nothing runs)."""
+    import cupy
+
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        for _ in range(3):  # the pool holds this stream's blocks; no cudaMalloc during capture
+            step()
+        stream.synchronize()
+        cupy.cuda.runtime.streamBeginCapture(stream.ptr, cupy.cuda.runtime.streamCaptureModeRelaxed)
+        try:
+            step()
+        finally:
+            handle = cupy.cuda.runtime.streamEndCapture(stream.ptr)
+    try:
+        try:
+            counts, method = count_graph_nodes(handle), "CUDA graph of one step (cuGraphGetNodes)"
+        except ImportError:
+            counts, method = count_dot_nodes(handle), "CUDA graph of one step (DOT dump)"
+    finally:
+        cupy.cuda.runtime.graphDestroy(handle)
+    launches = sum(v for k, v in counts.items() if k in ("kernel", "memset", "memcpy", "nodes"))
+    return launches, counts, method
+
+
+def launches_by_profiler(step) -> tuple[int, dict, str]:
+    """CUDA kernels, memsets and copies of one step as PyTorch's profiler (CUPTI) sees them."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.init()
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    events = [e for e in prof.events() if str(e.device_type).endswith("CUDA")]
+    return len(events), {"events": len(events)}, "PyTorch profiler (CUPTI) over one step"
+
+
+def count_launches(backend, filters=64, batch=64) -> dict:
+    if backend.name != "cupy":
+        return {"method": "not applicable on the CPU"}
+    out = {}
+    for mode in ("kernels", "no_kernels"):
+        os.environ["SCRATCHCNN_KERNELS"] = "1" if mode == "kernels" else "0"
+        _, _, _, _, _, step = training_setup(backend, filters, batch, batch * 4)
+        errors = []
+        for how in (launches_by_graph, launches_by_profiler):
+            try:
+                n, detail, method = how(step)
+                out[mode] = n
+                out[f"{mode}_detail"] = detail
+                out["method"] = method
+                break
+            except Exception as exc:  # noqa: PERF203 - report each method's failure
+                errors.append(f"{how.__name__}: {type(exc).__name__}: {exc}")
+        else:
+            out[mode] = LAUNCH_ESTIMATE[mode]
+            out["method"] = "estimate read from the code (no graph capture or profiler worked)"
+        if errors:
+            out[f"{mode}_errors"] = errors
+    os.environ["SCRATCHCNN_KERNELS"] = "1"
+    out.update(filters=filters, batch_size=batch)
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# Peak memory
+
+
+class Peak:
+    """Peak memory of a block: CuPy's pool growth on the GPU, NumPy's allocations on the CPU."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def __enter__(self):
+        if self.backend.name == "cupy":
+            self.pool = self.backend.xp.get_default_memory_pool()
+            self.backend.synchronize()
+            self.pool.free_all_blocks()
+            self.base = self.pool.used_bytes()
+        else:
+            tracemalloc.start()
+            self.base = tracemalloc.get_traced_memory()[0]
+        return self
+
+    def __exit__(self, *exc):
+        if self.backend.name == "cupy":
+            self.backend.synchronize()
+            self.bytes = self.pool.total_bytes() - self.base  # the pool keeps what it took
+        else:
+            self.bytes = tracemalloc.get_traced_memory()[1] - self.base
+            tracemalloc.stop()
+        self.mb = round(self.bytes / 2**20, 1)
+
+
+def peak_memory(backend, filters, train_batch, eval_images, steps=5) -> dict:
+    """Peak memory of training steps and of evaluation, besides the data and the parameters."""
+    arch, opt, state, x, y, step = training_setup(backend, filters, train_batch, train_batch * 2)
+    step()
+    with Peak(backend) as train_peak:
+        for _ in range(steps):
+            step()
+    rng = np.random.default_rng(1)
+    xv = backend.asarray(rng.random((eval_images, 32, 32, 3), dtype=np.float32))
+    yv = backend.asarray(rng.integers(0, 10, eval_images))
+    with Peak(backend) as eval_peak:
+        loss, acc = cnn.evaluate(opt.params, state["bn"], xv, yv, arch, batch_size=1000)
+        float(loss)
+    host = backend.to_host(xv)
+    with Peak(backend) as predict_peak:
+        cnn.predict_logits({**opt.params, **state["bn"]}, arch, host, backend=backend, batch_size=1000)
+    return {"filters": filters, "train_batch": train_batch, "eval_images": eval_images, "eval_batch": 1000,
+            "peak_train_mb": train_peak.mb, "peak_eval_mb": max(eval_peak.mb, predict_peak.mb),
+            "peak_evaluate_mb": eval_peak.mb, "peak_predict_logits_mb": predict_peak.mb,
+            "measured_as": "CuPy pool growth" if backend.name == "cupy" else "tracemalloc peak"}  # fmt: skip
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["preflight", "launches", "memory"])
+    p.add_argument("--device", default="gpu", choices=["gpu", "cpu"])
+    p.add_argument("--filters", type=int, default=None, help="default: 64 (launches), 256 (memory)")
+    p.add_argument("--eval-images", type=int, default=5000)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        backend = get_backend(args.device)
+    except BackendError as exc:
+        print(f"gpu_probe {args.what}: FAILED: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.what == "preflight":
+            result = preflight(backend)
+        elif args.what == "launches":
+            result = count_launches(backend, args.filters or 64)
+        else:
+            result = peak_memory(backend, args.filters or 256, 64, args.eval_images)
+    except Exception as exc:
+        print(f"gpu_probe {args.what}: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(result, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Gather the outputs of benchmarks/gpu_check.sh into one summary, gpu_results.json.
+
+    python3 benchmarks/gpu_summary.py WORK_DIR OUT.json --commit SHA
+
+Reads from WORK_DIR: steps.tsv (each step's exit status), preflight.json,
+gpu_tests.xml (pytest's JUnit report), speed.json, launches.json,
+memory.json and parity/{metrics,test_metrics}.json, whichever exist; a
+missing number is null. Prints the summary and what issue 10 asks of it.
+Exit status 1 when a step failed, a GPU test failed or was skipped, or no
+test ran at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def test_counts(path: Path) -> dict:
+    """passed / failed / skipped from a JUnit XML report (errors count as failed)."""
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return {k: None for k in counts}
+    for case in root.iter("testcase"):
+        if case.find("skipped") is not None:
+            counts["skipped"] += 1
+        elif case.find("failure") is not None or case.find("error") is not None:
+            counts["failed"] += 1
+        else:
+            counts["passed"] += 1
+    for suite in root.iter("testsuite"):  # a collection error has no testcase of its own
+        counts["failed"] = max(counts["failed"], int(suite.get("errors", 0)) + int(suite.get("failures", 0)))
+    return counts
+
+
+def summarise(work: Path, commit: str) -> tuple[dict, list[str]]:
+    pre = read_json(work / "preflight.json") or {}
+    speed = read_json(work / "speed.json") or {}
+    launches = read_json(work / "launches.json") or {}
+    memory = read_json(work / "memory.json") or {}
+    parity = read_json(work / "parity" / "metrics.json") or {}
+    parity_test = read_json(work / "parity" / "test_metrics.json") or {}
+    epoch = {
+        str(row["filters"]): {"scratchcnn": row.get("scratchcnn"), "torch": row.get("torch"), "ratio": row.get("ratio")}
+        for row in speed.get("rows", [])
+    }
+    results = {
+        "device_name": pre.get("device_name"),
+        "date": dt.date.today().isoformat(),
+        "commit": commit,
+        "gpu_tests": test_counts(work / "gpu_tests.xml"),
+        "epoch_seconds": epoch,
+        "launches_per_step": {k: launches.get(k) for k in ("kernels", "no_kernels", "method")} if launches else None,
+        "peak_train_mb": memory.get("peak_train_mb"),
+        "peak_eval_mb": memory.get("peak_eval_mb"),
+        "parity_test_accuracy": parity_test.get("test_accuracy"),
+        "parity_best_val_accuracy": parity.get("best_val_acc"),
+    }
+    problems = []
+    for line in (work / "steps.tsv").read_text().splitlines() if (work / "steps.tsv").exists() else []:
+        step, status = line.split("\t")[:2]
+        if status != "0":
+            problems.append(f"step {step} exited with {status}" + (" (timed out)" if status in ("124", "137") else ""))
+    tests = results["gpu_tests"]
+    if tests["passed"] is None:
+        problems.append("no GPU test report")
+    elif tests["failed"] or tests["skipped"] or not tests["passed"]:
+        problems.append(f"GPU tests: {tests['passed']} passed, {tests['failed']} failed, {tests['skipped']} skipped")
+    return results, problems
+
+
+def verdict(results: dict) -> list[str]:
+    """Issue 10's bars, each met, missed or not measured."""
+    lines = []
+    r64 = results["epoch_seconds"].get("64", {}).get("ratio")
+    lines.append(f"ratio at 64 filters <= 1.0 (must): {r64} " + ("met" if r64 is not None and r64 <= 1.0 else "NOT MET"))
+    ratios = [v.get("ratio") for v in results["epoch_seconds"].values()]
+    half = bool(ratios) and all(r is not None and r <= 0.5 for r in ratios)
+    lines.append(f"ratio <= 0.5 at every filter count (target): {ratios} " + ("met" if half else "not met"))
+    for key in ("peak_train_mb", "peak_eval_mb"):
+        v = results[key]
+        lines.append(f"{key} < 1024: {v} " + ("met" if v is not None and v < 1024 else "NOT MET"))
+    acc = results["parity_test_accuracy"]
+    ok = acc is not None and abs(acc - 0.7021) <= 0.01
+    lines.append(f"parity test accuracy within 1 point of 70.21 % (CPU): {acc} " + ("met" if ok else "NOT MET"))
+    return lines
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("work", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--commit", default="unknown")
+    p.add_argument("--details", type=Path, help="also write every raw number gathered here")
+    args = p.parse_args(argv)
+    results, problems = summarise(args.work, args.commit)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    if args.details:
+        raw = {f.stem: read_json(f) for f in sorted(args.work.glob("*.json"))}
+        raw["parity"] = {f.stem: read_json(f) for f in sorted((args.work / "parity").glob("*metrics.json"))}
+        steps = (args.work / "steps.tsv").read_text().splitlines() if (args.work / "steps.tsv").exists() else []
+        raw["steps"] = [dict(zip(("step", "exit", "seconds"), line.split("\t"))) for line in steps]
+        raw["problems"] = problems
+        args.details.write_text(json.dumps(raw, indent=1) + "\n")
+    print(json.dumps(results, indent=2))
+    print("\n".join(["", "issue 10:"] + ["  " + line for line in verdict(results)]))
+    if problems:
+        print("FAILED:\n  " + "\n  ".join(problems))
+        return 1
+    print("all steps passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
