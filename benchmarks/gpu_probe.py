@@ -37,7 +37,6 @@ LAUNCH_ESTIMATE = {"kernels": 125, "no_kernels": 240}
 
 def preflight(backend) -> dict:
     """An elementwise op, a reduction, a matrix product and one custom kernel, checked against NumPy."""
-    xp = backend.xp
     info = {"device_name": backend.device_name, "backend": backend.name, "python": platform.python_version(),
             "numpy": np.__version__}  # fmt: skip
     rng = np.random.default_rng(0)

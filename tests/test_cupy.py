@@ -283,3 +283,36 @@ def test_fused_sgd_kernel(clip, reg, monkeypatch):
     opt.step(0.1, clip, reg)
     for k in params:
         assert rel(ref[k], opt.params[k]) < 1e-6, k
+
+
+FUSED_CASES = [  # n, h, w, c, size, stride
+    (1, 32, 32, 16, 2, 2),  # batch of 1
+    (7, 14, 14, 33, 2, 2),  # odd batch, more channels than one tile
+    (2, 5, 7, 3, 2, 2),  # a border no window covers
+    (3, 6, 6, 5, 3, 2),  # overlapping windows
+    (64, 32, 32, 256, 2, 2),  # the study's largest
+]
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("case", FUSED_CASES, ids=lambda c: "n{}-{}x{}x{}-pool{}-s{}".format(*c))
+def test_bn_relu_pool_kernels_forward_and_backward(case, train, monkeypatch):
+    kernels_on(monkeypatch)
+    n, h, w, c, size, stride = case
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((n, h, w, c)) * 2 + 1).astype(np.float32)
+    gamma = (0.5 + rng.random(c)).astype(np.float32)
+    beta = rng.normal(0, 0.3, c).astype(np.float32)
+    rm = rng.normal(0, 0.5, c).astype(np.float32)
+    rv = (0.5 + rng.random(c)).astype(np.float32)
+    kw = dict(train=train, momentum=0.8, eps=1e-5, size=size, stride=stride)
+    want, cache, want_stats = L.bn_relu_pool_forward(x, gamma, beta, rm, rv, **kw)
+    got, gcache, got_stats = L.bn_relu_pool_forward(*(cp.asarray(a) for a in (x, gamma, beta, rm, rv)), **kw)
+    assert isinstance(gcache, kernels.FusedBnReluPoolCache)
+    assert rel(want, got) < 1e-5
+    for a, b in zip(want_stats, got_stats):
+        assert rel(a, b) < 1e-5
+    dout = rng.standard_normal(want.shape).astype(np.float32)
+    for name, a, b in zip(("dx", "dgamma", "dbeta"), L.bn_relu_pool_backward(dout, cache),
+                          L.bn_relu_pool_backward(cp.asarray(dout), gcache)):  # fmt: skip
+        assert rel(a, b) < 1e-5, name

@@ -53,7 +53,7 @@ def test_kernel_source_compiles_with_nvrtc():
 # --------------------------------------------------------------------------- #
 # The kernels run on the CPU
 
-EMU_BLOCK = 32  # small blocks keep the thread count low; the source takes any power of two
+EMU_BLOCK = 64  # small blocks keep the thread count low (the source takes a power of two, at least 32)
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +175,45 @@ def test_emulated_fused_sgd(clip, reg, emulated):
     emulated.sgd_update(plan, p_flat, g_flat, 0.1, clip, reg)
     for k in params:
         np.testing.assert_allclose(views[k], ref[k], rtol=1e-6, atol=1e-7, err_msg=k)
+
+
+FUSED_CASES = [  # n, h, w, c, size, stride
+    (1, 4, 4, 3, 2, 2),  # batch of 1, odd channel count
+    (2, 5, 7, 33, 2, 2),  # a border no window covers; more channels than one tile
+    (2, 6, 6, 5, 3, 2),  # overlapping windows
+    (3, 4, 4, 1, 2, 1),  # overlapping windows, one channel
+    (2, 4, 6, 3, 2, 2, "ties"),  # few distinct values: equal maxima in a window, the first one takes it
+]
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("case", FUSED_CASES, ids=lambda c: "n{}-{}x{}x{}-pool{}-s{}".format(*c) + "-ties" * (len(c) > 6))
+def test_emulated_bn_relu_pool(case, train, emulated):
+    n, h, w, c, size, stride = case[:6]
+    rng = np.random.default_rng(3)
+    if len(case) > 6:
+        x = rng.integers(-1, 3, (n, h, w, c)).astype(np.float32)
+    else:
+        x = (rng.standard_normal((n, h, w, c)) * 2 + 1).astype(np.float32)
+    gamma = (0.5 + rng.random(c)).astype(np.float32)
+    beta = rng.normal(0, 0.3, c).astype(np.float32)
+    rm = rng.normal(0, 0.5, c).astype(np.float32)
+    rv = (0.5 + rng.random(c)).astype(np.float32)
+    kw = dict(train=train, momentum=0.8, eps=1e-5, size=size, stride=stride)
+    f64 = [a.astype(np.float64) for a in (x, gamma, beta, rm, rv)]
+    want, cache, (want_rm, want_rv) = L.bn_relu_pool_forward(*f64, **kw)
+    got, kcache, (got_rm, got_rv) = emulated.bn_relu_pool_forward(x, gamma, beta, rm, rv, need_cache=True, **kw)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got_rm, want_rm, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_rv, want_rv, rtol=1e-5, atol=1e-6)
+    dout = rng.standard_normal(want.shape).astype(np.float32)
+    want_dx, want_dg, want_db = L.bn_relu_pool_backward(dout.astype(np.float64), cache)
+    dg, db = np.full(c, np.nan, np.float32), np.full(c, np.nan, np.float32)
+    got_dx, got_dg, got_db = emulated.bn_relu_pool_backward(dout, kcache, dgamma=dg, dbeta=db)
+    assert got_dg is dg and got_db is db
+    for name, a, b in (("dx", got_dx, want_dx), ("dgamma", dg, want_dg), ("dbeta", db, want_db)):
+        err = np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12)
+        assert err < 1e-5, f"{name}: {err:.2e}"
+    eval_out, none, _ = emulated.bn_relu_pool_forward(x, gamma, beta, rm, rv, need_cache=False, **kw)
+    assert none is None
+    np.testing.assert_array_equal(eval_out, got)

@@ -277,3 +277,25 @@ def test_softmax_cross_entropy_counts_correct_rows_and_can_skip_the_gradient():
 def test_squared_norm_is_the_sum_of_squares():
     a = randn(3, 4, 5)
     assert float(L.squared_norm(a)) == pytest.approx(float((a * a).sum()), rel=1e-12)
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("shape,size,stride", [((2, 4, 4, 3), 2, 2), ((1, 5, 7, 2), 2, 2), ((2, 5, 5, 1), 3, 2)])
+def test_bn_relu_pool_gradients(shape, size, stride, train):
+    c = shape[-1]
+    x = rng.permutation(np.prod(shape)).reshape(shape) * 0.01 + randn(*shape) * 1e-4  # distinct values
+    gamma, beta, rm, rv = randn(c), randn(c) * 0.1, randn(c), rng.random(c) + 0.5
+    kw = dict(train=train, size=size, stride=stride)
+    out, _, _ = L.bn_relu_pool_forward(x, gamma, beta, rm, rv, **kw)
+    dout = randn(*out.shape)
+
+    def grads():
+        _, cache, _ = L.bn_relu_pool_forward(x, gamma, beta, rm, rv, **kw)
+        dx, dg, db = L.bn_relu_pool_backward(dout, cache)
+        return {"x": dx, "gamma": dg, "beta": db}
+
+    check_layer(lambda: L.bn_relu_pool_forward(x, gamma, beta, rm, rv, **kw)[0], grads,
+                {"x": x, "gamma": gamma, "beta": beta}, dout)  # fmt: skip
+    bn, _, stats = L.batchnorm_forward(x, gamma, beta, rm, rv, train=train)
+    np.testing.assert_array_equal(out, L.maxpool_forward(L.relu_forward(bn)[0], size, stride)[0])
+    np.testing.assert_array_equal(L.bn_relu_pool_forward(x, gamma, beta, rm, rv, **kw)[2][1], stats[1])

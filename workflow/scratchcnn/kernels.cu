@@ -192,3 +192,224 @@ extern "C" __global__ void col2im_gather(const float* __restrict__ dcols, float*
         dx[idx] = acc;
     }
 }
+
+// --------------------------------------------------------------------------------------
+// Batch norm + ReLU + max pooling, fused (layers.bn_relu_pool_forward/backward).
+//
+// x is the conv output (n, h, w, c), m = n * h * w rows of c channels. The pooled output
+// out (n, ho, wo, c) is max over each size x size window (every `stride`) of
+// relu((x - mean) * scale + beta), scale = gamma * inv_std; arg (uint8, like out) keeps the
+// window offset i * size + j of the first maximum, which routes the gradient back.
+// Per-channel sums use tiles of CT channels x BLOCK / CT row lanes (a warp reads CT
+// consecutive channels of one row) over chunks of rows; each block writes its partial
+// sums, and a per-channel pass adds them up in chunk order.
+
+#define CT 32
+#define LANES (BLOCK / CT)
+static_assert(BLOCK % CT == 0, "BLOCK must be a multiple of CT");
+
+// partial sums of x and x^2 per (row chunk, channel). Grid: (ceil(c / CT), chunks).
+extern "C" __global__ void bn_stats(const float* __restrict__ x, long long m, int c,
+                                    long long rows_per_chunk, double* __restrict__ psum,
+                                    double* __restrict__ psq) {
+    __shared__ double ss[BLOCK];
+    __shared__ double sq[BLOCK];
+    const int t = threadIdx.x, cx = t % CT, lane = t / CT;
+    const int ch = blockIdx.x * CT + cx;
+    const long long r0 = blockIdx.y * rows_per_chunk;
+    const long long r1 = r0 + rows_per_chunk < m ? r0 + rows_per_chunk : m;
+    double s = 0.0, q = 0.0;
+    if (ch < c) {
+        for (long long r = r0 + lane; r < r1; r += LANES) {
+            const double v = x[r * c + ch];
+            s += v;
+            q += v * v;
+        }
+    }
+    ss[t] = s;
+    sq[t] = q;
+    __syncthreads();
+    if (lane == 0 && ch < c) {
+        double S = 0.0, Q = 0.0;
+        for (int k = 0; k < LANES; ++k) {
+            S += ss[k * CT + cx];
+            Q += sq[k * CT + cx];
+        }
+        psum[blockIdx.y * (long long)c + ch] = S;
+        psq[blockIdx.y * (long long)c + ch] = Q;
+    }
+}
+
+// Per channel: the batch statistics (train) or the running ones, the updated running
+// statistics, inv_std and scale. One thread per channel.
+extern "C" __global__ void bn_finalize(const double* __restrict__ psum,
+                                       const double* __restrict__ psq, int chunks, long long m,
+                                       int c, const float* __restrict__ gamma,
+                                       const float* __restrict__ rm, const float* __restrict__ rv,
+                                       float momentum, float one_minus_momentum, float eps,
+                                       int train, float* __restrict__ mean_out,
+                                       float* __restrict__ inv_std_out,
+                                       float* __restrict__ scale_out, float* __restrict__ rm_out,
+                                       float* __restrict__ rv_out) {
+    const int ch = blockIdx.x * BLOCK + threadIdx.x;
+    if (ch >= c) return;
+    float mean, var;
+    if (train) {
+        double S = 0.0, Q = 0.0;
+        for (int k = 0; k < chunks; ++k) {
+            S += psum[k * (long long)c + ch];
+            Q += psq[k * (long long)c + ch];
+        }
+        const double dmean = S / (double)m;
+        const double dvar = Q / (double)m - dmean * dmean;  // biased, as the reference
+        mean = (float)dmean;
+        var = (float)(dvar > 0.0 ? dvar : 0.0);
+        rm_out[ch] = __fadd_rn(__fmul_rn(momentum, rm[ch]), __fmul_rn(one_minus_momentum, mean));
+        rv_out[ch] = __fadd_rn(__fmul_rn(momentum, rv[ch]), __fmul_rn(one_minus_momentum, var));
+    } else {
+        mean = rm[ch];
+        var = rv[ch];
+    }
+    const float inv_std = 1.0f / sqrtf(__fadd_rn(var, eps));
+    mean_out[ch] = mean;
+    inv_std_out[ch] = inv_std;
+    scale_out[ch] = __fmul_rn(gamma[ch], inv_std);
+}
+
+// The pooled output and, when want_arg, the offset of each window's first maximum.
+// One thread per element of out.
+extern "C" __global__ void bn_relu_pool_fwd(const float* __restrict__ x, int n, int h, int w,
+                                            int c, int size, int stride, int ho, int wo,
+                                            const float* __restrict__ mean,
+                                            const float* __restrict__ scale,
+                                            const float* __restrict__ beta,
+                                            float* __restrict__ out, unsigned char* arg,
+                                            int want_arg) {
+    const long long total = (long long)n * ho * wo * c;
+    for (long long idx = (long long)blockIdx.x * BLOCK + threadIdx.x; idx < total;
+         idx += (long long)gridDim.x * BLOCK) {
+        long long t = idx;
+        const int ch = (int)(t % c);
+        t /= c;
+        const int ow = (int)(t % wo);
+        t /= wo;
+        const int oh = (int)(t % ho);
+        const long long b = t / ho;
+        const float mu = mean[ch], sc = scale[ch], be = beta[ch];
+        float best = 0.0f;
+        int best_at = 0;
+        for (int k = 0; k < size * size; ++k) {
+            const int ih = oh * stride + k / size, iw = ow * stride + k % size;
+            const float v = x[((b * h + ih) * w + iw) * c + ch];
+            float y = __fadd_rn(__fmul_rn(__fsub_rn(v, mu), sc), be);
+            y = y > 0.0f ? y : 0.0f;
+            if (k == 0 || y > best) {  // strictly greater: the first maximum wins a tie
+                best = y;
+                best_at = k;
+            }
+        }
+        out[idx] = best;
+        if (want_arg) arg[idx] = (unsigned char)best_at;
+    }
+}
+
+// Backward, pass 1: per (chunk of pooled rows, channel) the sums of g and g * (x - mean) at
+// each window's maximum, g = dout where the pooled output is positive (ReLU), else 0.
+// Grid: (ceil(c / CT), chunks), rows = n * ho * wo pooled positions.
+extern "C" __global__ void bn_relu_pool_bwd_stats(
+    const float* __restrict__ dout, const float* __restrict__ out,
+    const unsigned char* __restrict__ arg, const float* __restrict__ x,
+    const float* __restrict__ mean, int n, int h, int w, int c, int size, int stride, int ho,
+    int wo, long long rows_per_chunk, double* __restrict__ pd, double* __restrict__ pdc) {
+    __shared__ double ss[BLOCK];
+    __shared__ double sq[BLOCK];
+    const int t = threadIdx.x, cx = t % CT, lane = t / CT;
+    const int ch = blockIdx.x * CT + cx;
+    const long long rows = (long long)n * ho * wo;
+    const long long r0 = blockIdx.y * rows_per_chunk;
+    const long long r1 = r0 + rows_per_chunk < rows ? r0 + rows_per_chunk : rows;
+    double s = 0.0, q = 0.0;
+    if (ch < c) {
+        const float mu = mean[ch];
+        for (long long r = r0 + lane; r < r1; r += LANES) {
+            const long long e = r * c + ch;
+            if (!(out[e] > 0.0f)) continue;
+            const int ow = (int)(r % wo), oh = (int)((r / wo) % ho);
+            const long long b = r / ((long long)wo * ho);
+            const int k = arg[e];
+            const int ih = oh * stride + k / size, iw = ow * stride + k % size;
+            const double g = dout[e];
+            s += g;
+            q += g * (double)__fsub_rn(x[((b * h + ih) * w + iw) * c + ch], mu);
+        }
+    }
+    ss[t] = s;
+    sq[t] = q;
+    __syncthreads();
+    if (lane == 0 && ch < c) {
+        double S = 0.0, Q = 0.0;
+        for (int k = 0; k < LANES; ++k) {
+            S += ss[k * CT + cx];
+            Q += sq[k * CT + cx];
+        }
+        pd[blockIdx.y * (long long)c + ch] = S;
+        pdc[blockIdx.y * (long long)c + ch] = Q;
+    }
+}
+
+// Backward, pass 2, per channel: dbeta = sum g, dgamma = sum g * (x - mean) * inv_std, and the
+// two coefficients of dx through the batch statistics (zero in evaluation mode).
+extern "C" __global__ void bn_grad_finalize(const double* __restrict__ pd,
+                                            const double* __restrict__ pdc, int chunks,
+                                            long long m, int c,
+                                            const float* __restrict__ inv_std,
+                                            const float* __restrict__ scale, int train,
+                                            float* __restrict__ dgamma, float* __restrict__ dbeta,
+                                            float* __restrict__ k1, float* __restrict__ k2) {
+    const int ch = blockIdx.x * BLOCK + threadIdx.x;
+    if (ch >= c) return;
+    double D = 0.0, DC = 0.0;
+    for (int k = 0; k < chunks; ++k) {
+        D += pd[k * (long long)c + ch];
+        DC += pdc[k * (long long)c + ch];
+    }
+    const double is = inv_std[ch], sc = scale[ch];
+    dbeta[ch] = (float)D;
+    dgamma[ch] = __fmul_rn((float)DC, inv_std[ch]);
+    k1[ch] = train ? (float)(sc * is * is * DC / (double)m) : 0.0f;
+    k2[ch] = train ? (float)(sc * D / (double)m) : 0.0f;
+}
+
+// Backward, pass 3: dx = d * scale - (x - mean) * k1 - k2 per pixel, d gathered from the
+// windows whose maximum the pixel is (offsets in row-major order, as the reference adds them).
+extern "C" __global__ void bn_relu_pool_bwd_dx(
+    const float* __restrict__ dout, const float* __restrict__ out,
+    const unsigned char* __restrict__ arg, const float* __restrict__ x,
+    const float* __restrict__ mean, const float* __restrict__ scale,
+    const float* __restrict__ k1, const float* __restrict__ k2, int n, int h, int w, int c,
+    int size, int stride, int ho, int wo, float* __restrict__ dx) {
+    const long long total = (long long)n * h * w * c;
+    for (long long idx = (long long)blockIdx.x * BLOCK + threadIdx.x; idx < total;
+         idx += (long long)gridDim.x * BLOCK) {
+        long long t = idx;
+        const int ch = (int)(t % c);
+        t /= c;
+        const int iw = (int)(t % w);
+        t /= w;
+        const int ih = (int)(t % h);
+        const long long b = t / h;
+        float d = 0.0f;
+        for (int i = 0; i < size; ++i) {
+            const int dh = ih - i;
+            if (dh < 0 || dh % stride != 0 || dh / stride >= ho) continue;
+            for (int j = 0; j < size; ++j) {
+                const int dw = iw - j;
+                if (dw < 0 || dw % stride != 0 || dw / stride >= wo) continue;
+                const long long e = ((b * ho + dh / stride) * wo + dw / stride) * c + ch;
+                if (arg[e] == i * size + j && out[e] > 0.0f) d = __fadd_rn(d, dout[e]);
+            }
+        }
+        const float centred = __fsub_rn(x[idx], mean[ch]);
+        dx[idx] = __fsub_rn(__fsub_rn(__fmul_rn(d, scale[ch]), __fmul_rn(centred, k1[ch])), k2[ch]);
+    }
+}

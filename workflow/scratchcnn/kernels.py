@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -143,3 +144,99 @@ def sgd_update(plan: SgdPlan, p_flat, g_flat, lr, clip, reg):
         (p_flat, g_flat, plan.seg, plan.decayed, np.float32(reg), plan.partial, np.int32(plan.parts),
          np.float32(lr), np.float32(clip)),
     )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- #
+# Batch norm + ReLU + max pooling
+
+CT = 32  # channels per tile of the per-channel sums (as in kernels.cu)
+
+
+class FusedBnReluPoolCache(NamedTuple):
+    """What the fused backward needs: the BN input (x - mean is rebuilt from it) and the maxima."""
+
+    x: object
+    mean: object
+    inv_std: object
+    scale: object
+    out: object
+    arg: object  # uint8 offset of each window's first maximum
+    train: bool
+    size: int
+    stride: int
+
+
+def _chunks(rows: int) -> tuple[int, int]:
+    """(chunks, rows per chunk) for the per-channel sums: up to 128 chunks of at least 256 rows."""
+    chunks = max(1, min(128, rows // 256))
+    per = -(-rows // chunks)
+    return -(-rows // per), per
+
+
+def bn_relu_pool_forward(x, gamma, beta, running_mean, running_var, *, train, momentum, eps, size, stride,
+                         need_cache):  # fmt: skip
+    """:func:`scratchcnn.layers.bn_relu_pool_forward`: 3 launches in training, 2 in evaluation."""
+    import cupy
+
+    x = cupy.ascontiguousarray(x)
+    n, h, w, c = x.shape
+    ho, wo = (h - size) // stride + 1, (w - size) // stride + 1
+    m = n * h * w
+    mean, inv_std, scale = (cupy.empty(c, dtype=np.float32) for _ in range(3))
+    if train:
+        chunks, per = _chunks(m)
+        psum = cupy.empty((chunks, c), dtype=np.float64)
+        psq = cupy.empty((chunks, c), dtype=np.float64)
+        _function("bn_stats")((-(-c // CT), chunks), (BLOCK,), (x, np.int64(m), np.int32(c), np.int64(per), psum, psq))
+        rm, rv = cupy.empty(c, dtype=np.float32), cupy.empty(c, dtype=np.float32)
+    else:
+        chunks, psum, psq, rm, rv = 0, mean, mean, running_mean, running_var  # psum/psq unread
+    _function("bn_finalize")(
+        (-(-c // BLOCK),), (BLOCK,),
+        (psum, psq, np.int32(chunks), np.int64(m), np.int32(c), cupy.ascontiguousarray(gamma),
+         cupy.ascontiguousarray(running_mean), cupy.ascontiguousarray(running_var), np.float32(momentum),
+         np.float32(1.0 - momentum), np.float32(eps), np.int32(train), mean, inv_std, scale, rm, rv),
+    )  # fmt: skip
+    out = cupy.empty((n, ho, wo, c), dtype=np.float32)
+    arg = cupy.empty((n, ho, wo, c), dtype=np.uint8) if need_cache else out  # `out` stands in, unwritten
+    _function("bn_relu_pool_fwd")(
+        (_blocks(out.size),), (BLOCK,),
+        (x, *_i32(n, h, w, c, size, stride, ho, wo), mean, scale, cupy.ascontiguousarray(beta), out, arg,
+         np.int32(need_cache)),
+    )  # fmt: skip
+    cache = FusedBnReluPoolCache(x, mean, inv_std, scale, out, arg, bool(train), size, stride) if need_cache else None
+    return out, cache, (rm, rv)
+
+
+def bn_relu_pool_backward(dout, cache: FusedBnReluPoolCache, *, dgamma=None, dbeta=None):
+    """:func:`scratchcnn.layers.bn_relu_pool_backward` in 3 launches; returns ``(dx, dgamma, dbeta)``."""
+    import cupy
+
+    dout = cupy.ascontiguousarray(dout)
+    x, size, stride = cache.x, cache.size, cache.stride
+    n, h, w, c = x.shape
+    _, ho, wo, _ = cache.out.shape
+    chunks, per = _chunks(n * ho * wo)
+    pd = cupy.empty((chunks, c), dtype=np.float64)
+    pdc = cupy.empty((chunks, c), dtype=np.float64)
+    dims = _i32(n, h, w, c, size, stride, ho, wo)
+    _function("bn_relu_pool_bwd_stats")(
+        (-(-c // CT), chunks), (BLOCK,), (dout, cache.out, cache.arg, x, cache.mean, *dims, np.int64(per), pd, pdc)
+    )
+    dgamma = cupy.empty(c, dtype=np.float32) if dgamma is None else dgamma
+    dbeta = cupy.empty(c, dtype=np.float32) if dbeta is None else dbeta
+    for a in (dgamma, dbeta):
+        if not (a.flags.c_contiguous and a.dtype == np.float32 and a.shape == (c,)):
+            raise ValueError("gradient outputs must be contiguous float32 arrays of one value per channel")
+    k1, k2 = cupy.empty(c, dtype=np.float32), cupy.empty(c, dtype=np.float32)
+    _function("bn_grad_finalize")(
+        (-(-c // BLOCK),), (BLOCK,),
+        (pd, pdc, np.int32(chunks), np.int64(n * h * w), np.int32(c), cache.inv_std, cache.scale,
+         np.int32(cache.train), dgamma, dbeta, k1, k2),
+    )  # fmt: skip
+    dx = cupy.empty_like(x)
+    _function("bn_relu_pool_bwd_dx")(
+        (_blocks(dx.size),), (BLOCK,),
+        (dout, cache.out, cache.arg, x, cache.mean, cache.scale, k1, k2, *dims, dx),
+    )  # fmt: skip
+    return dx, dgamma, dbeta

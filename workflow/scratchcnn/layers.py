@@ -273,6 +273,39 @@ def maxpool_backward(dout, cache):
 
 
 # --------------------------------------------------------------------------- #
+# Batch norm + ReLU + max pooling (a sandwich layer, as CS231n's layer_utils)
+
+
+def bn_relu_pool_forward(x, gamma, beta, running_mean, running_var, *, train, momentum=0.9, eps=1e-5,
+                         size=2, stride=2, need_cache=True):  # fmt: skip
+    """:func:`batchnorm_forward`, :func:`relu_forward`, :func:`maxpool_forward` in a row.
+
+    Returns ``(out, cache, (running_mean, running_var))``. On CuPy float32
+    arrays one fused kernel chain (:mod:`scratchcnn.kernels`) does all three.
+    """
+    if kernels.use(x):
+        return kernels.bn_relu_pool_forward(
+            x, gamma, beta, running_mean, running_var, train=train, momentum=momentum, eps=eps,
+            size=size, stride=stride, need_cache=need_cache,
+        )  # fmt: skip
+    h, bn_cache, stats = batchnorm_forward(
+        x, gamma, beta, running_mean, running_var, train=train, momentum=momentum, eps=eps, need_cache=need_cache
+    )
+    h, relu_cache = relu_forward(h)
+    out, pool_cache = maxpool_forward(h, size, stride, need_cache=need_cache)
+    return out, ((bn_cache, relu_cache, pool_cache) if need_cache else None), stats
+
+
+def bn_relu_pool_backward(dout, cache, *, dgamma=None, dbeta=None):
+    """Returns ``(dx, dgamma, dbeta)`` for :func:`bn_relu_pool_forward`."""
+    if isinstance(cache, kernels.FusedBnReluPoolCache):
+        return kernels.bn_relu_pool_backward(dout, cache, dgamma=dgamma, dbeta=dbeta)
+    bn_cache, relu_cache, pool_cache = cache
+    dh = relu_backward(maxpool_backward(dout, pool_cache), relu_cache)
+    return batchnorm_backward(dh, bn_cache, dgamma=dgamma, dbeta=dbeta)
+
+
+# --------------------------------------------------------------------------- #
 # Fully connected
 
 

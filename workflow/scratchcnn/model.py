@@ -126,16 +126,12 @@ def forward(params, bn_state, x, arch, *, train, momentum=0.9, need_cache=None):
         h, caches[f"conv{i}"] = layers.conv2d_forward(
             h, params[f"W{i}"], params[f"b{i}"], s, arch[f"padding{i}"], need_cache=need_cache
         )
-        h, caches[f"bn{i}"], (rm, rv) = layers.batchnorm_forward(
+        h, caches[f"bn_relu_pool{i}"], (rm, rv) = layers.bn_relu_pool_forward(
             h, params[f"gamma{i}"], params[f"beta{i}"],
             bn_state[f"running_mean{i}"], bn_state[f"running_var{i}"],
-            train=train, momentum=momentum, eps=eps, need_cache=need_cache,
+            train=train, momentum=momentum, eps=eps, size=ps, stride=pst, need_cache=need_cache,
         )  # fmt: skip
         new_state[f"running_mean{i}"], new_state[f"running_var{i}"] = rm, rv
-        h, caches[f"relu{i}"] = layers.relu_forward(h)
-        if not need_cache:
-            caches[f"relu{i}"] = None
-        h, caches[f"pool{i}"] = layers.maxpool_forward(h, ps, pst, need_cache=need_cache)
     logits, caches["fc"] = layers.affine_forward(h, params["W3"], params["b3"], need_cache=need_cache)
     return logits, (caches if need_cache else None), new_state
 
@@ -152,10 +148,8 @@ def backward(dlogits, caches, need_dx=False, out=None):
         dlogits, caches["fc"], dW=out.get("W3"), db=out.get("b3")
     )
     for i in (2, 1):
-        dh = layers.maxpool_backward(dh, caches[f"pool{i}"])
-        dh = layers.relu_backward(dh, caches[f"relu{i}"])
-        dh, grads[f"gamma{i}"], grads[f"beta{i}"] = layers.batchnorm_backward(
-            dh, caches[f"bn{i}"], dgamma=out.get(f"gamma{i}"), dbeta=out.get(f"beta{i}")
+        dh, grads[f"gamma{i}"], grads[f"beta{i}"] = layers.bn_relu_pool_backward(
+            dh, caches[f"bn_relu_pool{i}"], dgamma=out.get(f"gamma{i}"), dbeta=out.get(f"beta{i}")
         )
         dh, grads[f"W{i}"], grads[f"b{i}"] = layers.conv2d_backward(
             dh, caches[f"conv{i}"], need_dx=need_dx or i == 2, dW=out.get(f"W{i}"), db=out.get(f"b{i}")
