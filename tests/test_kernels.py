@@ -74,23 +74,46 @@ def emulator_library(tmp_path_factory):
     return ctypes.CDLL(str(lib))
 
 
+def kernel_parameters(source: str) -> dict:
+    """Each kernel's parameter kinds from its CUDA signature: "ptr", "int", "long long", "float", "double"."""
+    out = {}
+    for name, params in re.findall(r'extern "C" __global__ void (\w+)\(([^)]*)\)', source):
+        kinds = []
+        for p in params.split(","):
+            p = p.replace("__restrict__", "").replace("const", "").split()
+            kinds.append("ptr" if "*" in "".join(p) else " ".join(p[:-1]))
+        out[name] = kinds
+    return out
+
+
+PARAMETERS = kernel_parameters(kernels.SOURCE.read_text())
+SCALAR_KINDS = {np.int32: "int", np.int64: "long long", np.float32: "float", np.float64: "double"}
+
+
 class EmulatedKernel:
-    """Called like a cupy.RawKernel: ``(grid, block, args)``, args NumPy arrays and NumPy scalars."""
+    """Called like a cupy.RawKernel: ``(grid, block, args)``, args NumPy arrays and NumPy scalars.
+
+    Each argument must have the type of its kernel parameter: CuPy packs a
+    scalar at its own size, so an int64 passed for an ``int`` would shift every
+    later argument on the GPU.
+    """
 
     def __init__(self, lib, name):
-        self.fn = getattr(lib, f"emu_{name}")
+        self.name, self.fn = name, getattr(lib, f"emu_{name}")
 
     def __call__(self, grid, block, args):
         assert block == (EMU_BLOCK,)
+        kinds = PARAMETERS[self.name]
+        assert len(args) == len(kinds), f"{self.name}: {len(args)} arguments for {len(kinds)} parameters"
         held, ptrs = [], (ctypes.c_void_p * len(args))()
-        for i, a in enumerate(args):
+        for i, (a, kind) in enumerate(zip(args, kinds)):
             if isinstance(a, np.ndarray):
-                assert a.flags.c_contiguous
+                assert kind == "ptr" and a.flags.c_contiguous, f"{self.name} argument {i}"
                 h = ctypes.c_void_p(a.ctypes.data)
-            elif isinstance(a, (np.int32, np.int64, np.float32)):
+            else:
+                got = SCALAR_KINDS.get(type(a), type(a).__name__)
+                assert got == kind, f"{self.name} argument {i}: a {got} for a {kind} parameter"
                 h = np.ctypeslib.as_ctypes_type(a.dtype)(a.item())
-            else:  # CuPy would pass a Python number as 8 bytes, whatever the kernel expects
-                raise TypeError(f"kernel argument {i} is a {type(a).__name__}, not a NumPy scalar or array")
             held.append(h)
             ptrs[i] = ctypes.cast(ctypes.pointer(h), ctypes.c_void_p)
         gx, gy = (tuple(grid) + (1,))[:2]
