@@ -26,7 +26,9 @@ from scratchcnn import training
 from scratchcnn.backend import get_backend
 
 EPOCH = 45000
-RECIPE = training.TrainConfig(lr=0.01, reg=1e-3, clip=5.0)
+# the study's recipe as config/config.yaml has it (epochs and seed unused here)
+RECIPE = training.TrainConfig(lr=0.01, reg=1e-3, batch_size=64, epochs=1, lr_decay=0.5, lr_step=5, clip=5.0,
+                              bn_momentum=0.9, seed=0)
 
 
 def time_scratchcnn(backend, filters, batch, images, warmup=3):

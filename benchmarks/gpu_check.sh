@@ -21,21 +21,33 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--parity" ]; then  # the parity step, run by `step` below: --parity DEVICE WORK
     dev=$2 dir=$3/parity
     mkdir -p "$dir"
+    # the rest of the recipe from the pipeline's config, as the Snakefile passes it
+    recipe_flags=$(python3 - <<'EOF'
+import yaml
+c = yaml.safe_load(open("config/config.yaml"))
+m, t = c["model"], c["train"]
+flags = {"batch-size": t["batch_size"], "lr-decay": t["lr_decay"], "lr-step": t["lr_step"], "clip": t["clip"],
+         "bn-momentum": m["bn_momentum"], "kernel-size": m["kernel_size"], "padding1": m["padding1"],
+         "padding2": m["padding2"], "pool-size": m["pool_size"], "pool-stride": m["pool_stride"]}
+print(" ".join(f"--{k} {v}" for k, v in flags.items()))
+EOF
+    ) || exit 1
+    read -r -a recipe <<<"$recipe_flags"
     if [ "$dev" = gpu ]; then
         archive=$(bash benchmarks/device_data.sh join) || exit 1
-        data_args=(--n-val 5000 --split-seed 0)
+        data_args=(--n-val 5000 --split-seed 0 --expected-train 50000 --expected-test 10000)
         train_args=(--filters 32 --epochs 20)
     else
         archive=$dir/demo.tar.gz
-        python3 workflow/scripts/make_demo_archive.py --out "$archive" --n-train-per-class 12 --n-test-per-class 5 || exit 1
+        python3 workflow/scripts/make_demo_archive.py --out "$archive" --n-train-per-class 12 --n-test-per-class 5 --seed 0 || exit 1
         data_args=(--n-val 20 --split-seed 0 --expected-train 120 --expected-test 50)
         train_args=(--filters 4 --epochs 2)
     fi
     python3 workflow/scripts/prepare.py --archive "$archive" --out "$dir/cifar10.npz" "${data_args[@]}" || exit 1
-    python3 workflow/scripts/train.py --data "$dir/cifar10.npz" --out-dir "$dir" --lr 0.1 --reg 1e-4 \
-        --batch-size 64 --seed 0 --device "$dev" "${train_args[@]}" || exit 1
+    python3 workflow/scripts/train.py --data "$dir/cifar10.npz" --out-dir "$dir" --lr 0.1 --reg 1e-4 --seed 0 \
+        "${recipe[@]}" --device "$dev" --train-subset 0 --jobs-per-gpu 1 "${train_args[@]}" || exit 1
     python3 workflow/scripts/evaluate.py --model "$dir/model.npz" --data "$dir/cifar10.npz" --out-dir "$dir" \
-        --device "$dev" || exit 1
+        --device "$dev" --batch-size 1000 || exit 1
     exit 0
 fi
 

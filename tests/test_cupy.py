@@ -18,6 +18,7 @@ from scratchcnn import layers as L  # noqa: E402
 from scratchcnn import model as cnn  # noqa: E402
 from scratchcnn import training as tr  # noqa: E402
 from scratchcnn.backend import BackendError, get_backend  # noqa: E402
+from recipe import train_config  # noqa: E402
 
 try:
     GPU = get_backend("gpu")
@@ -130,7 +131,7 @@ def test_training_steps_agree(clip, kernel_mode):
     """Two full steps (L2, per-array clip, SGD, BN running statistics) from the same state."""
     arch = cnn.make_arch(32)
     params, bn = random_state(arch, 3)
-    cfg = tr.TrainConfig(lr=0.05, reg=1e-3, clip=clip, bn_momentum=0.8)
+    cfg = train_config(lr=0.05, reg=1e-3, clip=clip, bn_momentum=0.8)
     results = []
     for xp in (np, cp):
         opt = tr.FlatSGD({k: xp.asarray(v) for k, v in params.items()})
@@ -158,7 +159,7 @@ def test_gpu_checkpoint_loads_on_cpu_and_predicts_the_same_classes(tmp_path, ker
     state = to_gpu(bn)
     for seed in range(3):  # a trained state, not the initial one
         x, y = batch(64, seed)
-        _, state = tr.train_step(opt, state, cp.asarray(x), cp.asarray(y), arch, tr.TrainConfig(lr=0.05), 0.05)
+        _, state = tr.train_step(opt, state, cp.asarray(x), cp.asarray(y), arch, train_config(lr=0.05), 0.05)
     save_checkpoint(tmp_path / "m.npz", opt.params, state, arch, {}, to_host=GPU.to_host)
     ck = load_checkpoint(tmp_path / "m.npz")
     x, _ = batch(200, 9)

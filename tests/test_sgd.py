@@ -5,6 +5,7 @@ import pytest
 
 from scratchcnn import model as cnn
 from scratchcnn import training as tr
+from recipe import train_config
 
 
 def problem(seed=0, n=6):
@@ -53,7 +54,7 @@ def test_flatten_gives_views_of_one_buffer_with_copied_values():
 def test_train_step_equals_loss_and_grads_then_clipped_sgd(clip):
     """The loop's step (flat buffers, L2 added in the update) is the textbook step."""
     arch, params, bn, x, y = problem()
-    cfg = tr.TrainConfig(lr=0.05, reg=0.01, clip=clip, bn_momentum=0.8)
+    cfg = train_config(lr=0.05, reg=0.01, clip=clip, bn_momentum=0.8)
     # reference: gradients with the L2 term, then per-array clipped SGD
     ref = {k: v.copy() for k, v in params.items()}
     _, _, grads, logits, ref_bn = cnn.loss_and_grads(ref, bn, x, y, arch, cfg.reg, momentum=0.8)
@@ -79,7 +80,7 @@ def test_flat_sgd_leaves_the_arrays_it_was_given_alone():
     arch, params, bn, x, y = problem()
     before = {k: v.copy() for k, v in params.items()}
     opt = tr.FlatSGD(params)
-    tr.train_step(opt, bn, x, y, arch, tr.TrainConfig(lr=0.1), 0.1)
+    tr.train_step(opt, bn, x, y, arch, train_config(lr=0.1), 0.1)
     for k in params:
         np.testing.assert_array_equal(params[k], before[k])
         assert not np.array_equal(opt.params[k], before[k]) or k in ("b1", "b2")
