@@ -12,9 +12,11 @@
 #   speed-nokernels  our epoch seconds with SCRATCHCNN_KERNELS=0
 # then one summary, $OUT/gpu_results.json, with $OUT/gpu_check.log, $OUT/gpu_details.json (every raw
 # number) and $OUT/parity_history.csv. Exit status 1 if any step failed or any GPU test failed or skipped.
+# STEPS="preflight tests" runs only those steps; results of earlier calls on the same (warm) machine
+# stay in $WORK (default /tmp/gpu-check) and count in the summary, a step run again replacing its row.
 #
 #   COMMIT=<sha> bash benchmarks/gpu_check.sh   # on the GPU machine; see benchmarks/NOTES.md for the calls
-#   bash benchmarks/gpu_check.sh --cpu          # dry run of the plumbing on NumPy, tiny sizes, a few seconds
+#   bash benchmarks/gpu_check.sh --cpu          # dry run of the plumbing on NumPy, tiny sizes, 20 s
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,9 +56,13 @@ fi
 MODE=gpu
 [ "${1:-}" = "--cpu" ] && MODE=cpu
 OUT=${OUT:-benchmarks/runs/gpu-check-$(date +%Y%m%d-%H%M%S)}
-WORK=$(mktemp -d /tmp/gpu-check.XXXXXX)
+WORK=${WORK:-/tmp/gpu-check}
+if [ -z "${STEPS:-}" ]; then  # a whole run starts from a clean work dir
+    STEPS="preflight tests speed launches memory parity speed-nokernels"
+    rm -rf "$WORK"
+fi
 BUDGET=${GPU_CHECK_BUDGET:-560}  # seconds for every step together; a device command may run 600
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$WORK"
 LOG=$OUT/gpu_check.log
 export PYTHONPATH="$PWD/workflow${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
@@ -65,13 +71,15 @@ unset CUPY_TF32 SCRATCHCNN_KERNELS  # full float32; the custom kernels on unless
 COMMIT=${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 START=$SECONDS
 : >"$LOG"
-: >"$WORK/steps.tsv"
+touch "$WORK/steps.tsv"
 
 # step NAME LIMIT CMD...: run CMD under timeout (LIMIT, or less if less is left), output to the log
 # and stdout, status and seconds to steps.tsv. 25 s stay for the summary.
 step() {
     local name=$1 limit=$2
     shift 2
+    [[ " $STEPS " == *" $name "* ]] || return 0
+    sed -i "/^$name\t/d" "$WORK/steps.tsv"  # a step run again replaces its row
     local left=$((BUDGET - (SECONDS - START) - 25))
     if [ "$left" -lt 10 ]; then
         echo "== $name: skipped, no time left" | tee -a "$LOG"
