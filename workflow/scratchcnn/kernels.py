@@ -24,7 +24,8 @@ SOURCE = Path(__file__).with_name("kernels.cu")
 BLOCK = 256  # threads per block, passed to the source as -DBLOCK
 MAX_BLOCKS = 8192  # grid-stride loops cover larger arrays
 
-_functions: dict = {}  # (device, kernel name) -> cupy.RawKernel
+_modules: dict = {}  # device -> cupy.RawModule of kernels.cu, compiled at first use
+_functions: dict = {}  # (device, kernel name) -> its function, looked up once
 
 
 def enabled() -> bool:
@@ -38,13 +39,16 @@ def use(a) -> bool:
 
 
 def _function(name):
+    """The kernel ``name`` on the current device."""
     import cupy
 
-    key = (cupy.cuda.runtime.getDevice(), name)
-    fn = _functions.get(key)
+    device = cupy.cuda.runtime.getDevice()
+    fn = _functions.get((device, name))
     if fn is None:
-        module = cupy.RawModule(code=SOURCE.read_text(encoding="utf-8"), options=("--std=c++17", f"-DBLOCK={BLOCK}"))
-        fn = _functions[key] = module.get_function(name)
+        if device not in _modules:
+            options = ("--std=c++17", f"-DBLOCK={BLOCK}")
+            _modules[device] = cupy.RawModule(code=SOURCE.read_text(encoding="utf-8"), options=options)
+        fn = _functions[(device, name)] = _modules[device].get_function(name)
     return fn
 
 
