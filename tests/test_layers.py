@@ -299,3 +299,15 @@ def test_bn_relu_pool_gradients(shape, size, stride, train):
     bn, _, stats = L.batchnorm_forward(x, gamma, beta, rm, rv, train=train)
     np.testing.assert_array_equal(out, L.maxpool_forward(L.relu_forward(bn)[0], size, stride)[0])
     np.testing.assert_array_equal(L.bn_relu_pool_forward(x, gamma, beta, rm, rv, **kw)[2][1], stats[1])
+
+
+def test_column_sums_over_blocks_of_rows_are_accurate_in_float32():
+    big = rng.standard_normal((5 * L.SUM_BLOCK + 17, 3)).astype(np.float32) + 3  # five blocks and a remainder
+    other = big + 1
+    got_sum, got_dot = L.column_sum(big), L.column_dot(big, other)
+    assert got_sum.dtype == got_dot.dtype == np.float32
+    np.testing.assert_allclose(got_sum, big.astype(np.float64).sum(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(got_dot, (big.astype(np.float64) * other).sum(axis=0), rtol=1e-6)
+    out = np.full(3, np.nan, np.float32)
+    assert L.column_sum(big, out=out) is out
+    np.testing.assert_array_equal(out, got_sum)
