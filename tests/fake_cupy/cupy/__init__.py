@@ -1,0 +1,136 @@
+"""A NumPy stand-in for CuPy, to run tests/test_cupy.py on a machine without a GPU.
+
+Arrays are an ndarray subclass whose module is ``cupy`` (so scratchcnn takes
+its CuPy branches), functions are NumPy's, and ``RawModule`` kernels run on
+the CPU through tests/kernel_emulator.h. It checks the CuPy-path code and the
+GPU tests' own logic, not CuPy's numerics or speed (reductions are summed in
+float64 here, as a stand-in for CuPy's tree sums). Usage, from the repository:
+
+    PYTHONPATH=tests/fake_cupy:workflow python -m pytest -p fake_cupy_grids tests/test_cupy.py
+"""
+
+import ctypes
+import functools
+import re
+import subprocess
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import numpy as _np
+
+ROOT = Path(__file__).resolve().parents[3]
+__version__ = "0+fake"
+
+
+class ndarray(_np.ndarray):
+    pass
+
+
+ndarray.__module__ = "cupy"
+
+
+def _wrap(r):
+    if isinstance(r, _np.ndarray) and not isinstance(r, ndarray):
+        return r.view(ndarray)
+    if isinstance(r, tuple):
+        return tuple(_wrap(v) for v in r)
+    return r
+
+
+def __getattr__(name):
+    attr = getattr(_np, name)
+    if isinstance(attr, (type, types.ModuleType)) or not callable(attr):
+        return attr
+
+    @functools.wraps(attr)
+    def call(*args, **kwargs):
+        return _wrap(attr(*args, **kwargs))
+
+    return call
+
+
+def asarray(a, dtype=None):
+    host = isinstance(a, _np.ndarray) and not isinstance(a, ndarray)
+    return _wrap(_np.array(a, dtype=dtype) if host else _np.asarray(a, dtype=dtype))  # host arrays are copied
+
+
+def asnumpy(a):
+    return _np.array(a).view(_np.ndarray)
+
+
+def sum(a, axis=None, dtype=None, out=None, keepdims=False):  # noqa: A001 - CuPy's name
+    acc = _np.float64 if dtype is None and a.dtype == _np.float32 else dtype
+    r = _np.asarray(_np.sum(_np.asarray(a), axis=axis, dtype=acc, keepdims=keepdims)).astype(dtype or a.dtype)
+    if out is not None:
+        out[...] = r
+        return out
+    return _wrap(r)
+
+
+class _Pool:
+    def used_bytes(self):
+        return 0
+
+    def total_bytes(self):
+        return 0
+
+    def free_all_blocks(self):
+        pass
+
+
+_pool = _Pool()
+
+
+def get_default_memory_pool():
+    return _pool
+
+
+class _Device:
+    def __init__(self, i=0):
+        self.id = i
+
+    def use(self):
+        pass
+
+    def synchronize(self):
+        pass
+
+
+cuda = types.SimpleNamespace(
+    Device=_Device,
+    runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0,
+                                  getDeviceProperties=lambda i: {"name": b"fake GPU (NumPy)"},
+                                  runtimeGetVersion=lambda: 0, driverGetVersion=lambda: 0),
+)  # fmt: skip
+
+EMU_BLOCK = 64
+_library = None
+
+
+def _emulator():
+    global _library
+    if _library is None:
+        source = ROOT / "workflow" / "scratchcnn" / "kernels.cu"
+        names = re.findall(r'extern "C" __global__ void (\w+)\(', source.read_text())
+        build = Path(tempfile.mkdtemp(prefix="fake_cupy_"))
+        (build / "emulated.cpp").write_text(f'#include "{ROOT / "tests" / "kernel_emulator.h"}"\n#include "{source}"\n'
+                                            + "".join(f"EMU_EXPORT({n})\n" for n in names))  # fmt: skip
+        subprocess.run(["g++", "-std=c++20", "-O2", "-ffp-contract=off", "-shared", "-fPIC", "-pthread",
+                        f"-DBLOCK={EMU_BLOCK}", str(build / "emulated.cpp"), "-o", str(build / "emulated.so")],
+                       check=True)  # fmt: skip
+        _library = ctypes.CDLL(str(build / "emulated.so"))
+    return _library
+
+
+class RawModule:
+    def __init__(self, code, options=()):
+        assert f"-DBLOCK={EMU_BLOCK}" in options, f"run pytest with -p fake_cupy_grids ({options})"
+
+    def get_function(self, name):
+        sys.path.insert(0, str(ROOT / "tests"))
+        import test_kernels
+
+        test_kernels.EMU_BLOCK = EMU_BLOCK
+        return test_kernels.EmulatedKernel(_emulator(), name)

@@ -1,0 +1,25 @@
+"""pytest plugin for tests/fake_cupy: small blocks and grids, so the CPU emulator keeps up."""
+
+import cupy
+from scratchcnn import kernels
+
+kernels.BLOCK = cupy.EMU_BLOCK
+kernels.MAX_BLOCKS = 4
+
+
+def _two_chunks(rows):
+    per = -(-rows // 2)
+    return -(-rows // per), per
+
+
+kernels._chunks = _two_chunks
+_plan_init = kernels.SgdPlan.__init__
+
+
+def _few_parts(self, sizes, decayed):
+    _plan_init(self, sizes, decayed)
+    self.parts = min(self.parts, 3)
+    self.partial = cupy.empty(self.n_segments * self.parts, dtype="float64")
+
+
+kernels.SgdPlan.__init__ = _few_parts
