@@ -245,7 +245,7 @@ SOFTMAX_CASES = [(1, 10), (7, 3), (64, 10), (300, 10), (1000, 10), (5, 1)]
 
 
 @pytest.mark.parametrize("need_grad", [True, False], ids=["grad", "no-grad"])
-@pytest.mark.parametrize("n,k", SOFTMAX_CASES, ids=lambda v: str(v))
+@pytest.mark.parametrize("n,k", SOFTMAX_CASES, ids=[f"rows{n}-classes{k}" for n, k in SOFTMAX_CASES])
 def test_softmax_cross_entropy_kernel(n, k, need_grad, monkeypatch):
     kernels_on(monkeypatch)
     rng = np.random.default_rng(n * 31 + k)
