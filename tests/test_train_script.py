@@ -44,7 +44,7 @@ def test_outputs_follow_the_contract(data, tmp_path):
     run(data, tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     history = pd.read_csv(tmp_path / "history.csv")
-    assert list(history.columns) == ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
+    assert list(history.columns) == ["epoch", "lr", "train_loss", "train_ce", "train_l2", "train_acc", "val_loss", "val_acc", "seconds"]
     assert list(history["epoch"]) == [1, 2, 3, 4] and list(history["lr"]) == [0.01, 0.01, 0.005, 0.005]
     assert metrics["status"] == "ok" and metrics["epochs_run"] == 4
     assert metrics["best_val_acc"] == history["val_acc"].max()

@@ -119,3 +119,21 @@ def test_epoch_permutation_is_fresh_each_epoch_and_reproducible():
     p0, p1 = tr.epoch_permutation(0, 0, 50), tr.epoch_permutation(0, 1, 50)
     assert sorted(p0) == list(range(50)) and not np.array_equal(p0, p1)
     assert np.array_equal(p0, tr.epoch_permutation(0, 0, 50))
+
+
+def test_training_loss_is_recorded_in_its_two_parts():
+    """train_loss = train_ce + train_l2; one epoch with one batch and lr 0 makes both exact:
+    the cross-entropy of the initial weights, and reg/2 * sum of their squares."""
+    arch, data = tiny_problem()
+    reg = 0.05
+    cfg = train_config(lr=1e-30, reg=reg, batch_size=len(data["x_train"]), epochs=1, clip=0.0)
+    params, bn = cnn.init_params(arch, cfg.seed)
+    expected_l2 = sum(0.5 * reg * float((params[w].astype(np.float64) ** 2).sum()) for w in cnn.WEIGHT_NAMES)
+    _, expected_ce, _, _, _ = cnn.loss_and_grads(params, bn, data["x_train"], data["y_train"], arch, reg)
+    row = run(arch, data, cfg).history[0]
+    assert tuple(row) == tr.HISTORY_COLUMNS
+    assert row["train_loss"] == pytest.approx(row["train_ce"] + row["train_l2"], rel=1e-6)
+    assert row["train_ce"] == pytest.approx(float(expected_ce), rel=1e-5)
+    assert row["train_l2"] == pytest.approx(expected_l2, rel=1e-4)
+    no_reg = run(arch, data, train_config(lr=0.05, reg=0.0, batch_size=8, epochs=2)).history
+    assert all(r["train_l2"] == 0.0 and r["train_loss"] == r["train_ce"] for r in no_reg)

@@ -13,6 +13,11 @@ from . import model as cnn
 from .backend import Backend
 
 
+#: The columns of history.csv, one row per epoch: the training loss is cross-entropy + L2
+#: (``train_loss = train_ce + train_l2``), the validation loss cross-entropy alone.
+HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_ce", "train_l2", "train_acc", "val_loss", "val_acc", "seconds")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The training recipe. No defaults here: they live in workflow/schemas/config.schema.yaml."""
@@ -129,16 +134,20 @@ class FlatSGD:
             sgd_step(self.params, self.grads, lr, clip, reg, self.decayed)
 
 
-def train_step(opt: FlatSGD, bn_state: dict, x, y, arch: dict, cfg: TrainConfig, lr: float, correct=None):
+def train_step(opt: FlatSGD, bn_state: dict, x, y, arch: dict, cfg: TrainConfig, lr: float, correct=None,
+               ce_total=None):  # fmt: skip
     """One SGD step on the batch ``x``, ``y``, in place on ``opt.params``.
 
-    Returns the loss (a 0-d device array) and the new BN state; ``correct``
-    (0-d int64) has the batch's correct predictions added.
+    Returns the loss (cross-entropy + L2, a 0-d device array) and the new BN
+    state; ``correct`` (0-d int64) has the batch's correct predictions added,
+    ``ce_total`` (0-d) its summed cross-entropy, the loss without the L2 term.
     """
-    loss, _, _, _, bn_state = cnn.loss_and_grads(
+    loss, data_loss, _, _, bn_state = cnn.loss_and_grads(
         opt.params, bn_state, x, y, arch, cfg.reg, momentum=cfg.bn_momentum,
         grads_out=opt.grads, l2_grad=False, correct=correct,
     )  # fmt: skip
+    if ce_total is not None:
+        ce_total += data_loss * len(x)
     opt.step(lr, cfg.clip, cfg.reg)
     return loss, bn_state
 
@@ -173,6 +182,7 @@ def train(state: TrainState, data: dict, arch: dict, cfg: TrainConfig, backend: 
         start = time.perf_counter()
         order = backend.asarray(epoch_permutation(cfg.seed, epoch, n))
         total_loss = xp.zeros((), dtype=x_train.dtype)
+        total_ce = xp.zeros((), dtype=x_train.dtype)
         correct = xp.zeros((), dtype=xp.int64)
         for b in range(n_batches):
             if progress_every and b and b % progress_every == 0:
@@ -182,14 +192,18 @@ def train(state: TrainState, data: dict, arch: dict, cfg: TrainConfig, backend: 
                     f"{spent:.0f}s, about {spent * (n_batches - b) / b:.0f}s left in this epoch")  # fmt: skip
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             xb, yb = x_train[idx], y_train[idx]
-            loss, state.bn_state = train_step(opt, state.bn_state, xb, yb, arch, cfg, lr, correct)
+            loss, state.bn_state = train_step(opt, state.bn_state, xb, yb, arch, cfg, lr, correct, total_ce)
             total_loss += loss * len(idx)
         val_loss, val_acc = cnn.evaluate(state.params, state.bn_state, data["x_val"], data["y_val"], arch)
-        # one host synchronisation per epoch
+        # one host synchronisation per epoch; the training loss in its two parts, so that it
+        # compares like with like with the validation loss (cross-entropy alone)
+        train_loss, train_ce = float(total_loss) / n, float(total_ce) / n
         row = {
             "epoch": epoch + 1,
             "lr": lr,
-            "train_loss": float(total_loss) / n,
+            "train_loss": train_loss,
+            "train_ce": train_ce,
+            "train_l2": train_loss - train_ce,
             "train_acc": float(correct) / n,
             "val_loss": float(val_loss),
             "val_acc": float(val_acc),

@@ -141,7 +141,7 @@ def run(args, held: contextlib.ExitStack) -> int:
     log.info("finished: status %s, best val acc %.4f at epoch %d (%.0fs)",
              state.status, state.best_val_acc, state.best_epoch, time.perf_counter() - started)  # fmt: skip
 
-    history = pd.DataFrame(state.history, columns=["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"])
+    history = pd.DataFrame(state.history, columns=list(training.HISTORY_COLUMNS))
     seconds = float(history["seconds"].sum())
     prov = provenance(run_config, backend, {"device": args.device, "jobs_per_gpu": args.jobs_per_gpu})
     best_params = state.best_params or state.params  # a run that diverged in epoch 1 has no best

@@ -40,14 +40,26 @@ def _epoch_axis(ax, history: pd.DataFrame, lang: str) -> None:
 
 
 def loss_curve(history: pd.DataFrame, lang: str) -> Figure:
-    """Training and validation loss per epoch, dashed lines at the lr decays."""
+    """Training and validation cross-entropy per epoch (like with like), the training loss's L2
+    term apart, dashed lines at the lr decays.
+
+    A history without the ``train_ce`` column (written before it existed) shows its
+    training loss, cross-entropy and L2 together, and says so in the legend.
+    """
     h = history.sort_values("epoch")
     fig = new_figure(3.4)
     ax = fig.add_subplot()
-    for col, key in (("train_loss", "train"), ("val_loss", "val")):
+    split = "train_ce" in h and pd.to_numeric(h["train_ce"], errors="coerce").notna().any()
+    curves = [("train_ce", "train", "-", "o"), ("val_loss", "val", "-", "o")] if split else [
+        ("train_loss", "train_total", "-", "o"), ("val_loss", "val", "-", "o")]  # fmt: skip
+    if split:
+        curves.append(("train_l2", "train_l2", "--", "s"))
+    for col, key, ls, marker in curves:
         y = pd.to_numeric(h[col], errors="coerce")
         ok = np.isfinite(y)
-        ax.plot(h["epoch"][ok], y[ok], marker="o", color=COLORS[key], label=t(key, lang))
+        color = COLORS["train" if key.startswith("train") else "val"]
+        ax.plot(h["epoch"][ok], y[ok], marker=marker, ls=ls, color=color, label=t(key, lang),
+                alpha=0.7 if key == "train_l2" else 1.0)  # fmt: skip
     _mark_decays(ax, h, lang)
     _epoch_axis(ax, h, lang)
     ax.set_ylabel(t("loss", lang))

@@ -63,8 +63,8 @@ _SPECS = (
     FigureSpec(
         "loss_curve", "curves", ("history",),
         lambda i, lang, seed: curves.loss_curve(i["history"], lang),
-        title={"zh": "最终模型的训练与验证损失", "en": "Training and validation loss of the final model"},
-        caption={"zh": "最终训练的训练损失与验证损失", "en": "Training and validation loss of the final training, per epoch"},
+        title={"zh": "最终模型的训练与验证交叉熵", "en": "Training and validation cross-entropy of the final model"},
+        caption={"zh": "最终训练的训练与验证交叉熵（虚线为训练损失中的 L2 正则项）", "en": "Training and validation cross-entropy of the final training per epoch, and the L2 term of the training loss (dashed)"},
     ),
     FigureSpec(
         "val_accuracy", "curves", ("history",),

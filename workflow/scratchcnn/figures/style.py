@@ -53,6 +53,8 @@ LABELS: dict[str, dict[str, str]] = {
     "loss": {"zh": "交叉熵损失", "en": "Cross-entropy loss"},
     "accuracy_pct": {"zh": "准确率 (%)", "en": "Accuracy (%)"},
     "train": {"zh": "训练集", "en": "Training"},
+    "train_total": {"zh": "训练集（交叉熵 + L2 正则项）", "en": "Training (cross-entropy + L2 term)"},
+    "train_l2": {"zh": "训练损失中的 L2 正则项", "en": "L2 term of the training loss"},
     "val": {"zh": "验证集", "en": "Validation"},
     "lr_decay": {"zh": "学习率阶梯衰减", "en": "Step decay of the learning rate"},
     "best_val": {"zh": "最佳验证准确率", "en": "Best validation accuracy"},

@@ -261,6 +261,9 @@ def _history_rows(history, best_epoch, max_rows=14) -> list[dict]:
             "epoch": str(int(r["epoch"])),
             "lr": plain(r["lr"]),
             "train_loss": loss(r["train_loss"]),
+            # the training loss's parts (histories written before they were recorded lack them)
+            "train_ce": loss(r["train_ce"]) if "train_ce" in r and facts.finite(r["train_ce"]) else None,
+            "train_l2": loss(r["train_l2"]) if "train_l2" in r and facts.finite(r["train_l2"]) else None,
             "train_acc": pct(r["train_acc"]),
             "val_loss": loss(r["val_loss"]),
             "val_acc": pct(r["val_acc"]),
