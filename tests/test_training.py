@@ -82,6 +82,33 @@ def test_history_records_decayed_lr_and_best_epoch():
     assert state.best_epoch == min(r["epoch"] for r in state.history if r["val_acc"] == best["val_acc"])
 
 
+def test_the_first_of_tied_best_epochs_is_kept():
+    """Every epoch ties: steps too small to change a prediction, and running statistics
+    frozen (momentum 1), so the validation accuracy repeats; the parameters still move."""
+    arch, data = tiny_problem()
+    cfg = train_config(lr=1e-6, reg=0.0, batch_size=8, epochs=3, bn_momentum=1.0)
+    snapshots = {}
+    state = run(arch, data, cfg, on_epoch_end=lambda s: snapshots.update({s.epoch: tr.copy_arrays(s.params)}))
+    accs = [r["val_acc"] for r in state.history]
+    assert accs == [accs[0]] * 3, accs
+    assert state.best_epoch == 1 and state.best_val_acc == accs[0]
+    assert not np.array_equal(snapshots[1]["W1"], snapshots[3]["W1"])
+    for k in state.best_params:
+        assert np.array_equal(state.best_params[k], snapshots[1][k]), k
+
+
+def test_bn_momentum_of_the_config_updates_the_running_statistics():
+    """One batch: running = momentum * initial + (1 - momentum) * the batch's statistics."""
+    arch, data = tiny_problem()
+    cfg = train_config(lr=0.05, batch_size=20, epochs=1, bn_momentum=0.3)
+    params, bn = cnn.init_params(arch, cfg.seed)
+    _, _, batch = cnn.forward(params, bn, data["x_train"], arch, train=True, momentum=0.0)
+    state = run(arch, data, cfg)
+    for name in cnn.BN_STATE_NAMES:
+        np.testing.assert_allclose(state.bn_state[name], 0.3 * bn[name] + 0.7 * batch[name],
+                                   rtol=1e-5, atol=1e-6, err_msg=name)  # fmt: skip
+
+
 def test_same_seed_gives_bitwise_identical_runs():
     arch, data = tiny_problem()
     cfg = train_config(lr=0.05, batch_size=7, epochs=3)
