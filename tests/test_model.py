@@ -69,16 +69,22 @@ def test_study_shapes_and_parameter_layouts():
         assert cnn.param_shapes(cnn.make_arch(filters))["W3"] == (7 * 7 * filters, 10)
 
 
-def test_he_init_is_seeded_and_scaled():
-    arch = cnn.make_arch(64)
+def test_he_init_is_seeded_and_scaled_by_fan_in():
+    # 64 then 16 filters: every layer's fan-in differs from its fan-out
+    arch = cnn.make_arch(64, filters2=16)
     a, sa = cnn.init_params(arch, seed=0)
     b, _ = cnn.init_params(arch, seed=0)
     c, _ = cnn.init_params(arch, seed=1)
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert not np.array_equal(a["W2"], c["W2"])
     assert a["W2"].dtype == np.float32
-    assert a["W2"].std() == pytest.approx(np.sqrt(2 / (3 * 3 * 64)), rel=0.02)
-    assert a["W3"].std() == pytest.approx(np.sqrt(2 / (7 * 7 * 64)), rel=0.02)
+    fan_in = {"W1": 3 * 3 * 3, "W2": 3 * 3 * 64, "W3": 7 * 7 * 16}
+    fan_out = {"W1": 3 * 3 * 64, "W2": 3 * 3 * 16, "W3": 10}
+    for w in cnn.WEIGHT_NAMES:
+        assert abs(a[w].mean()) < 0.1 * a[w].std(), w
+        # at least 1728 values per array: the sample spread is within 6 % of the true one
+        assert a[w].std() == pytest.approx(np.sqrt(2 / fan_in[w]), rel=0.06), w
+        assert a[w].std() != pytest.approx(np.sqrt(2 / fan_out[w]), rel=0.2), w
     assert not a["b1"].any() and (a["gamma1"] == 1).all() and not a["beta2"].any()
     assert (sa["running_var1"] == 1).all() and not sa["running_mean2"].any()
 
