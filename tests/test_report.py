@@ -284,6 +284,24 @@ def text(context) -> str:
     return R.render(TEMPLATE, context)
 
 
+def table_rows(tex: str, label: str) -> dict:
+    """The body of the LaTeX table labelled ``label``: first cell -> the other cells."""
+    body = tex[tex.index(rf"\label{{{label}}}"):]
+    body = body[body.index(r"\midrule") + len(r"\midrule"):body.index(r"\bottomrule")]
+    rows = [[c.strip() for c in r.split("&")] for r in body.split(r"\\") if r.strip()]
+    return {r[0]: r[1:] for r in rows}
+
+
+def split_sizes(tex: str) -> dict:
+    """The image counts of the data split table, as written."""
+    return {name: cells[0] for name, cells in table_rows(tex, "tab:split").items()}
+
+
+def says(tex: str, phrase: str) -> bool:
+    """``phrase`` appears in ``tex``, any run of whitespace matching any other."""
+    return re.search(r"\s+".join(map(re.escape, phrase.split())), tex) is not None
+
+
 # ----------------------------------------------------------------------------- layer table
 
 
@@ -407,16 +425,17 @@ def test_numbers_are_formatted():
     tex = text(c)
     assert c["test"]["acc_pct"] == "62.47" and c["test"]["acc"] == "0.6247"
     assert r"\textbf{62.47\%}" in tex and "0.6247" in tex
-    assert "6,247" in tex and "10,000" in tex  # correct / total
+    assert says(tex, "在 10,000 张测试图像上正确分类 6,247 张")  # total, correct
     assert r"61.3\%" in tex and "高 1.17 个百分点" in tex
-    assert "45,000" in tex and "5,000" in tex and "50,000" in tex
+    assert split_sizes(tex) == {"训练集": "45,000", "验证集": "5,000", "测试集": "10,000"}
+    assert says(tex, "全部 50,000 张训练图像和 10,000 张测试图像")
     assert r"$\eta_0=0.01$" in tex and r"$\lambda=0.001$" in tex
     # 64/64 filters, 3x3, padding 1/0: D = 7*7*64 = 3136
     assert c["arch"]["d_raw"] == "3136" and c["arch"]["fc_params"] == "31,370"
     total = 3 * 3 * 3 * 64 + 64 + 128 + 3 * 3 * 64 * 64 + 64 + 128 + 31370
-    assert c["arch"]["total_params"] == f"{total:,}" and c["arch"]["total_params"] in tex
+    assert c["arch"]["total_params"] == f"{total:,}" and says(tex, f"网络共有 {total:,} 个可训练参数")
     assert c["hp"]["reg"] == "0.001" and R.plain(1e-5) == "0.00001" and R.plain(64.0) == "64"
-    assert "65.31" in tex  # chosen point's validation accuracy
+    assert says(tex, r"最终选用的点的验证准确率为 65.31\%")
 
 
 def test_best_and_worst_class_follow_the_data():
@@ -524,7 +543,9 @@ def test_render_cli_writes_the_tex(tmp_path):
     assert "62.47" in tex and r"cat\_\%" in tex
     assert "{../results/figures/confusion_matrix.pdf}" in tex
     assert r"\texttt{W3}" in tex  # parameter statistics from the checkpoint
-    assert "45" in tex  # split sizes from the data file's array headers
+    # split sizes from the data file's array headers (45 / 5 / 10 images)
+    assert split_sizes(tex) == {"训练集": "45", "验证集": "5", "测试集": "10"}
+    assert says(tex, "全部 50 张训练图像和 10 张测试图像")
     assert not list(out.parent.glob(".report.tex.*"))  # no temporary left behind
 
 
@@ -610,7 +631,8 @@ def test_optional_fields_render():
     assert "CuPy & 13.3.0" in tex and "NVIDIA H100 80GB HBM3" in tex
     assert "未记录" in tex
     assert "0.4900" in tex and "标准化" in tex
-    assert "45,000" in tex and "用随机种子 7" in tex
+    assert split_sizes(tex) == {"训练集": "45,000", "验证集": "5,000", "测试集": "10,000"}
+    assert "用随机种子 7" in tex
     assert "推理速度" not in tex
 
 
