@@ -293,3 +293,62 @@ def test_plot_script_names_the_missing_flag(tmp_path, capsys):
     assert exc.value.code == 2
     assert "--history" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- what the figures show
+
+
+def drawn(monkeypatch, tmp_path, name: str, files: dict):
+    """The Figure plot_figures.py draws for ``name`` from ``files`` (flag -> path), in English."""
+    import matplotlib.figure
+
+    saved = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: saved.append(fig))
+    argv = ["--which", name, "--out-dir", str(tmp_path / "out"), "--lang", "en"]
+    for flag, path in files.items():
+        argv += [flag, str(path)]
+    assert load_script("plot_figures").main(argv) == 0
+    assert saved and all(f is saved[0] for f in saved)
+    return saved[0]
+
+
+def test_confusion_matrix_shows_rows_as_true_classes(monkeypatch, tmp_path):
+    """Image and cell numbers follow test_metrics.json's matrix, rows true and columns predicted
+    (an asymmetric matrix with unequal row totals, so a transposition shows)."""
+    rng = np.random.default_rng(3)
+    cm = rng.integers(0, 12, (10, 10)) + np.diag(rng.integers(20, 60, 10))
+    cm[2, 7], cm[7, 2] = 40, 1
+    t, p = np.nonzero(cm)
+    metrics = classification_report(np.repeat(t, cm[t, p]), np.repeat(p, cm[t, p]), CLASSES)
+    path = tmp_path / "test_metrics.json"
+    path.write_text(json.dumps(metrics), encoding="utf-8")
+    fig = drawn(monkeypatch, tmp_path, "confusion_matrix", {"--test-metrics": path})
+    [ax] = [a for a in fig.axes if len(a.texts) == cm.size]
+    assert "true" in ax.get_ylabel().lower() and "pred" in ax.get_xlabel().lower()
+    assert [tl.get_text() for tl in ax.get_yticklabels()] == CLASSES
+    assert [tl.get_text() for tl in ax.get_xticklabels()] == CLASSES
+    image = np.asarray(ax.images[0].get_array(), dtype=float)
+    # counts or shares of the true class: either way each row is proportional to the matrix's row
+    np.testing.assert_allclose(image / image.sum(axis=1, keepdims=True), cm / cm.sum(axis=1, keepdims=True))
+    cells = {(round(tx.get_position()[1]), round(tx.get_position()[0])): tx.get_text() for tx in ax.texts}
+    assert cells == {(i, j): str(cm[i, j]) for i in range(10) for j in range(10)}
+
+
+@pytest.mark.parametrize("name,curves,scale", [
+    ("loss_curve", {"train": "train_ce", "val": "val_loss", "train_l2": "train_l2"}, 1),
+    ("val_accuracy", {"train": "train_acc", "val": "val_acc"}, 100),
+])  # fmt: skip
+def test_curves_plot_the_history(monkeypatch, tmp_path, name, curves, scale):
+    """Each labelled line's points are its history.csv column against the epoch."""
+    history = make_history()
+    history["train_l2"] = 0.05 + 0.01 * np.cos(history["epoch"])
+    history["train_ce"] = history["train_loss"] - history["train_l2"]
+    path = tmp_path / "history.csv"
+    history.to_csv(path, index=False)
+    history = pd.read_csv(path)
+    fig = drawn(monkeypatch, tmp_path, name, {"--history": path})
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+    for key, column in curves.items():
+        line = lines[figures.LABELS[key]["en"]]
+        np.testing.assert_array_equal(line.get_xdata(), history["epoch"])
+        np.testing.assert_allclose(line.get_ydata(), scale * history[column])
