@@ -205,10 +205,8 @@ def run_printed(command: str, data: Path, out_dir: Path) -> Path:
     args = words[2:]
     for flag, value in (("--data", data), ("--out-dir", out_dir)):
         args[args.index(flag) + 1] = str(value)
-    # one BLAS thread, as Snakemake's shell sets for a one-thread job: the arrays are tiny
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, str(ROOT / "workflow" / "scripts" / "train.py"), *args],
-                       capture_output=True, text=True, env=env)  # fmt: skip
+                       capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 0, r.stderr
     return out_dir
 
