@@ -10,7 +10,8 @@
 #   points  every grid point's checkpoint evaluated on the test set (the README's table)
 #   sweeps  for each N in $JOBS: `snakemake results/sweep/best.json` from the prepared data, with
 #           train.jobs_per_gpu=N, --resources gpu=N, sweep.epochs=$SWEEP_EPOCHS (fewer than the
-#           full run's 20 so that four settings fit the device time; the full run gives the 20)
+#           full run's 20 so that four settings fit the device time; the full run gives the 20);
+#           a setting starts only with $SWEEP_MIN_S seconds of the budget left
 # While Snakemake runs, nvidia-smi samples the card (utilisation, memory) and each process's memory.
 # Every call ends by writing $OUT/study.tar.gz (everything so far, under 16 MiB) and
 # $OUT/study.log. Each Snakemake run is under `timeout` (capped by what is left of $BUDGET seconds),
@@ -38,6 +39,7 @@ fi
 STEPS=${STEPS:-setup full points sweeps}
 OUT=${OUT:-$REPO/benchmarks/runs/gpu-study-$(date +%Y%m%d-%H%M%S)}
 BUDGET=${BUDGET:-570}  # seconds for this call; a device command may run 600
+SWEEP_MIN_S=${SWEEP_MIN_S:-60}  # a sweep run starts only with this much of the budget left
 SITE=${SITE:-/tmp/site}
 COMMIT=${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 MD5=90b78273681b59d9505503deffe130da  # the stand-in archive (../shared/data/README.md)
@@ -182,6 +184,11 @@ if has sweeps; then
         FAILED=1
     else
         for n in $JOBS; do
+            if [ "$(left)" -lt "$SWEEP_MIN_S" ]; then  # a run cut short measures nothing: leave it to a later call
+                echo "== sweep-j$n: not started, $(left) s left (SWEEP_MIN_S=$SWEEP_MIN_S)"
+                FAILED=1
+                continue
+            fi
             run "sweep-j$n" "$n" "$SWEEP_EPOCHS" 540 results/sweep/best.json
         done
     fi
