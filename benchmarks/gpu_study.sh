@@ -52,9 +52,11 @@ export CUPY_CACHE_DIR=${CUPY_CACHE_DIR:-/tmp/cupy-kernel-cache}  # writable, sha
 export MPLCONFIGDIR=${MPLCONFIGDIR:-/tmp/mplconfig}
 unset CUPY_TF32 SCRATCHCNN_KERNELS
 [ $MODE = gpu ] && [ -d "$SITE" ] && export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
-# the rules call `python`: make it this python3 (the one with CuPy there)
+# the rules call `python`: make it this python3 (the one with CuPy there). A wrapper, not a link:
+# a link to a virtual environment's python starts the base interpreter, without the environment.
 mkdir -p "$WORK/bin"
-ln -sf "$(command -v python3)" "$WORK/bin/python"
+printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" >"$WORK/bin/python"
+chmod +x "$WORK/bin/python"
 export PATH=$WORK/bin:$PATH
 
 main() {
