@@ -111,3 +111,19 @@ def test_the_workflow_finds_its_package_without_pip_install(repo):
     launcher = [sys.executable, "-S", "-c", bare + "sys.argv[0] = 'snakemake'; from snakemake.cli import main; main()"]
     jobs = planned(snakemake(repo, "-n", launcher=launcher, env=env))
     assert jobs["train_point"] == first_sweep_points(repo)
+
+
+def test_the_gpu_profile_shares_one_gpu_between_its_jobs(repo):
+    """profiles/gpu: as many training jobs at once as may share the GPU, and each told that number."""
+    profile = yaml.safe_load((repo / "profiles" / "gpu" / "config.yaml").read_text())
+    n = profile["resources"]["gpu"]
+    assert {rule: v["jobs_per_gpu"] for rule, v in profile["set-resources"].items()} == {
+        "train_point": n, "train_final": n}  # fmt: skip
+    default = yaml.safe_load((repo / "profiles" / "default" / "config.yaml").read_text())
+    assert set(default) - {"resources"} <= set(profile), "it replaces profiles/default: it must repeat its keys"
+    r = snakemake(repo, "results/sweep/lr_reg/summary.csv", "-n", "-p", "--workflow-profile", "profiles/gpu")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Using workflow specific profile profiles/gpu" in r.stderr
+    commands = [line for line in r.stdout.splitlines() if "workflow/scripts/train.py" in line]
+    assert len(commands) == first_sweep_points(repo)
+    assert all(f"--jobs-per-gpu {n} " in c for c in commands)

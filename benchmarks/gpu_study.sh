@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Issue 11 on the GPU machine: the default pipeline through Snakemake on the stand-in archive, and
+# the sweeps' wall time with 1, 2, 4 and 8 training jobs sharing the card. Each run works in its
+# own copy of the pipeline under $WORK (default /tmp/scratchcnn-study, outside the repository
+# copy, so it stays between calls on a warm machine). Steps (STEPS, in this order):
+#   setup   install Snakemake from the carried wheels (benchmarks/device_wheels.sh install), join
+#           the archive (benchmarks/device_data.sh join), record versions and the card
+#   full    `snakemake results/final/test_metrics.json report/report.tex` (every figure with it),
+#           train.jobs_per_gpu=$FULL_JOBS, --resources gpu=$FULL_JOBS: from archive to report.tex
+#   points  every grid point's checkpoint evaluated on the test set (the README's table)
+#   sweeps  for each N in $JOBS: `snakemake results/sweep/best.json` from the prepared data, with
+#           train.jobs_per_gpu=N, --resources gpu=N, sweep.epochs=$SWEEP_EPOCHS (fewer than the
+#           full run's 20 so that four settings fit the device time; the full run gives the 20);
+#           a setting starts only with $SWEEP_MIN_S seconds of the budget left
+# While Snakemake runs, nvidia-smi samples the card (utilisation, memory) and each process's memory.
+# Every call ends by writing $OUT/study.tar.gz (everything so far, under 16 MiB) and
+# $OUT/study.log. Each Snakemake run is under `timeout` (capped by what is left of $BUDGET seconds),
+# its exit status kept in timing.json; the script exits 1 if any step of this call failed.
+# RESUME=1 goes on with a run that a timeout stopped (Snakemake resumes from its snapshots) instead
+# of starting it afresh; its wall time then adds the earlier call's (its phases are left out).
+#
+#   COMMIT=<sha> STEPS="setup full points" FULL_JOBS=8 bash benchmarks/gpu_study.sh   # GPU machine
+#   COMMIT=<sha> STEPS="sweeps" JOBS="1 2 4 8" SWEEP_EPOCHS=4 bash benchmarks/gpu_study.sh
+#   bash benchmarks/gpu_study.sh --cpu   # the same steps on config/demo.yaml with NumPy, 2 minutes
+# benchmarks/NOTES.md lists the device calls in order.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+
+MODE=gpu
+[ "${1:-}" = "--cpu" ] && MODE=cpu
+if [ $MODE = cpu ]; then
+    WORK=${WORK:-$(mktemp -d /tmp/scratchcnn-study-cpu.XXXXXX)}
+    JOBS=${JOBS:-1 2} SWEEP_EPOCHS=${SWEEP_EPOCHS:-1} FULL_JOBS=${FULL_JOBS:-2} CORES=${CORES:-2}
+else
+    WORK=${WORK:-/tmp/scratchcnn-study}
+    JOBS=${JOBS:-1 2 4 8} SWEEP_EPOCHS=${SWEEP_EPOCHS:-4} FULL_JOBS=${FULL_JOBS:-8} CORES=${CORES:-$(nproc)}
+fi
+STEPS=${STEPS:-setup full points sweeps}
+OUT=${OUT:-$REPO/benchmarks/runs/gpu-study-$(date +%Y%m%d-%H%M%S)}
+BUDGET=${BUDGET:-570}  # seconds for this call; a device command may run 600
+SWEEP_MIN_S=${SWEEP_MIN_S:-60}  # a sweep run starts only with this much of the budget left
+SITE=${SITE:-/tmp/site}
+COMMIT=${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+MD5=90b78273681b59d9505503deffe130da  # the stand-in archive (../shared/data/README.md)
+mkdir -p "$OUT" "$WORK/timing"
+LOG=$OUT/study.log
+START=$SECONDS
+FAILED=0
+export PYTHONUNBUFFERED=1 SCRATCHCNN_GIT_COMMIT=$COMMIT
+export CUPY_CACHE_DIR=${CUPY_CACHE_DIR:-/tmp/cupy-kernel-cache}  # writable, shared by the jobs
+export MPLCONFIGDIR=${MPLCONFIGDIR:-/tmp/mplconfig}
+unset CUPY_TF32 SCRATCHCNN_KERNELS
+[ $MODE = gpu ] && [ -d "$SITE" ] && export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
+# the rules call `python`: make it this python3 (the one with CuPy there). A wrapper, not a link:
+# a link to a virtual environment's python starts the base interpreter, without the environment.
+mkdir -p "$WORK/bin"
+printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" >"$WORK/bin/python"
+chmod +x "$WORK/bin/python"
+export PATH=$WORK/bin:$PATH
+
+main() {
+echo "gpu_study ($MODE) commit $COMMIT, steps '$STEPS', work $WORK, out $OUT, budget ${BUDGET}s"
+has() { [[ " $STEPS " == *" $1 "* ]]; }
+left() { echo $((BUDGET - (SECONDS - START) - 20)); }  # 20 s stay for the bundle
+
+# limited LIMIT CMD...: CMD under timeout, at most what is left of the budget; its exit status
+limited() {
+    local limit=$1 l
+    shift
+    l=$(left)
+    [ "$l" -lt 10 ] && { echo "no time left for: $*"; return 124; }
+    [ "$limit" -gt "$l" ] && limit=$l
+    local rc=0
+    timeout --kill-after=10 "$limit" "$@" || rc=$?
+    return $rc
+}
+
+sampler_start() {  # DIR: the card's and each process's use, every 0.5 / 1 s, until sampler_stop
+    SAMPLERS=()
+    command -v nvidia-smi >/dev/null || return 0
+    nvidia-smi --query-gpu=timestamp,utilization.gpu,utilization.memory,memory.used,memory.total,power.draw \
+        --format=csv,noheader,nounits -lms 500 >>"$1/gpu_samples.csv" 2>/dev/null &
+    SAMPLERS+=($!)
+    (while :; do
+        t=$(date +%s.%N)
+        nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits 2>/dev/null |
+            sed "s/^/$t, /" || true
+        sleep 1
+    done) >>"$1/gpu_apps.csv" &
+    SAMPLERS+=($!)
+}
+sampler_stop() {
+    local p
+    for p in "${SAMPLERS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${SAMPLERS[@]}"; do wait "$p" 2>/dev/null || true; done
+    SAMPLERS=()
+}
+
+# run NAME N EPOCHS LIMIT TARGET...: Snakemake in a fresh copy $WORK/NAME with jobs_per_gpu N;
+# EPOCHS overrides sweep.epochs ("" keeps the config's); timing in $WORK/timing/NAME.json
+run() {
+    local name=$1 n=$2 epochs=$3 limit=$4
+    shift 4
+    local dir=$WORK/$name before=0
+    if [ "${RESUME:-0}" = 1 ] && [ -f "$WORK/timing/$name.json" ]; then  # go on where a killed run stopped
+        before=$(python3 -c "import json; t = json.load(open('$WORK/timing/$name.json')); print(t['end'] - t['start'] + t['before'])")
+        echo "== $name: resuming after ${before} s"
+    else
+        rm -rf "$dir"
+    fi
+    mkdir -p "$dir"
+    if [ ! -f "$dir/Snakefile" ]; then
+        cp -r "$REPO"/{Snakefile,config,workflow,report,profiles,environment.yml,environment-gpu.yml} "$dir/"
+        rm -f "$dir/report/report.tex" "$dir/report/report.pdf"
+    fi
+    {
+        if [ $MODE = gpu ]; then
+            printf 'device: gpu\ndata:\n  url: %s\n  md5: %s\n' "$ARCHIVE" "$MD5"
+            printf 'train:\n  jobs_per_gpu: %s\n' "$n"
+        else
+            printf 'device: cpu\ntrain:\n  jobs_per_gpu: %s\n  threads: 1\n' "$n"
+        fi
+        if [ -n "$epochs" ]; then printf 'sweep:\n  epochs: %s\n' "$epochs"; fi
+    } >"$dir/study.yaml"
+    local configs=(study.yaml)
+    [ $MODE = cpu ] && configs=(config/demo.yaml study.yaml)
+    if [ "$name" != full ] && [ ! -d "$dir/results/data" ]; then  # the sweeps start from the full run's prepared data
+        mkdir -p "$dir/results"
+        cp -rpl "$WORK/full/results/data" "$dir/results/" 2>/dev/null || cp -rp "$WORK/full/results/data" "$dir/results/"
+    fi
+    echo "== $name: jobs_per_gpu $n, sweep.epochs ${epochs:-as configured}, targets $*"
+    sampler_start "$dir"
+    local t0 t1 rc=0
+    t0=$(date +%s.%N)
+    (cd "$dir" && limited "$limit" python3 -m snakemake "$@" --configfile "${configs[@]}" --cores "$CORES" \
+        --resources gpu="$n" --scheduler greedy --rerun-incomplete --nolock >>snakemake.log 2>&1) || rc=$?
+    t1=$(date +%s.%N)
+    sampler_stop
+    printf '{"name": "%s", "jobs_per_gpu": %s, "sweep_epochs": %s, "targets": "%s", "exit": %s, "start": %s, "end": %s, "before": %s}\n' \
+        "$name" "$n" "${epochs:-null}" "$*" "$rc" "$t0" "$t1" "$before" >"$WORK/timing/$name.json"
+    echo "== $name: exit $rc after $(python3 -c "print(round($t1 - $t0, 1))") s"
+    [ $rc = 0 ] || { tail -n 30 "$dir/snakemake.log"; FAILED=1; }
+    return 0
+}
+
+if has setup; then
+    echo "== setup"
+    if ! python3 -c "import snakemake" 2>/dev/null; then
+        SITE=$SITE bash benchmarks/device_wheels.sh install || { echo "SETUP FAILED: Snakemake"; FAILED=1; }
+        export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
+    fi
+    {
+        echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "commit: $COMMIT"
+        echo "mode: $MODE"
+        python3 -c "import sys, numpy, snakemake; print('python:', sys.version.split()[0]); print('numpy:', numpy.__version__); print('snakemake:', snakemake.__version__)" || true
+        [ $MODE = gpu ] && python3 -c "import cupy; print('cupy:', cupy.__version__)" || true
+        command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+        echo "cpus: $(nproc)"
+    } >"$WORK/setup.txt" 2>&1
+    cat "$WORK/setup.txt"
+fi
+if [ $MODE = gpu ]; then
+    ARCHIVE=$(bash benchmarks/device_data.sh join) || { echo "NO ARCHIVE: carry the three parts first"; FAILED=1; }
+fi
+
+if has full && [ $FAILED = 0 ]; then
+    run full "$FULL_JOBS" "" 540 results/final/test_metrics.json report/report.tex
+fi
+
+if has points && [ -f "$WORK/full/results/sweep/summary.csv" ]; then
+    echo "== points: every grid point's checkpoint on the test set"
+    dev=$([ $MODE = gpu ] && echo gpu || echo cpu)
+    rm -rf "$WORK/points"
+    (cd "$WORK/full/results/sweep/points" && find . -name model.npz | sed 's|^\./||; s|/model.npz$||') |
+        limited 120 xargs -P 4 -I{} sh -c "mkdir -p '$WORK/points/{}' && PYTHONPATH='$REPO/workflow:${PYTHONPATH:-}' python3 workflow/scripts/evaluate.py \
+            --model '$WORK/full/results/sweep/points/{}/model.npz' --data '$WORK/full/results/data/cifar10.npz' \
+            --out-dir '$WORK/points/{}' --device $dev --batch-size 1000 2>'$WORK/points/{}/evaluate.log'" ||
+        { echo "points: failed"; FAILED=1; }
+fi
+
+if has sweeps; then
+    if [ ! -f "$WORK/full/results/data/cifar10.npz" ]; then
+        echo "sweeps: no prepared data in $WORK/full (run the full step first)"
+        FAILED=1
+    else
+        for n in $JOBS; do
+            if [ "$(left)" -lt "$SWEEP_MIN_S" ]; then  # a run cut short measures nothing: leave it to a later call
+                echo "== sweep-j$n: not started, $(left) s left (SWEEP_MIN_S=$SWEEP_MIN_S)"
+                FAILED=1
+                continue
+            fi
+            run "sweep-j$n" "$n" "$SWEEP_EPOCHS" 540 results/sweep/best.json
+        done
+    fi
+fi
+
+echo "== bundle ($((SECONDS - START)) s so far)"
+python3 benchmarks/study_summary.py "$WORK" --out "$OUT/study.tar.gz" --json "$OUT/timing.json" || FAILED=1
+echo "== done after $((SECONDS - START)) s, $([ $FAILED = 0 ] && echo 'every step passed' || echo 'SOME STEP FAILED')"
+return $FAILED
+}
+
+main 2>&1 | tee -a "$LOG"
+exit "${PIPESTATUS[0]}"

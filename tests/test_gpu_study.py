@@ -1,0 +1,144 @@
+"""benchmarks/gpu_study.sh and its summary, without a GPU: the bundle holds what issue 11 commits."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import study_summary  # noqa: E402
+
+SAMPLE = "2026/11/27 17:00:00.000, {u}, 10, {m}, 81559, 120.0\n"
+
+
+def fake_run(work: Path, name: str, jobs: int, full: bool) -> None:
+    run = work / name
+    point = run / "results/sweep/points/lr~0.1/reg~0.0001/filters~32"
+    point.mkdir(parents=True)
+    (point / "metrics.json").write_text(json.dumps({"status": "ok", "epochs_run": 4, "seconds": 8.0,
+                                                    "seconds_per_epoch": 2.0, "best_val_acc": 0.6}))  # fmt: skip
+    (point / "history.csv").write_text("epoch,val_acc\n1,0.6\n")
+    (point / "model.npz").write_bytes(b"x")
+    (run / "results/sweep/summary.csv").write_text(
+        "sweep,lr,reg,filters,best_val_acc,path\nlr_reg,0.1,0.0001,32,0.6,results/sweep/points/lr~0.1/reg~0.0001/filters~32\n"
+    )
+    (run / "results/sweep/best.json").write_text(json.dumps({"lr": 0.1, "reg": 1e-4, "filters": 32}))
+    (run / "gpu_samples.csv").write_text(SAMPLE.format(u=0, m=500) + SAMPLE.format(u=80, m=4000) + "[N/A]\n")
+    (run / "gpu_apps.csv").write_text("1.0, 11, 600\n1.0, 12, 700\n2.0, 11, 650\n")
+    (run / "snakemake.log").write_text("log\n")
+    if full:
+        seed = run / "results/final/seeds/0"
+        seed.mkdir(parents=True)
+        for f in ("metrics.json", "test_metrics.json"):
+            (seed / f).write_text("{}")
+        for f in ("history.csv", "per_class.csv", "confusion.csv"):
+            (seed / f).write_text("a\n")
+        (seed / "model.npz").write_bytes(os.urandom(20000))
+        (run / "results/final/test_metrics.json").write_text(json.dumps({"seeds": {"mean": 0.7}}))
+        (run / "results/figures").mkdir(parents=True)
+        (run / "results/figures/curves.pdf").write_bytes(b"%PDF")
+        (run / "results/figures/curves.png").write_bytes(os.urandom(20000))
+        (run / "report").mkdir()
+        (run / "report/report.tex").write_text("\\documentclass{ctexart}")
+        tm = work / "points/lr~0.1/reg~0.0001/filters~32"
+        tm.mkdir(parents=True)
+        (tm / "test_metrics.json").write_text(json.dumps({"test_accuracy": 0.7, "test_loss": 0.9}))
+    (work / "timing").mkdir(exist_ok=True)
+    (work / "timing" / f"{name}.json").write_text(json.dumps({
+        "name": name, "jobs_per_gpu": jobs, "sweep_epochs": None if full else 4, "targets": "t", "exit": 0,
+        "start": 100.0, "end": 160.0, "before": 0}))  # fmt: skip
+
+
+@pytest.fixture
+def work(tmp_path):
+    fake_run(tmp_path / "work", "full", 8, full=True)
+    fake_run(tmp_path / "work", "sweep-j2", 2, full=False)
+    return tmp_path / "work"
+
+
+def members(tarball: Path) -> set:
+    with tarfile.open(tarball) as tar:
+        return set(tar.getnames())
+
+
+def test_the_summary_reads_the_runs_and_the_gpu_samples(work, tmp_path):
+    out = tmp_path / "study.tar.gz"
+    assert study_summary.main([str(work), "--out", str(out), "--json", str(tmp_path / "timing.json")]) == 0
+    runs = {r["name"]: r for r in json.loads((tmp_path / "timing.json").read_text())["runs"]}
+    assert runs["full"]["wall_seconds"] == 60.0 and runs["full"]["best"]["filters"] == 32
+    assert runs["sweep-j2"]["grid_epochs_per_second"] == round(4 / 60, 3)
+    gpu = runs["sweep-j2"]["gpu"]
+    assert gpu["utilization_mean_pct"] == 40.0 and gpu["utilization_max_pct"] == 80.0
+    assert gpu["memory_used_max_mib"] == 4000.0 and gpu["processes_max"] == 2
+    assert gpu["processes_memory_sum_max_mib"] == 1300.0 and gpu["process_memory_max_mib"] == 700.0
+    names = members(out)
+    for name in ("study/timing.json", "study/points_test.csv", "study/full/report/report.tex",
+                 "study/full/results/sweep/summary.csv", "study/full/results/final/seeds/0/per_class.csv",
+                 "study/full/results/figures/curves.pdf", "study/full/results/figures/curves.png",
+                 "study/full/results/final/seeds/0/model.npz", "study/sweep-j2/gpu_samples.csv",
+                 "study/points/lr~0.1/reg~0.0001/filters~32/test_metrics.json"):  # fmt: skip
+        assert name in names, name
+    assert not any(n.startswith("study/sweep-j2/results/figures") or n.endswith("points/lr~0.1/reg~0.0001/filters~32/model.npz")
+                   for n in names)  # fmt: skip
+    with tarfile.open(out) as tar:
+        table = tar.extractfile("study/points_test.csv").read().decode()
+    assert table.splitlines()[1].endswith(",0.7,0.9")
+
+
+def test_a_bundle_too_big_leaves_out_checkpoints_then_pngs_then_fails(work, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "study.tar.gz"
+    study_summary.main([str(work), "--out", str(out)])
+    full = out.stat().st_size
+    monkeypatch.setattr(study_summary, "LIMIT", full - 5000)  # without the checkpoint (20 kB) it fits
+    assert study_summary.main([str(work), "--out", str(out)]) == 0
+    assert "study/full/results/final/seeds/0/model.npz" not in members(out)
+    assert "study/full/results/figures/curves.png" in members(out)
+    monkeypatch.setattr(study_summary, "LIMIT", 1000)
+    assert study_summary.main([str(work), "--out", str(out)]) == 1
+    assert "BUNDLE TOO BIG" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("SCRATCHCNN_SLOW"), reason="two minutes: SCRATCHCNN_SLOW=1 (tests/check.sh)")
+@pytest.mark.skipif(shutil.which("snakemake") is None, reason="needs snakemake")
+def test_the_cpu_mode_runs_every_step_and_bundles_the_results(tmp_path):
+    """The demo through every step, with a stand-in nvidia-smi so that the sampling is exercised too."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text("#!/bin/sh\ncase \"$*\" in\n"
+                    "*-lms*) while :; do echo '2026/11/27 17:00:00.000, 50, 10, 2048, 81559, 120.0'; sleep 0.5; done ;;\n"
+                    "*compute-apps*) echo '11, 600'; echo '12, 700' ;;\n"
+                    "*) echo 'Stand-in GPU, 81559 MiB, 0' ;;\nesac\n")  # fmt: skip
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(out), "WORK": str(tmp_path / "work"),
+           "COMMIT": "abc123"}  # fmt: skip
+    env.pop("STEPS", None)
+    done = subprocess.run(["bash", "benchmarks/gpu_study.sh", "--cpu"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "every step passed" in (out / "study.log").read_text()
+    names = members(out / "study.tar.gz")
+    figures = [n for n in names if n.startswith("study/full/results/figures/")]
+    assert len([n for n in figures if n.endswith(".pdf")]) == len([n for n in figures if n.endswith(".png")]) > 5
+    for name in ("study/full/results/final/test_metrics.json", "study/full/results/sweep/best.json",
+                 "study/full/report/report.tex", "study/points_test.csv", "study/sweep-j1/snakemake.log",
+                 "study/sweep-j2/results/sweep/summary.csv"):  # fmt: skip
+        assert name in names, name
+    timing = json.loads((out / "timing.json").read_text())
+    runs = {r["name"]: r for r in timing["runs"]}
+    assert set(runs) == {"full", "sweep-j1", "sweep-j2"} and all(r["exit"] == 0 for r in runs.values())
+    assert runs["sweep-j1"]["grid_epochs"] == runs["sweep-j1"]["grid_points"]  # sweep.epochs 1
+    assert runs["full"]["gpu"]["utilization_mean_pct"] == 50.0 and runs["full"]["gpu"]["processes_max"] == 2
+    assert all(v is not None for v in runs["full"]["phases_seconds"].values())
+    assert "commit: abc123" in timing["setup"]
+    with tarfile.open(out / "study.tar.gz") as tar:
+        metrics = json.loads(tar.extractfile("study/full/results/final/seeds/0/metrics.json").read())
+    assert metrics["provenance"]["git_commit"] == "abc123"
