@@ -136,7 +136,7 @@ def known_checkpoint(path: Path):
     learn = {k: v for k, v in p.items() if not k.startswith("running")}
     state = {k: v for k, v in p.items() if k.startswith("running")}
     config = {"train": {"lr": 0.05, "reg": 0.001, "batch_size": 64, "epochs": 3, "lr_decay": 0.5,
-                        "lr_step": 2, "clip": None, "seed": 7}}  # fmt: skip
+                        "lr_step": 2, "clip": None, "seed": 7, "bn_momentum": 0.8}}  # fmt: skip
     meta = {"epoch": 3, "val_acc": 0.625, "config": config, "backend": "numpy", "device": "cpu",
             "versions": {}, "git_commit": None}  # fmt: skip
     save_checkpoint(path, learn, state, arch, meta)
@@ -164,7 +164,8 @@ def test_evaluate_known_checkpoint(tmp_path):
     assert [(d["true"], d["pred"], d["count"]) for d in m["most_confused"]] == [(1, 0, 1), (6, 5, 1), (8, 9, 1)]
     assert m["checkpoint"] == {"path": str(tmp_path / "model.npz"), "epoch": 3, "val_acc": 0.625}
     assert m["hyperparameters"] == {"lr": 0.05, "reg": 0.001, "filters": 2, "batch_size": 64, "epochs": 3,
-                                    "lr_decay": 0.5, "lr_step": 2, "clip": None, "seed": 7}  # fmt: skip
+                                    "lr_decay": 0.5, "lr_step": 2, "clip": None, "seed": 7,
+                                    "bn_momentum": 0.8}  # fmt: skip
     assert m["throughput"]["backend"] == "numpy" and m["throughput"]["images_per_second"] > 0
     assert {"config", "backend", "device", "versions", "git_commit", "created"} <= set(m["provenance"])
 

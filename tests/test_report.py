@@ -693,3 +693,22 @@ def test_seeds_give_mean_and_spread_and_name_the_shown_seed():
     assert r"\rowcolor{chosen}0 & 12 & 65.31 & 62.47 \\" in tex
     assert "62.18\\% $\\pm$ 1.05（3 个种子的均值）" in tex
     assert "个种子各训练一次" not in text(ctx())  # one run: no seed statistics claimed
+
+
+def test_a_stand_in_archive_is_not_called_official():
+    official = text(ctx())
+    assert "本实验使用 CIFAR-10 官方 Python 版本中的全部" in official and "不是官方发布文件" not in official
+    inputs = fixture_inputs()
+    inputs["data_meta"] = {**inputs["data_meta"], "archive_md5": "90b78273681b59d9505503deffe130da"}
+    stand_in = text(R.build_context(**inputs))
+    assert "不是官方发布文件" in stand_in and "官方 Python 版本中的全部" not in stand_in
+    assert r"其 MD5 为 \texttt{90b78273681b59d9505503deffe130da}（官方压缩包为 \texttt{c58f30108f718f92721af3b95e74349a}）" in stand_in
+
+
+def test_the_official_md5_is_the_schema_default():
+    import yaml
+
+    from scratchcnn.data.download import OFFICIAL_MD5
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert schema["properties"]["data"]["properties"]["md5"]["default"] == OFFICIAL_MD5

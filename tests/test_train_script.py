@@ -41,7 +41,7 @@ def run(data, out, *extra):
 
 
 def test_outputs_follow_the_contract(data, tmp_path):
-    run(data, tmp_path)
+    run(data, tmp_path, "--bn-momentum", "0.7")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     history = pd.read_csv(tmp_path / "history.csv")
     assert list(history.columns) == ["epoch", "lr", "train_loss", "train_ce", "train_l2", "train_acc", "val_loss", "val_acc", "seconds"]
@@ -49,6 +49,7 @@ def test_outputs_follow_the_contract(data, tmp_path):
     assert metrics["status"] == "ok" and metrics["epochs_run"] == 4
     assert metrics["best_val_acc"] == history["val_acc"].max()
     assert metrics["hyperparameters"]["filters"] == 4 and metrics["backend"] == "numpy"
+    assert metrics["hyperparameters"]["bn_momentum"] == 0.7  # every recipe value is recorded (the report prints it)
     prov = metrics["provenance"]
     assert {"config", "versions", "git_commit", "device"} <= set(prov) and prov["versions"]["numpy"] == np.__version__
     assert prov["settings"]["device"] == "cpu" and prov["settings"]["jobs_per_gpu"] == 1  # not in config

@@ -33,7 +33,7 @@ from scratchcnn.provenance import provenance
 log = logging.getLogger("evaluate")
 
 #: The training settings test_metrics.json records: the swept hyperparameters, then the rest.
-RECORDED_SETTINGS = (*sweeps.HYPERPARAMETERS, "batch_size", "epochs", "lr_decay", "lr_step", "clip", "seed")
+RECORDED_SETTINGS = (*sweeps.HYPERPARAMETERS, "batch_size", "epochs", "lr_decay", "lr_step", "clip", "seed", "bn_momentum")
 
 
 def hyperparameters(meta: dict, arch: dict) -> dict:

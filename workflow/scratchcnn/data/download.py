@@ -18,6 +18,9 @@ from .errors import DataError
 
 log = logging.getLogger(__name__)
 
+#: md5 of the official python-version archive (cifar-10-python.tar.gz) from the CIFAR-10 site.
+OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
+
 _CHUNK = 1 << 20
 _HINT = (
     "If this machine cannot download it, place the archive by hand: either set `data.url` in "

@@ -17,6 +17,7 @@ import numpy as np
 from ..figures.registry import FIGURES
 from ..figures.style import t as label
 from .. import study
+from ..data.download import OFFICIAL_MD5
 from ..sweeps import HYPERPARAMETERS
 from . import facts
 from .fmt import duration, fixed, integer, loss, norm_value, pct, plain, ratio, seconds, shape, stat
@@ -119,6 +120,9 @@ def data_context(data_meta: dict, test_metrics: dict, synthetic: bool) -> dict:
         "seed": str(int(seed)) if seed is not None else None,
         "synthetic": synthetic,
         "md5": tex_escape(md5) if md5 else None,
+        # a copy in the official format that is not the official file (a stand-in) must say so
+        "official": None if not md5 else md5 == OFFICIAL_MD5,
+        "official_md5": tex_escape(OFFICIAL_MD5),
         "standardize": None if not std else {
             "mean": [fixed(v, 4) for v in std["mean"]],
             "std": [fixed(v, 4) for v in std["std"]],
