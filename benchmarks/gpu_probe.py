@@ -28,7 +28,7 @@ from scratchcnn import model as cnn
 from scratchcnn import training
 from scratchcnn.backend import BackendError, get_backend
 
-# the study's recipe as config/config.yaml has it (epochs and seed unused here)
+# the recipe as config/config.yaml has it (epochs and seed unused here)
 RECIPE = training.TrainConfig(lr=0.01, reg=1e-3, batch_size=64, epochs=1, lr_decay=0.5, lr_step=5, clip=5.0,
                               bn_momentum=0.9, seed=0)
 
