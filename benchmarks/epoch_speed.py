@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from scratchcnn import kernels
 from scratchcnn import model as cnn
@@ -26,9 +27,18 @@ from scratchcnn import training
 from scratchcnn.backend import get_backend
 
 EPOCH = 45000
-# the recipe as config/config.yaml has it (epochs and seed unused here)
-RECIPE = training.TrainConfig(lr=0.01, reg=1e-3, batch_size=64, epochs=1, lr_decay=0.5, lr_step=5, clip=5.0,
-                              bn_momentum=0.9, seed=0)
+
+
+def config_recipe(epochs=1) -> training.TrainConfig:
+    """The training recipe of config/config.yaml (its one home), for ``epochs`` epochs."""
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
+    t, m = config["train"], config["model"]
+    return training.TrainConfig(lr=t["lr"], reg=t["reg"], batch_size=t["batch_size"], epochs=epochs,
+                                lr_decay=t["lr_decay"], lr_step=t["lr_step"], clip=t["clip"] or None,
+                                bn_momentum=m["bn_momentum"], seed=config["seed"])  # fmt: skip
+
+
+RECIPE = config_recipe()
 
 
 def time_scratchcnn(backend, filters, batch, images, warmup=3):

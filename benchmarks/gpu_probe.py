@@ -28,9 +28,7 @@ from scratchcnn import model as cnn
 from scratchcnn import training
 from scratchcnn.backend import BackendError, get_backend
 
-# the recipe as config/config.yaml has it (epochs and seed unused here)
-RECIPE = training.TrainConfig(lr=0.01, reg=1e-3, batch_size=64, epochs=1, lr_decay=0.5, lr_step=5, clip=5.0,
-                              bn_momentum=0.9, seed=0)
+from epoch_speed import RECIPE  # noqa: E402  (the config's recipe, read once there)
 
 # Read from the code (2026-11-27) where neither a CUDA graph nor a profiler can count:
 # one training step at the default architecture, batch 64.
