@@ -1,7 +1,7 @@
 """The auto-filled report: results in, LaTeX text out.
 
 :mod:`.facts` derives numbers from the results (no wording), :mod:`.context`
-formats them section by section for the template, :mod:`.fmt` holds the number
+and :mod:`.analysis` format them section by section for the template, :mod:`.fmt` holds the number
 formats and :mod:`.latex` the escaping and the jinja2 environment. The wording
 lives in ``report/report.tex.j2``. No file I/O here except reading the template.
 """
