@@ -41,15 +41,22 @@ def config_recipe(epochs=1) -> training.TrainConfig:
 RECIPE = config_recipe()
 
 
-def time_scratchcnn(backend, filters, batch, images, warmup=3):
-    """Seconds for ``images`` images of training steps, and the peak memory-pool growth on the GPU."""
+def random_problem(backend, filters, images):
+    """The network at ``filters``, its optimiser and BN state, and ``images`` random CIFAR-shaped
+    images with labels on the backend (speed does not depend on content)."""
     arch = cnn.make_arch(filters)
     params, bn = cnn.init_params(arch, 0, backend)
     opt = training.FlatSGD(params)
     rng = np.random.default_rng(0)
     x = backend.asarray(rng.random((images, 32, 32, 3), dtype=np.float32))
     y = backend.asarray(rng.integers(0, 10, images))
-    order = backend.asarray(rng.permutation(images))
+    return arch, opt, bn, x, y
+
+
+def time_scratchcnn(backend, filters, batch, images, warmup=3):
+    """Seconds for ``images`` images of training steps, and the peak memory-pool growth on the GPU."""
+    arch, opt, bn, x, y = random_problem(backend, filters, images)
+    order = backend.asarray(np.random.default_rng(0).permutation(images))
     correct = backend.xp.zeros((), dtype=np.int64)
 
     def step(idx):

@@ -28,7 +28,7 @@ from scratchcnn import model as cnn
 from scratchcnn import training
 from scratchcnn.backend import BackendError, get_backend
 
-from epoch_speed import RECIPE  # noqa: E402  (the config's recipe, read once there)
+from epoch_speed import RECIPE, random_problem  # noqa: E402  (the config's recipe and the random data, once there)
 
 # Read from the code (2026-11-27) where neither a CUDA graph nor a profiler can count:
 # one training step at the default architecture, batch 64.
@@ -77,12 +77,7 @@ def preflight(backend) -> dict:
 
 
 def training_setup(backend, filters, batch, images):
-    arch = cnn.make_arch(filters)
-    params, bn = cnn.init_params(arch, 0, backend)
-    opt = training.FlatSGD(params)
-    rng = np.random.default_rng(0)
-    x = backend.asarray(rng.random((images, 32, 32, 3), dtype=np.float32))
-    y = backend.asarray(rng.integers(0, 10, images))
+    arch, opt, bn, x, y = random_problem(backend, filters, images)
     correct = backend.xp.zeros((), dtype=np.int64)
     state = {"bn": bn, "b": 0}
 

@@ -265,8 +265,8 @@ def _our_seconds(summary, filters: int):
     return float(rows["seconds_per_epoch"].mean()) if len(rows) else None
 
 
-def study_context(summary, test_acc: float, hp: dict, final_metrics: dict) -> dict:
-    """The study's stated numbers beside ours (:mod:`scratchcnn.study`)."""
+def study_context(summary, test_acc: float) -> dict:
+    """The study's stated numbers beside ours (:mod:`scratchcnn.study`); ``test_acc`` is our headline."""
     speed = []
     for filters, theirs in sorted(study.SECONDS_PER_EPOCH.items()):
         ours = _our_seconds(summary, filters)
@@ -280,23 +280,22 @@ def study_context(summary, test_acc: float, hp: dict, final_metrics: dict) -> di
         "abstract_pct": pct(study.TEST_ACCURACY_ABSTRACT, 1),
         "section7_pct": pct(study.TEST_ACCURACY_SECTION_7, 1),
         "ours_pct": pct(test_acc),
-        "vs_abstract": facts.compare(test_acc, study.TEST_ACCURACY_ABSTRACT),
-        "vs_section7": facts.compare(test_acc, study.TEST_ACCURACY_SECTION_7),
         "chosen_lr": plain(study.CHOSEN["lr"]),
         "chosen_reg": plain(study.CHOSEN["reg"]),
         "speed": speed,
         "oom": oom,
         "gpu_memory_gb": str(study.GPU_MEMORY_GB),
-        "device": tex_escape(final_metrics.get("device") or "?"),
-        "lr_decay": plain(hp["lr_decay"]),
     }
 
 
-def method_context(data_meta: dict, arch: dict, hp: dict, summary) -> dict:
-    """Numbers for the method sections: mini-batch against full batch, sweep length against the final run."""
+def method_context(data_meta: dict, layers: list[dict], hp: dict, summary) -> dict:
+    """Numbers for the method sections: mini-batch against full batch, sweep length against the final run.
+
+    ``layers``: :func:`.facts.layer_table` of the network.
+    """
     n_train = (data_meta.get("shapes") or {}).get("x_train", [data_meta.get("n_train") or 0])[0]
     batch = int(hp["batch_size"])
-    conv1 = cnn_layer_output(arch, "conv1")
+    conv1 = next(tuple(r["output"]) for r in layers if r["name"] == "conv1")
     sweep_epochs = int(summary["epochs"].max()) if len(summary) else None
     return {
         "n_train": integer(n_train),
@@ -308,10 +307,6 @@ def method_context(data_meta: dict, arch: dict, hp: dict, summary) -> dict:
         "sweep_same_length": sweep_epochs is not None and hp.get("epochs") is not None
         and sweep_epochs == int(hp["epochs"]),
     }
-
-
-def cnn_layer_output(arch: dict, name: str) -> tuple:
-    return next(tuple(r["output"]) for r in facts.layer_table(arch) if r["name"] == name)
 
 
 def kernels_context(W1) -> dict | None:

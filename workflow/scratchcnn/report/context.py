@@ -39,10 +39,10 @@ from .analysis import (
 # ---------------------------------------------------------------------------- headline and environment
 
 
-def test_context(test_metrics: dict, study_accuracy: float) -> dict:
-    """The shown model's test results; the comparison with the study uses the mean over the seeds."""
+def test_context(test_metrics: dict, study_accuracy: float, headline: float) -> dict:
+    """The shown model's test results; the comparison with the study uses ``headline``
+    (:func:`.facts.headline_accuracy`)."""
     acc = float(test_metrics["test_accuracy"])
-    headline = float((test_metrics.get("seeds") or {}).get("mean", acc))
     per_class = test_metrics["per_class"]
     tp = test_metrics.get("throughput") or {}
     ckpt = test_metrics.get("checkpoint") or {}
@@ -318,6 +318,7 @@ def build_context(
     """
     layers = facts.layer_table(arch)
     hp = final_metrics.get("hyperparameters") or test_metrics.get("hyperparameters") or {}
+    headline = facts.headline_accuracy(test_metrics)
     h = history.sort_values("epoch")
     best_epoch = int(final_metrics["best_epoch"])
     sweeps = _sweeps_context(summary, best)
@@ -325,7 +326,7 @@ def build_context(
     train = train_context(final_metrics, h, hp, float(test_metrics["test_accuracy"]))
     train["n_rows_shown"] = str(len(history_rows))
     return {
-        "test": test_context(test_metrics, study_accuracy),
+        "test": test_context(test_metrics, study_accuracy, headline),
         "env": environments_context(final_metrics, test_metrics),
         "data": data_context(data_meta, test_metrics, is_synthetic(data_meta)),
         "arch": arch_context(arch, layers),
@@ -342,8 +343,8 @@ def build_context(
         "classes": classes_context(test_metrics),
         "figures": figures_context(figures_dir),
         "param_stats": _param_stats_context(param_stats),
-        "study": study_context(summary, float((test_metrics.get("seeds") or test_metrics).get("mean", test_metrics["test_accuracy"])), hp, final_metrics),
-        "method": method_context(data_meta, arch, hp, summary),
+        "study": study_context(summary, headline),
+        "method": method_context(data_meta, layers, hp, summary),
         "kernels": kernels_context(first_layer),
         "seeds": seeds_context(test_metrics.get("seeds")),
     }

@@ -242,3 +242,9 @@ def first_layer_kernels(W1, flat_share=0.5, grey_share=0.5) -> dict:
 def full_batch_bytes(n_images: int, shape, itemsize: int = 4) -> int:
     """Bytes of one activation tensor of ``shape`` (per image) for ``n_images`` images."""
     return int(n_images) * int(np.prod(shape)) * int(itemsize)
+
+
+def headline_accuracy(test_metrics: dict) -> float:
+    """The test accuracy the report leads with: the mean over the seeds where there are several
+    runs (``test_metrics["seeds"]``), else the one model's."""
+    return float((test_metrics.get("seeds") or {}).get("mean", test_metrics["test_accuracy"]))
