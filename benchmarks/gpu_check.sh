@@ -9,6 +9,8 @@
 #   memory           peak training (256 filters, batch 64) and evaluation (batches of 1000) memory
 #   parity           prepare + train + evaluate: 32 filters, lr 0.1, L2 1e-4, 20 epochs, seed 0, on the
 #                    stand-in archive joined by benchmarks/device_data.sh
+#   parity-study     instead of parity (not in the default steps): the same recipe's point of the grid, taken
+#                    from benchmarks/gpu_study.sh's run in $STUDY_WORK (point $PARITY_POINT); see device_run.sh
 #   speed-nokernels  our epoch seconds with SCRATCHCNN_KERNELS=0
 # then one summary, $OUT/gpu_results.json, with $OUT/gpu_check.log, $OUT/gpu_details.json (every raw
 # number) and $OUT/parity_history.csv. Exit status 1 if any step failed or any GPU test failed or skipped.
@@ -51,6 +53,29 @@ EOF
     python3 workflow/scripts/evaluate.py --model "$dir/model.npz" --data "$dir/cifar10.npz" --out-dir "$dir" \
         --device "$dev" --batch-size 1000 || exit 1
     exit 0
+fi
+
+if [ "${1:-}" = "--parity-study" ]; then  # the parity-study step: --parity-study STUDY_WORK POINT WORK
+    # the parity recipe is one of the grid's points (seed 0, 20 epochs, through the pipeline):
+    # take its training record from gpu_study.sh's full run and its test metrics from the points step
+    study=$2 point=$3 dir=$4/parity
+    rm -rf "$dir" && mkdir -p "$dir" || exit 1
+    for f in "$study/full/results/sweep/points/$point/metrics.json" "$study/full/results/sweep/points/$point/history.csv" \
+        "$study/points/$point/test_metrics.json"; do
+        cp "$f" "$dir/" || { echo "parity-study: no $f (did benchmarks/gpu_study.sh run its full and points steps?)"; exit 1; }
+    done
+    python3 - "$dir/metrics.json" "$point" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+hp = m["hyperparameters"]
+want = dict(part.split("~") for part in sys.argv[2].split("/"))
+got = {k: hp[k] for k in want}
+if any(float(got[k]) != float(v) for k, v in want.items()) or m["status"] != "ok":
+    sys.exit(f"parity-study: the point trained {got} with status {m['status']}, not {want}")
+print(f"parity from the study's point {sys.argv[2]}: {m['backend']}, {hp['epochs']} epochs, seed {hp['seed']}, "
+      f"best val {m['best_val_acc']:.4f} (epoch {m['best_epoch']})")
+EOF
+    exit $?
 fi
 
 MODE=gpu
@@ -125,6 +150,8 @@ step launches 60 python3 benchmarks/gpu_probe.py launches --device $DEV "${PROBE
 step memory 60 python3 benchmarks/gpu_probe.py memory --device $DEV "${PROBE_FILTERS[@]}" \
     --eval-images $EVAL_IMAGES --json "$WORK/memory.json"
 step parity 300 bash benchmarks/gpu_check.sh --parity $DEV "$WORK"
+step parity-study 30 bash benchmarks/gpu_check.sh --parity-study "${STUDY_WORK:-/tmp/scratchcnn-study}" \
+    "${PARITY_POINT:-lr~0.1/reg~0.0001/filters~32}" "$WORK"
 step speed-nokernels 90 env SCRATCHCNN_KERNELS=0 python3 benchmarks/epoch_speed.py --device $DEV --no-torch \
     --filters "${FILTERS[@]}" --batch-size 64 --images $IMAGES --json "$WORK/speed_nokernels.json"
 summary

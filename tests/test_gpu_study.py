@@ -107,8 +107,9 @@ def test_a_bundle_too_big_leaves_out_checkpoints_then_pngs_then_fails(work, tmp_
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("SCRATCHCNN_SLOW"), reason="two minutes: SCRATCHCNN_SLOW=1 (tests/check.sh)")
 @pytest.mark.skipif(shutil.which("snakemake") is None, reason="needs snakemake")
-def test_the_cpu_mode_runs_every_step_and_bundles_the_results(tmp_path):
-    """The demo through every step, with a stand-in nvidia-smi so that the sampling is exercised too."""
+def test_the_three_device_calls_run_every_step_on_the_cpu_and_bundle_the_results(tmp_path):
+    """benchmarks/device_run.sh --cpu: the three device calls (gpu_check.sh's steps, then gpu_study.sh's
+    on the demo, then the parity taken from the study) with a stand-in nvidia-smi for the sampling."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "nvidia-smi"
@@ -118,12 +119,23 @@ def test_the_cpu_mode_runs_every_step_and_bundles_the_results(tmp_path):
                     "*) echo 'Stand-in GPU, 81559 MiB, 0' ;;\nesac\n")  # fmt: skip
     fake.chmod(0o755)
     out = tmp_path / "out"
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(out), "WORK": str(tmp_path / "work"),
-           "COMMIT": "abc123"}  # fmt: skip
-    env.pop("STEPS", None)
-    done = subprocess.run(["bash", "benchmarks/gpu_study.sh", "--cpu"], cwd=ROOT, env=env, capture_output=True,
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(out), "COMMIT": "abc123",
+           "STUDY_WORK": str(tmp_path / "work"), "CHECK_WORK": str(tmp_path / "check"), "FULL_JOBS": "2",
+           "JOBS": "1 2", "SWEEP_EPOCHS": "1"}  # fmt: skip
+    for name in ("STEPS", "WORK", "BUDGET"):
+        env.pop(name, None)
+    done = subprocess.run(["bash", "benchmarks/device_run.sh", "--cpu"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("== summary") == 3 and "device_run --cpu: every step passed" in done.stdout
+    results = json.loads((out / "gpu_results.json").read_text())  # issue 10's summary after the third call
+    assert results["gpu_tests"]["passed"] > 0 and results["gpu_tests"]["failed"] == 0
+    assert set(results["epoch_seconds"]) == {"4"} and results["peak_train_mb"] is not None
+    steps = [row["step"] for row in json.loads((out / "gpu_details.json").read_text())["steps"]]
+    assert steps == ["preflight", "tests", "speed", "launches", "memory", "speed-nokernels", "parity-study"]
+    point = tmp_path / "work/points/lr~0.05/reg~0.001/filters~8/test_metrics.json"
+    assert results["parity_test_accuracy"] == json.loads(point.read_text())["test_accuracy"]
+    assert (out / "parity_history.csv").read_text().startswith("epoch,")
     assert "every step passed" in (out / "study.log").read_text()
     names = members(out / "study.tar.gz")
     figures = [n for n in names if n.startswith("study/full/results/figures/")]

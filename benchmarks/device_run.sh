@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Issues 10 and 11 together on the device machine, in three calls made back to back. A session has
+# 15 minutes of device time for everything, the machine's start included, and the stand-in archive
+# needs three calls to travel (benchmarks/device_data.sh), so every call also does work:
+#
+#   call  carry                       command                                   work (device seconds, cap)
+#   1     .gpudata/part1 .whl/1       bash benchmarks/device_run.sh 1           preflight, GPU tests, epoch
+#                                                                               speed against PyTorch (310)
+#   2     .gpudata/part2 .whl/2       bash benchmarks/device_run.sh 2           install Snakemake; launches,
+#                                                                               memory, speed without kernels (150)
+#   3     .gpudata/part3              BUDGET=<s> bash benchmarks/device_run.sh 3
+#         the whole pipeline through Snakemake with $FULL_JOBS jobs on the card (issue 11), every grid
+#         point on the test set, issue 10's parity taken from the grid's point of the parity recipe
+#         (lr 0.1, L2 1e-4, 32 filters, seed 0, 20 epochs: the same run), then the sweeps timed with
+#         $JOBS jobs per GPU at $SWEEP_EPOCHS epochs while the budget lasts; both summaries.
+#
+# Each call's output_tail ends with its verdict; $OUT holds gpu_results.json, gpu_details.json and
+# gpu_check.log (each call), and after call 3 also parity_history.csv, study.tar.gz, timing.json and
+# study.log (7 files; 8 may come back). What a call leaves in /tmp (data, wheels, Snakemake, test
+# and step results) stays while the machine is warm (30 s after a call).
+# Set SCRATCHCNN_KERNELS=0 before call 3 if call 1 showed a custom kernel failing: the study then runs
+# on the reference code path instead of being lost.
+#
+#   bash benchmarks/device_run.sh --cpu   # the three calls one after another, on NumPy and the demo
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+CALL=${1:-}
+MODE=gpu
+if [ "$CALL" = --cpu ]; then
+    MODE=cpu
+    if [ -z "${CHECK_WORK:-}${STUDY_WORK:-}" ]; then  # work dirs of our own: gone afterwards
+        CHECK_WORK=$(mktemp -d /tmp/device-run-check.XXXXXX) STUDY_WORK=$(mktemp -d /tmp/device-run-study.XXXXXX)
+        trap 'rm -rf "$CHECK_WORK" "$STUDY_WORK"' EXIT
+    fi
+    CHECK_WORK=${CHECK_WORK:-$(mktemp -d /tmp/device-run-check.XXXXXX)}
+    STUDY_WORK=${STUDY_WORK:-$(mktemp -d /tmp/device-run-study.XXXXXX)}
+    PARITY_POINT=${PARITY_POINT:-lr~0.05/reg~0.001/filters~8}  # the demo grid's point of its own recipe
+    CHECK_ARGS=(--cpu)
+    STUDY_ARGS=(--cpu)
+else
+    CHECK_WORK=${CHECK_WORK:-/tmp/gpu-check}
+    STUDY_WORK=${STUDY_WORK:-/tmp/scratchcnn-study}
+    PARITY_POINT=${PARITY_POINT:-lr~0.1/reg~0.0001/filters~32}
+    CHECK_ARGS=()
+    STUDY_ARGS=()
+fi
+export OUT=${OUT:-benchmarks/runs/device-run-$(date +%Y%m%d-%H%M%S)}
+export COMMIT=${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+export STUDY_WORK PARITY_POINT
+mkdir -p "$OUT"
+
+stash() {  # the carried data part and wheels, copied outside the repository copy (GPU machine only)
+    [ $MODE = gpu ] || return 0
+    bash benchmarks/device_data.sh stash || return 1
+    if compgen -G ".whl/*/*.whl" >/dev/null; then bash benchmarks/device_wheels.sh stash || return 1; fi
+}
+
+check() {  # BUDGET STEPS: benchmarks/gpu_check.sh with those steps, results kept in $CHECK_WORK
+    WORK=$CHECK_WORK GPU_CHECK_BUDGET=$1 STEPS=$2 bash benchmarks/gpu_check.sh "${CHECK_ARGS[@]}"
+}
+
+call1() {
+    stash || return 1
+    check "${BUDGET:-310}" "preflight tests speed"
+}
+
+call2() {
+    local rc=0
+    stash || rc=1
+    if [ $MODE = gpu ]; then
+        bash benchmarks/device_wheels.sh install || { echo "SNAKEMAKE NOT INSTALLED: call 3 cannot run the study"; rc=1; }
+    fi
+    check "${BUDGET:-150}" "launches memory speed-nokernels" || rc=1
+    return $rc
+}
+
+call3() {
+    local budget=${BUDGET:-540} rc=0
+    # 40 s of the budget stay for the parity step and issue 10's summary
+    WORK=$STUDY_WORK BUDGET=$((budget - 40)) STEPS="setup full points sweeps" \
+        FULL_JOBS=${FULL_JOBS:-8} JOBS=${JOBS:-8 4 2 1} SWEEP_EPOCHS=${SWEEP_EPOCHS:-2} \
+        bash benchmarks/gpu_study.sh "${STUDY_ARGS[@]}" || rc=1
+    check 40 "parity-study" || rc=1
+    return $rc
+}
+
+case "$CALL" in
+1) call1 ;;
+2) call2 ;;
+3) call3 ;;
+--cpu)
+    rc=0
+    for n in 1 2 3; do
+        echo "==== call $n (cpu)"
+        "call$n" || rc=1
+    done
+    (exit $rc)
+    ;;
+*)
+    sed -n '2,24p' "$0" >&2
+    exit 2
+    ;;
+esac
+rc=$?
+echo "==== device_run $CALL: $([ $rc = 0 ] && echo 'every step passed' || echo 'SOME STEP FAILED') (results in $OUT)"
+exit $rc
