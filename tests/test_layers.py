@@ -67,11 +67,11 @@ def test_batchnorm_gradients(train, shape):
     c = shape[-1]
     x, gamma, beta = randn(*shape), randn(c), randn(c)
     rm, rv = randn(c), rng.random(c) + 0.5
-    fwd = lambda: L.batchnorm_forward(x, gamma, beta, rm, rv, train=train)[0]
+    fwd = lambda: L.batchnorm_forward(x, gamma, beta, rm, rv, train=train, momentum=0.9)[0]
     dout = randn(*shape)
 
     def grads():
-        _, cache, _ = L.batchnorm_forward(x, gamma, beta, rm, rv, train=train)
+        _, cache, _ = L.batchnorm_forward(x, gamma, beta, rm, rv, train=train, momentum=0.9)
         dx, dg, db = L.batchnorm_backward(dout, cache)
         return {"x": dx, "gamma": dg, "beta": db}
 
@@ -206,7 +206,7 @@ def test_gradient_outputs_are_written_in_place():
     np.testing.assert_allclose(db, want[2], rtol=1e-12)
 
     gamma, beta = randn(4), randn(4)
-    _, bcache, _ = L.batchnorm_forward(out, gamma, beta, np.zeros(4), np.ones(4), train=True)
+    _, bcache, _ = L.batchnorm_forward(out, gamma, beta, np.zeros(4), np.ones(4), train=True, momentum=0.9)
     want = L.batchnorm_backward(dout, bcache)
     dg, dbeta = np.full(4, np.nan), np.full(4, np.nan)
     got = L.batchnorm_backward(dout, bcache, dgamma=dg, dbeta=dbeta)
@@ -236,8 +236,8 @@ def test_layers_without_cache_give_the_same_outputs():
     np.testing.assert_array_equal(out, out2)
     gamma, beta, rm, rv = randn(4), randn(4), randn(4), rng.random(4) + 0.5
     for train in (True, False):
-        want = L.batchnorm_forward(out, gamma, beta, rm, rv, train=train)
-        got = L.batchnorm_forward(out.copy(), gamma, beta, rm, rv, train=train, need_cache=False)
+        want = L.batchnorm_forward(out, gamma, beta, rm, rv, train=train, momentum=0.9)
+        got = L.batchnorm_forward(out.copy(), gamma, beta, rm, rv, train=train, momentum=0.9, need_cache=False)
         assert got[1] is None
         np.testing.assert_allclose(got[0], want[0], rtol=1e-14)
         np.testing.assert_allclose(got[2][1], want[2][1], rtol=1e-14)
@@ -285,7 +285,7 @@ def test_bn_relu_pool_gradients(shape, size, stride, train):
     c = shape[-1]
     x = rng.permutation(np.prod(shape)).reshape(shape) * 0.01 + randn(*shape) * 1e-4  # distinct values
     gamma, beta, rm, rv = randn(c), randn(c) * 0.1, randn(c), rng.random(c) + 0.5
-    kw = dict(train=train, size=size, stride=stride)
+    kw = dict(train=train, momentum=0.9, size=size, stride=stride)
     out, _, _ = L.bn_relu_pool_forward(x, gamma, beta, rm, rv, **kw)
     dout = randn(*out.shape)
 
@@ -296,7 +296,7 @@ def test_bn_relu_pool_gradients(shape, size, stride, train):
 
     check_layer(lambda: L.bn_relu_pool_forward(x, gamma, beta, rm, rv, **kw)[0], grads,
                 {"x": x, "gamma": gamma, "beta": beta}, dout)  # fmt: skip
-    bn, _, stats = L.batchnorm_forward(x, gamma, beta, rm, rv, train=train)
+    bn, _, stats = L.batchnorm_forward(x, gamma, beta, rm, rv, train=train, momentum=0.9)
     np.testing.assert_array_equal(out, L.maxpool_forward(L.relu_forward(bn)[0], size, stride)[0])
     np.testing.assert_array_equal(L.bn_relu_pool_forward(x, gamma, beta, rm, rv, **kw)[2][1], stats[1])
 
@@ -311,3 +311,12 @@ def test_column_sums_over_blocks_of_rows_are_accurate_in_float32():
     out = np.full(3, np.nan, np.float32)
     assert L.column_sum(big, out=out) is out
     np.testing.assert_array_equal(out, got_sum)
+
+
+def test_batch_norm_in_training_needs_the_configs_momentum():
+    """No default momentum in the layers: the config's model.bn_momentum is its one home."""
+    x, gamma, beta = randn(2, 3, 3, 2), randn(2), randn(2)
+    for layer in (L.batchnorm_forward, L.bn_relu_pool_forward):
+        with pytest.raises(TypeError, match="model.bn_momentum"):
+            layer(x, gamma, beta, np.zeros(2), np.ones(2), train=True)
+        layer(x, gamma, beta, np.zeros(2), np.ones(2), train=False)  # evaluation uses none

@@ -35,10 +35,10 @@ def test_whole_model_gradients(arch_kw, n):
     reg = 0.05
 
     def loss():
-        return float(cnn.loss_and_grads(params, bn_state, x, y, arch, reg)[0])
+        return float(cnn.loss_and_grads(params, bn_state, x, y, arch, reg, momentum=0.9)[0])
 
-    logits, caches, _ = cnn.forward(params, bn_state, x, arch, train=True)
-    _, _, grads, _, _ = cnn.loss_and_grads(params, bn_state, x, y, arch, reg)
+    logits, caches, _ = cnn.forward(params, bn_state, x, arch, train=True, momentum=0.9)
+    _, _, grads, _, _ = cnn.loss_and_grads(params, bn_state, x, y, arch, reg, momentum=0.9)
     from scratchcnn import layers
 
     _, dlogits = layers.softmax_cross_entropy(logits, y)
@@ -186,8 +186,8 @@ def test_float32_gradients_stay_close_to_float64_over_a_full_batch():
     rng = np.random.default_rng(64)
     x = rng.random((64, 32, 32, 3), dtype=np.float32)
     y = rng.integers(0, 10, 64)
-    g32 = cnn.loss_and_grads(params, bn_state, x, y, arch, 1e-3)[2]
-    g64 = cnn.loss_and_grads(float64(params), float64(bn_state), x.astype(np.float64), y, arch, 1e-3)[2]
+    g32 = cnn.loss_and_grads(params, bn_state, x, y, arch, 1e-3, momentum=0.9)[2]
+    g64 = cnn.loss_and_grads(float64(params), float64(bn_state), x.astype(np.float64), y, arch, 1e-3, momentum=0.9)[2]
     for name in ("W1", "gamma1", "beta1", "W2", "gamma2", "beta2", "W3", "b3"):
         err = np.linalg.norm(g32[name] - g64[name]) / np.linalg.norm(g64[name])
         assert err < 1e-4, f"{name}: {err:.1e}"

@@ -244,7 +244,8 @@ def test_seed_batch_size_subset_lr_reg_and_clip_reach_the_update(point_run, data
     arch, t = configured_arch(3), SETTINGS["train"]
     params, bn = cnn.init_params(arch, SETTINGS["seed"], dtype=np.float64)
     x, y = first_batch(data)
-    _, _, grads, _, _ = cnn.loss_and_grads(params, bn, x.astype(np.float64), y, arch, t["reg"])
+    _, _, grads, _, _ = cnn.loss_and_grads(params, bn, x.astype(np.float64), y, arch, t["reg"],
+                                          momentum=SETTINGS["model"]["bn_momentum"])
     clipped = 0
     want = {}
     for name, g in grads.items():

@@ -73,7 +73,7 @@ def test_train_step_equals_loss_and_grads_then_clipped_sgd(clip):
     _, _, fresh, _, _ = cnn.loss_and_grads(params, bn, x, y, arch, cfg.reg, momentum=0.8, l2_grad=False)
     for name in cnn.PARAM_NAMES:
         np.testing.assert_allclose(opt.grads[name], fresh[name], rtol=1e-6, atol=1e-9, err_msg=name)
-    assert float(loss) == pytest.approx(float(cnn.loss_and_grads(params, bn, x, y, arch, cfg.reg)[0]))
+    assert float(loss) == pytest.approx(float(cnn.loss_and_grads(params, bn, x, y, arch, cfg.reg, momentum=0.8)[0]))
 
 
 def test_flat_sgd_leaves_the_arrays_it_was_given_alone():

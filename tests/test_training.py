@@ -36,8 +36,8 @@ def test_l2_weight_decay_enters_the_update():
     params, bn = cnn.init_params(arch, 0, dtype=np.float64)
     x = np.random.default_rng(0).random((4, 12, 12, 3))
     y = np.array([0, 1, 2, 0])
-    l0, d0, g0, _, _ = cnn.loss_and_grads(params, bn, x, y, arch, reg=0.0)
-    l1, d1, g1, _, _ = cnn.loss_and_grads(params, bn, x, y, arch, reg=0.2)
+    l0, d0, g0, _, _ = cnn.loss_and_grads(params, bn, x, y, arch, reg=0.0, momentum=0.9)
+    l1, d1, g1, _, _ = cnn.loss_and_grads(params, bn, x, y, arch, reg=0.2, momentum=0.9)
     assert float(d0) == pytest.approx(float(d1))
     want = 0.1 * sum((params[w] ** 2).sum() for w in ("W1", "W2", "W3"))
     assert float(l1 - l0) == pytest.approx(want)
@@ -156,7 +156,8 @@ def test_training_loss_is_recorded_in_its_two_parts():
     cfg = train_config(lr=1e-30, reg=reg, batch_size=len(data["x_train"]), epochs=1, clip=0.0)
     params, bn = cnn.init_params(arch, cfg.seed)
     expected_l2 = sum(0.5 * reg * float((params[w].astype(np.float64) ** 2).sum()) for w in cnn.WEIGHT_NAMES)
-    _, expected_ce, _, _, _ = cnn.loss_and_grads(params, bn, data["x_train"], data["y_train"], arch, reg)
+    _, expected_ce, _, _, _ = cnn.loss_and_grads(params, bn, data["x_train"], data["y_train"], arch, reg,
+                                            momentum=cfg.bn_momentum)
     row = run(arch, data, cfg).history[0]
     assert tuple(row) == tr.HISTORY_COLUMNS
     assert row["train_loss"] == pytest.approx(row["train_ce"] + row["train_l2"], rel=1e-6)

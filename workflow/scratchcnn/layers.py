@@ -198,14 +198,22 @@ def ones(xp, n, dtype):
     return v
 
 
-def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, train, momentum=0.9, eps=1e-5,
+def check_momentum(train, momentum):
+    """Training updates the running statistics with the config's momentum; there is no default here."""
+    if train and momentum is None:
+        raise TypeError("batch norm in training mode needs momentum= (the config's model.bn_momentum)")
+
+
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, train, momentum=None, eps=1e-5,
                       need_cache=True):  # fmt: skip
     """Returns ``(out, cache, (running_mean, running_var))``.
 
     Training normalises with the batch statistics (biased variance) and
     returns updated running statistics ``momentum * old + (1 - momentum) * batch``;
     evaluation uses the running statistics and returns them unchanged.
+    ``momentum`` has no default: training needs the config's ``model.bn_momentum``.
     """
+    check_momentum(train, momentum)
     xp = array_module(x)
     c = x.shape[-1]
     x2 = x.reshape(-1, c)
@@ -308,14 +316,16 @@ def maxpool_backward(dout, cache):
 # Batch norm + ReLU + max pooling (a sandwich layer, as CS231n's layer_utils)
 
 
-def bn_relu_pool_forward(x, gamma, beta, running_mean, running_var, *, train, momentum=0.9, eps=1e-5,
+def bn_relu_pool_forward(x, gamma, beta, running_mean, running_var, *, train, momentum=None, eps=1e-5,
                          size=2, stride=2, need_cache=True):  # fmt: skip
     """:func:`batchnorm_forward`, :func:`relu_forward`, :func:`maxpool_forward` in a row.
 
     Returns ``(out, cache, (running_mean, running_var))``. On CuPy float32
     arrays one fused kernel chain (:mod:`scratchcnn.kernels`) does all three.
     """
+    check_momentum(train, momentum)
     if kernels.use(x):
+        momentum = 0.0 if momentum is None else momentum  # evaluation: unused, but the kernel takes a number
         return kernels.bn_relu_pool_forward(
             x, gamma, beta, running_mean, running_var, train=train, momentum=momentum, eps=eps,
             size=size, stride=stride, need_cache=need_cache,

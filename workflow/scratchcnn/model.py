@@ -111,9 +111,10 @@ def init_params(arch: dict, seed: int, backend: Backend | None = None, dtype=np.
     return params, bn_state
 
 
-def forward(params, bn_state, x, arch, *, train, momentum=0.9, need_cache=None):
+def forward(params, bn_state, x, arch, *, train, momentum=None, need_cache=None):
     """Logits, the caches for :func:`backward`, and the (updated) BN state.
 
+    ``momentum`` (the BN running statistics' update) is needed in training only.
     ``need_cache`` defaults to ``train``; without it the caches are None and
     each intermediate array is freed as soon as the next layer has used it.
     """
@@ -159,7 +160,7 @@ def backward(dlogits, caches, need_dx=False, out=None):
     return grads
 
 
-def loss_and_grads(params, bn_state, x, y, arch, reg, *, momentum=0.9, grads_out=None, l2_grad=True,
+def loss_and_grads(params, bn_state, x, y, arch, reg, *, momentum, grads_out=None, l2_grad=True,
                    correct=None):  # fmt: skip
     """Training-mode loss (cross-entropy + L2), gradients, logits and new BN state.
 
