@@ -12,7 +12,8 @@
 #         the whole pipeline through Snakemake with $FULL_JOBS jobs on the card (issue 11), every grid
 #         point on the test set, issue 10's parity taken from the grid's point of the parity recipe
 #         (lr 0.1, L2 1e-4, 32 filters, seed 0, 20 epochs: the same run), then the sweeps timed with
-#         $JOBS jobs per GPU at $SWEEP_EPOCHS epochs while the budget lasts; both summaries.
+#         $JOBS jobs per GPU (8+mps: 8 under CUDA MPS) at $SWEEP_EPOCHS epochs while the budget lasts;
+#         both summaries.
 #
 # Each call's output_tail ends with its verdict; $OUT holds gpu_results.json, gpu_details.json and
 # gpu_check.log (each call), and after call 3 also parity_history.csv, study.tar.gz, timing.json and
@@ -79,7 +80,7 @@ call3() {
     local budget=${BUDGET:-540} rc=0
     # 40 s of the budget stay for the parity step and issue 10's summary
     WORK=$STUDY_WORK BUDGET=$((budget - 40)) STEPS="setup full points sweeps" \
-        FULL_JOBS=${FULL_JOBS:-8} JOBS=${JOBS:-8 4 2 1} SWEEP_EPOCHS=${SWEEP_EPOCHS:-2} \
+        FULL_JOBS=${FULL_JOBS:-8} JOBS=${JOBS:-8 8+mps 4 2 1} SWEEP_EPOCHS=${SWEEP_EPOCHS:-2} \
         bash benchmarks/gpu_study.sh "${STUDY_ARGS[@]}" || rc=1
     check 40 "parity-study" || rc=1
     return $rc

@@ -11,7 +11,8 @@
 #   sweeps  for each N in $JOBS: `snakemake results/sweep/best.json` from the prepared data, with
 #           train.jobs_per_gpu=N, --resources gpu=N, sweep.epochs=$SWEEP_EPOCHS (fewer than the
 #           full run's 20 so that four settings fit the device time; the full run gives the 20);
-#           a setting starts only with $SWEEP_MIN_S seconds of the budget left
+#           a setting starts only with $SWEEP_MIN_S seconds of the budget left; N+mps (8+mps) runs
+#           it with CUDA MPS started, so that the jobs' kernels can share the card at once
 # While Snakemake runs, nvidia-smi samples the card (utilisation, memory) and each process's memory.
 # Every call ends by writing $OUT/study.tar.gz (everything so far, under 16 MiB) and
 # $OUT/study.log. Each Snakemake run is under `timeout` (capped by what is left of $BUDGET seconds),
@@ -60,6 +61,7 @@ chmod +x "$WORK/bin/python"
 export PATH=$WORK/bin:$PATH
 
 main() {
+trap mps_stop EXIT  # a daemon of ours never outlives the script
 echo "gpu_study ($MODE) commit $COMMIT, steps '$STEPS', work $WORK, out $OUT, budget ${BUDGET}s"
 has() { [[ " $STEPS " == *" $1 "* ]]; }
 left() { echo $((BUDGET - (SECONDS - START) - 20)); }  # 20 s stay for the bundle
@@ -95,6 +97,27 @@ sampler_stop() {
     for p in "${SAMPLERS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${SAMPLERS[@]}"; do wait "$p" 2>/dev/null || true; done
     SAMPLERS=()
+}
+
+# CUDA MPS (a JOBS entry such as 8+mps): the jobs' kernels may then run side by side on the card
+# instead of taking turns. Its pipe and log folders live in $WORK; the jobs find them through the
+# exported variables. mps_start fails (and the setting is left out) if the daemon or a client fails.
+mps_start() {
+    command -v nvidia-cuda-mps-control >/dev/null || { echo "mps: no nvidia-cuda-mps-control"; return 1; }
+    export CUDA_MPS_PIPE_DIRECTORY=$WORK/mps/pipe CUDA_MPS_LOG_DIRECTORY=$WORK/mps/log
+    mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+    nvidia-cuda-mps-control -d || { echo "mps: the daemon did not start"; return 1; }
+    if [ $MODE = gpu ]; then  # one client through the daemon, or the setting is not worth its time
+        limited 60 python3 -c "import cupy; assert int(cupy.arange(4).sum()) == 6" ||
+            { echo "mps: a CuPy client failed"; tail -n 5 "$CUDA_MPS_LOG_DIRECTORY"/*.log 2>/dev/null; return 1; }
+    fi
+    echo "mps: started"
+}
+mps_stop() {
+    [ -n "${CUDA_MPS_PIPE_DIRECTORY:-}" ] || return 0
+    echo quit | nvidia-cuda-mps-control 2>/dev/null || true
+    sleep 1
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
 }
 
 # run NAME N EPOCHS LIMIT TARGET...: Snakemake in a fresh copy $WORK/NAME with jobs_per_gpu N;
@@ -137,8 +160,8 @@ run() {
         --resources gpu="$n" --scheduler greedy --rerun-incomplete --nolock >>snakemake.log 2>&1) || rc=$?
     t1=$(date +%s.%N)
     sampler_stop
-    printf '{"name": "%s", "jobs_per_gpu": %s, "sweep_epochs": %s, "targets": "%s", "exit": %s, "start": %s, "end": %s, "before": %s}\n' \
-        "$name" "$n" "${epochs:-null}" "$*" "$rc" "$t0" "$t1" "$before" >"$WORK/timing/$name.json"
+    printf '{"name": "%s", "jobs_per_gpu": %s, "mps": %s, "sweep_epochs": %s, "targets": "%s", "exit": %s, "start": %s, "end": %s, "before": %s}\n' \
+        "$name" "$n" "${MPS:-false}" "${epochs:-null}" "$*" "$rc" "$t0" "$t1" "$before" >"$WORK/timing/$name.json"
     echo "== $name: exit $rc after $(python3 -c "print(round($t1 - $t0, 1))") s"
     [ $rc = 0 ] || { tail -n 30 "$dir/snakemake.log"; FAILED=1; }
     return 0
@@ -185,13 +208,21 @@ if has sweeps; then
         echo "sweeps: no prepared data in $WORK/full (run the full step first)"
         FAILED=1
     else
-        for n in $JOBS; do
+        for setting in $JOBS; do
+            n=${setting%+mps} name=sweep-j${setting/+/-}
             if [ "$(left)" -lt "$SWEEP_MIN_S" ]; then  # a run cut short measures nothing: leave it to a later call
-                echo "== sweep-j$n: not started, $(left) s left (SWEEP_MIN_S=$SWEEP_MIN_S)"
+                echo "== $name: not started, $(left) s left (SWEEP_MIN_S=$SWEEP_MIN_S)"
                 FAILED=1
                 continue
             fi
-            run "sweep-j$n" "$n" "$SWEEP_EPOCHS" 540 results/sweep/best.json
+            if [ "$setting" != "$n" ]; then
+                # an extra measurement: without MPS here the others still stand, so no failure
+                mps_start || { echo "== $name: not run, MPS did not start"; mps_stop; continue; }
+                MPS=true run "$name" "$n" "$SWEEP_EPOCHS" 540 results/sweep/best.json
+                mps_stop
+            else
+                run "$name" "$n" "$SWEEP_EPOCHS" 540 results/sweep/best.json
+            fi
         done
     fi
 fi

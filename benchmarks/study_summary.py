@@ -127,6 +127,7 @@ def summarise(work: Path) -> dict:
         spe = [p["seconds_per_epoch"] for p in pts if p["seconds_per_epoch"]]
         row = {
             **{k: t[k] for k in ("name", "jobs_per_gpu", "sweep_epochs", "targets", "exit")},
+            "mps": t.get("mps", False),
             "wall_seconds": round(t["end"] - t["start"] + t.get("before", 0), 1),
             "resumed": bool(t.get("before")),
             "grid_points": len(pts),
@@ -211,7 +212,8 @@ def main(argv=None) -> int:
     size = args.out.stat().st_size
     for run in summary["runs"]:
         gpu = run["gpu"] or {}
-        print(f"study_summary: {run['name']}: jobs_per_gpu {run['jobs_per_gpu']}, exit {run['exit']}, "
+        print(f"study_summary: {run['name']}: jobs_per_gpu {run['jobs_per_gpu']}{' with MPS' if run['mps'] else ''}, "
+              f"exit {run['exit']}, "
               f"{run['wall_seconds']} s, {run['grid_points']} points / {run['grid_epochs']} epochs, "
               f"GPU util mean {gpu.get('utilization_mean_pct')} %, memory max {gpu.get('memory_used_max_mib')} MiB")  # fmt: skip
     print(f"study_summary: {args.out} {size / 2**20:.2f} MiB")

@@ -118,10 +118,14 @@ def test_the_three_device_calls_run_every_step_on_the_cpu_and_bundle_the_results
                     "*compute-apps*) echo '11, 600'; echo '12, 700' ;;\n"
                     "*) echo 'Stand-in GPU, 81559 MiB, 0' ;;\nesac\n")  # fmt: skip
     fake.chmod(0o755)
+    mps = bin_dir / "nvidia-cuda-mps-control"  # -d starts the daemon, "quit" on stdin stops it
+    mps.write_text('#!/bin/sh\nif [ "$1" = -d ]; then touch "$CUDA_MPS_PIPE_DIRECTORY/control"; exit 0; fi\n'
+                   'read cmd; [ "$cmd" = quit ] && rm "$CUDA_MPS_PIPE_DIRECTORY/control"\n')  # fmt: skip
+    mps.chmod(0o755)
     out = tmp_path / "out"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(out), "COMMIT": "abc123",
            "STUDY_WORK": str(tmp_path / "work"), "CHECK_WORK": str(tmp_path / "check"), "FULL_JOBS": "2",
-           "JOBS": "1 2", "SWEEP_EPOCHS": "1"}  # fmt: skip
+           "JOBS": "1 2 2+mps", "SWEEP_EPOCHS": "1"}  # fmt: skip
     for name in ("STEPS", "WORK", "BUDGET"):
         env.pop(name, None)
     done = subprocess.run(["bash", "benchmarks/device_run.sh", "--cpu"], cwd=ROOT, env=env, capture_output=True,
@@ -146,7 +150,9 @@ def test_the_three_device_calls_run_every_step_on_the_cpu_and_bundle_the_results
         assert name in names, name
     timing = json.loads((out / "timing.json").read_text())
     runs = {r["name"]: r for r in timing["runs"]}
-    assert set(runs) == {"full", "sweep-j1", "sweep-j2"} and all(r["exit"] == 0 for r in runs.values())
+    assert set(runs) == {"full", "sweep-j1", "sweep-j2", "sweep-j2-mps"} and all(r["exit"] == 0 for r in runs.values())
+    assert [name for name, r in runs.items() if r["mps"]] == ["sweep-j2-mps"] and runs["sweep-j2-mps"]["jobs_per_gpu"] == 2
+    assert not (tmp_path / "work/mps/pipe/control").exists()  # the daemon was stopped
     assert runs["sweep-j1"]["grid_epochs"] == runs["sweep-j1"]["grid_points"]  # sweep.epochs 1
     assert runs["full"]["gpu"]["utilization_mean_pct"] == 50.0 and runs["full"]["gpu"]["processes_max"] == 2
     assert all(v is not None for v in runs["full"]["phases_seconds"].values())
