@@ -148,6 +148,7 @@ run() {
     } >"$dir/study.yaml"
     local configs=(study.yaml)
     [ $MODE = cpu ] && configs=(config/demo.yaml study.yaml)
+    printf '%s\n' "${configs[@]}" >"$dir/configfiles.txt"  # for benchmarks/reference_outcome.sh
     if [ "$name" != full ] && [ ! -d "$dir/results/data" ]; then  # the sweeps start from the full run's prepared data
         mkdir -p "$dir/results"
         cp -rpl "$WORK/full/results/data" "$dir/results/" 2>/dev/null || cp -rp "$WORK/full/results/data" "$dir/results/"

@@ -91,14 +91,17 @@ def test_the_summary_reads_the_runs_and_the_gpu_samples(work, tmp_path):
     assert table.splitlines()[1].endswith(",0.7,0.9")
 
 
-def test_a_bundle_too_big_leaves_out_checkpoints_then_pngs_then_fails(work, tmp_path, monkeypatch, capsys):
+def test_a_bundle_too_big_leaves_out_pngs_then_checkpoints_then_fails(work, tmp_path, monkeypatch, capsys):
     out = tmp_path / "study.tar.gz"
     study_summary.main([str(work), "--out", str(out)])
     full = out.stat().st_size
-    monkeypatch.setattr(study_summary, "LIMIT", full - 5000)  # without the checkpoint (20 kB) it fits
+    monkeypatch.setattr(study_summary, "LIMIT", full - 5000)  # without the PNG (20 kB) it fits
+    assert study_summary.main([str(work), "--out", str(out)]) == 0
+    assert "study/full/results/figures/curves.png" not in members(out)
+    assert "study/full/results/final/seeds/0/model.npz" in members(out)  # the figures are redrawn from it
+    monkeypatch.setattr(study_summary, "LIMIT", full - 25000)  # without both
     assert study_summary.main([str(work), "--out", str(out)]) == 0
     assert "study/full/results/final/seeds/0/model.npz" not in members(out)
-    assert "study/full/results/figures/curves.png" in members(out)
     monkeypatch.setattr(study_summary, "LIMIT", 1000)
     assert study_summary.main([str(work), "--out", str(out)]) == 1
     assert "BUNDLE TOO BIG" in capsys.readouterr().out
@@ -107,6 +110,7 @@ def test_a_bundle_too_big_leaves_out_checkpoints_then_pngs_then_fails(work, tmp_
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("SCRATCHCNN_SLOW"), reason="two minutes: SCRATCHCNN_SLOW=1 (tests/check.sh)")
 @pytest.mark.skipif(shutil.which("snakemake") is None, reason="needs snakemake")
+@pytest.mark.skipif(shutil.which("latexmk") is None, reason="needs TeX (the reference outcome's PDF)")
 def test_the_three_device_calls_run_every_step_on_the_cpu_and_bundle_the_results(tmp_path):
     """benchmarks/device_run.sh --cpu: the three device calls (gpu_check.sh's steps, then gpu_study.sh's
     on the demo, then the parity taken from the study) with a stand-in nvidia-smi for the sampling."""
@@ -160,3 +164,16 @@ def test_the_three_device_calls_run_every_step_on_the_cpu_and_bundle_the_results
     with tarfile.open(out / "study.tar.gz") as tar:
         metrics = json.loads(tar.extractfile("study/full/results/final/seeds/0/metrics.json").read())
     assert metrics["provenance"]["git_commit"] == "abc123"
+
+    # then, here: the reference outcome from the bundle, figures and PDF made again without training
+    ref = tmp_path / "reference"
+    done = subprocess.run(["bash", "benchmarks/reference_outcome.sh", str(out / "study.tar.gz"), str(ref)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert sorted(p.name for p in ref.iterdir()) == sorted(
+        ["README.md", "best.json", "history.csv", "metrics.json", "per_class.csv", "points_test.csv", "report.pdf",
+         "summary.csv", "test_metrics.json", "timing.json"])  # fmt: skip
+    assert (ref / "report.pdf").read_bytes().startswith(b"%PDF")
+    assert json.loads((ref / "test_metrics.json").read_text())["seeds"]["n"] == 2
+    readme = (ref / "README.md").read_text()
+    assert "| lr_reg, filters | 0.05 | 0.001 | 8 |" in readme and "| sweep-j2-mps (both sweeps) | 2 (MPS) |" in readme
