@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's whole check, as CI runs it (./setup.sh bash tests/check.sh sets up first):
-#   unit tests, the slow ones (SCRATCHCNN_SLOW=1: the device calls' plumbing on the demo), snakemake
-#   --lint, snakefmt, a dry run of the full default pipeline, the demo end to end to
+#   unit tests, tests/test_cupy.py on a NumPy stand-in for CuPy, the slow ones (SCRATCHCNN_SLOW=1:
+#   the device calls' plumbing on the demo), snakemake --lint, snakefmt, a dry run of the full default pipeline, the demo end to end to
 #   report/report.pdf through the README's command as typed (cores and the gpu resource come from
 #   profiles/default), then what the demo's outputs must do: be readable by
 #   others, and rerun only where something a step uses changed.
@@ -11,6 +11,9 @@ umask 022  # the usual umask, so the outputs must come out 0644
 
 echo "== unit tests"
 python -m pytest -q
+
+echo "== the GPU tests on a NumPy stand-in for CuPy (tests/fake_cupy: the CUDA kernels emulated, about a minute)"
+PYTHONPATH=tests/fake_cupy:workflow python -m pytest -q -p fake_cupy_grids tests/test_cupy.py
 
 echo "== the device calls' plumbing on the demo (benchmarks/device_run.sh --cpu, one to two minutes)"
 SCRATCHCNN_SLOW=1 python -m pytest -q -m slow tests/test_gpu_study.py

@@ -24,8 +24,23 @@ ROOT = Path(__file__).resolve().parents[3]
 __version__ = "0+fake"
 
 
+def _host(a):
+    return isinstance(a, _np.ndarray) and not isinstance(a, ndarray) and a.ndim > 0
+
+
 class ndarray(_np.ndarray):
-    pass
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        # CuPy refuses host arrays in its operations (TypeError: Unsupported type numpy.ndarray):
+        # so does this stand-in, where NumPy would quietly compute on the host
+        if any(_host(a) for a in inputs + (out or ())):
+            raise TypeError(f"fake cupy: {ufunc.__name__} mixes a host NumPy array with a CuPy array")
+        args = tuple(a.view(_np.ndarray) if isinstance(a, ndarray) else a for a in inputs)
+        if out is not None:
+            kwargs["out"] = tuple(o.view(_np.ndarray) if isinstance(o, ndarray) else o for o in out)
+        result = getattr(ufunc, method)(*args, **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        return _wrap(result)
 
 
 ndarray.__module__ = "cupy"
