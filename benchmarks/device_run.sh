@@ -22,9 +22,29 @@
 # Set SCRATCHCNN_KERNELS=0 before call 3 if call 1 showed a custom kernel failing: the study then runs
 # on the reference code path instead of being lost.
 #
-#   bash benchmarks/device_run.sh --cpu   # the three calls one after another, on NumPy and the demo
+#   bash benchmarks/device_run.sh --cpu     # the three calls one after another, on NumPy and the demo
+#   bash benchmarks/device_run.sh --sizes   # here, before the calls: what each call carries (64 MiB at most)
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = --sizes ]; then  # the tree that travels (tracked and untracked-not-ignored files) and each call's carry
+    tree=$(git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+    limit=$((64 * 1024 * 1024)) rc=0
+    for call in "1 .gpudata/part1 .whl/1" "2 .gpudata/part2 .whl/2" "3 .gpudata/part3"; do
+        read -r n paths <<<"$call"
+        carried=0
+        for path in $paths; do
+            [ -d "$path" ] || { echo "call $n: $path is missing (benchmarks/NOTES.md: split and download first)"; rc=1; continue; }
+            carried=$((carried + $(du -sb "$path" | cut -f1)))
+        done
+        total=$((tree + carried))
+        verdict=ok
+        [ "$total" -le "$limit" ] || { verdict="OVER 64 MiB"; rc=1; }
+        awk -v n="$n" -v t="$tree" -v c="$carried" -v s="$total" -v v="$verdict" \
+            'BEGIN { printf "call %s: tree %.1f MiB + carried %.1f MiB = %.1f MiB of 64: %s\n", n, t/2^20, c/2^20, s/2^20, v }'
+    done
+    exit $rc
+fi
 
 CALL=${1:-}
 MODE=gpu
@@ -99,7 +119,7 @@ case "$CALL" in
     (exit $rc)
     ;;
 *)
-    sed -n '2,24p' "$0" >&2
+    sed -n '2,26p' "$0" >&2
     exit 2
     ;;
 esac
