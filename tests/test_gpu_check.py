@@ -67,3 +67,26 @@ def test_summary_fails_on_a_skip_a_failure_or_a_step_that_did_not_finish(tmp_pat
     work = work_dir(tmp_path, steps, cases)
     assert gpu_summary.main([str(work), str(tmp_path / "r.json")]) == 1
     assert problem in capsys.readouterr().out
+
+
+def test_device_run_sizes_adds_up_each_calls_carry(tmp_path):
+    """benchmarks/device_run.sh --sizes: the tree plus each call's carried folders, against 64 MiB."""
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks/device_run.sh").write_text((ROOT / "benchmarks/device_run.sh").read_text())
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / ".gitignore").write_text("/.gpudata/\n/.whl/\n")
+    (tmp_path / "tracked.bin").write_bytes(b"x" * (1 << 20))
+    for part, mib in ((".gpudata/part1", 55), (".whl/1", 6), (".gpudata/part2", 55), (".whl/2", 9), (".gpudata/part3", 55)):
+        (tmp_path / part).mkdir(parents=True)
+        with open(tmp_path / part / "blob", "wb") as f:
+            f.truncate(mib << 20)  # sparse: its apparent size is what travels
+    done = subprocess.run(["bash", "benchmarks/device_run.sh", "--sizes"], cwd=tmp_path, capture_output=True, text=True)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 1, done.stdout + done.stderr  # call 2 is over
+    assert lines[0].startswith("call 1: tree 1.") and lines[0].endswith("= 62.0 MiB of 64: ok")
+    assert lines[1].endswith("= 65.0 MiB of 64: OVER 64 MiB")
+    assert lines[2].endswith("= 56.0 MiB of 64: ok")
+    (tmp_path / ".whl/2/blob").unlink()
+    (tmp_path / ".whl/2").rmdir()
+    done = subprocess.run(["bash", "benchmarks/device_run.sh", "--sizes"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 1 and "call 2: .whl/2 is missing" in done.stdout
