@@ -140,7 +140,9 @@ run() {
     {
         if [ $MODE = gpu ]; then
             printf 'device: gpu\ndata:\n  url: %s\n  md5: %s\n' "$ARCHIVE" "$MD5"
-            printf 'train:\n  jobs_per_gpu: %s\n' "$n"
+            # one core per job: a GPU job is one thread launching kernels, and with the default two
+            # Snakemake would fit only $(nproc)/2 jobs on the cores, whatever --resources gpu says
+            printf 'train:\n  jobs_per_gpu: %s\n  threads: 1\n' "$n"
         else
             printf 'device: cpu\ntrain:\n  jobs_per_gpu: %s\n  threads: 1\n' "$n"
         fi
