@@ -127,3 +127,5 @@ def test_the_gpu_profile_shares_one_gpu_between_its_jobs(repo):
     commands = [line for line in r.stdout.splitlines() if "workflow/scripts/train.py" in line]
     assert len(commands) == first_sweep_points(repo)
     assert all(f"--jobs-per-gpu {n} " in c for c in commands)
+    # one core per GPU job (Snakemake prints threads only above 1), so the cores never cap the jobs
+    assert profile["set-threads"] == {"train_point": 1, "train_final": 1} and "threads:" not in r.stdout
