@@ -208,6 +208,27 @@ extern "C" __global__ void col2im_gather(const float* __restrict__ dcols, float*
 #define LANES (BLOCK / CT)
 static_assert(BLOCK % CT == 0, "BLOCK must be a multiple of CT");
 
+// A tile's two partial column sums: each lane's (s, q) for its channel, added up in lane order
+// and written as this row chunk's (blockIdx.y) entries of out_s and out_q. ss, sq: BLOCK doubles
+// of shared memory.
+__device__ void tile_partials(double s, double q, double* ss, double* sq, int c,
+                              double* __restrict__ out_s, double* __restrict__ out_q) {
+    const int t = threadIdx.x, cx = t % CT, lane = t / CT;
+    const int ch = blockIdx.x * CT + cx;
+    ss[t] = s;
+    sq[t] = q;
+    __syncthreads();
+    if (lane == 0 && ch < c) {
+        double S = 0.0, Q = 0.0;
+        for (int k = 0; k < LANES; ++k) {
+            S += ss[k * CT + cx];
+            Q += sq[k * CT + cx];
+        }
+        out_s[blockIdx.y * (long long)c + ch] = S;
+        out_q[blockIdx.y * (long long)c + ch] = Q;
+    }
+}
+
 // partial sums of x and x^2 per (row chunk, channel). Grid: (ceil(c / CT), chunks).
 extern "C" __global__ void bn_stats(const float* __restrict__ x, long long m, int c,
                                     long long rows_per_chunk, double* __restrict__ psum,
@@ -226,18 +247,7 @@ extern "C" __global__ void bn_stats(const float* __restrict__ x, long long m, in
             q += v * v;
         }
     }
-    ss[t] = s;
-    sq[t] = q;
-    __syncthreads();
-    if (lane == 0 && ch < c) {
-        double S = 0.0, Q = 0.0;
-        for (int k = 0; k < LANES; ++k) {
-            S += ss[k * CT + cx];
-            Q += sq[k * CT + cx];
-        }
-        psum[blockIdx.y * (long long)c + ch] = S;
-        psq[blockIdx.y * (long long)c + ch] = Q;
-    }
+    tile_partials(s, q, ss, sq, c, psum, psq);
 }
 
 // Per channel: the batch statistics (train) or the running ones, the updated running
@@ -343,18 +353,7 @@ extern "C" __global__ void bn_relu_pool_bwd_stats(
             q += g * (double)__fsub_rn(x[((b * h + ih) * w + iw) * c + ch], mu);
         }
     }
-    ss[t] = s;
-    sq[t] = q;
-    __syncthreads();
-    if (lane == 0 && ch < c) {
-        double S = 0.0, Q = 0.0;
-        for (int k = 0; k < LANES; ++k) {
-            S += ss[k * CT + cx];
-            Q += sq[k * CT + cx];
-        }
-        pd[blockIdx.y * (long long)c + ch] = S;
-        pdc[blockIdx.y * (long long)c + ch] = Q;
-    }
+    tile_partials(s, q, ss, sq, c, pd, pdc);
 }
 
 // Backward, pass 2, per channel: dbeta = sum g, dgamma = sum g * (x - mean) * inv_std, and the
