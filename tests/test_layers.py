@@ -301,6 +301,29 @@ def test_bn_relu_pool_gradients(shape, size, stride, train):
     np.testing.assert_array_equal(L.bn_relu_pool_forward(x, gamma, beta, rm, rv, **kw)[2][1], stats[1])
 
 
+@pytest.mark.parametrize("size,stride", [(2, 2), (3, 2)])
+def test_bn_relu_pool_is_exactly_bn_then_relu_then_pool_with_ties(size, stride):
+    """The sandwich pools before its ReLU (cheaper); with tied maxima and all-negative windows
+    it must give bit for bit what batch norm, ReLU and max pooling give one after another."""
+    x = rng.integers(-2, 3, (3, 7, 9, 4)).astype(np.float64)  # many equal values in every window
+    x[0, :3, :3] = -2  # the first window: its minimum everywhere, so negative after batch norm
+    c = x.shape[-1]
+    gamma, beta, rm, rv = rng.random(c) + 0.5, randn(c) * 0.1, randn(c), rng.random(c) + 0.5
+    for train in (True, False):
+        kw = dict(train=train, momentum=0.9)
+        out, cache, _ = L.bn_relu_pool_forward(x, gamma, beta, rm, rv, size=size, stride=stride, **kw)
+        bn, bn_cache, _ = L.batchnorm_forward(x, gamma, beta, rm, rv, **kw)
+        h, relu_cache = L.relu_forward(bn)
+        want, pool_cache = L.maxpool_forward(h, size, stride)
+        np.testing.assert_array_equal(out, want)
+        assert (want == 0).any() and (want > 0).any()
+        dout = randn(*out.shape)
+        got = L.bn_relu_pool_backward(dout, cache)
+        dh = L.relu_backward(L.maxpool_backward(dout, pool_cache), relu_cache)
+        for name, g, w in zip(("dx", "dgamma", "dbeta"), got, L.batchnorm_backward(dh, bn_cache)):
+            np.testing.assert_array_equal(g, w, err_msg=name)
+
+
 def test_column_sums_over_blocks_of_rows_are_accurate_in_float32():
     big = rng.standard_normal((5 * L.SUM_BLOCK + 17, 3)).astype(np.float32) + 3  # five blocks and a remainder
     other = big + 1
