@@ -188,8 +188,8 @@ def eval_batch_limit(arch: dict, dtype=np.float32, budget: int | None = None) ->
     """Images per evaluation slice: ``budget`` over an upper bound of one image's activations.
 
     The bound adds up every array an image passes through in evaluation mode
-    (both im2col matrices, three maps of each convolution's output size where
-    the conv and BN outputs need two, the pooled maps), as if all were alive at once.
+    (both im2col matrices; per convolution three maps of its output size, one
+    more than its output and batch norm's; the pooled maps), as if all were alive at once.
     """
     budget = EVAL_MEMORY_BYTES if budget is None else budget
     shapes = layer_shapes(arch)
