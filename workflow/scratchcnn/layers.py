@@ -241,7 +241,8 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, train, momen
         m = x.size // c
         mean = column_sum(x.reshape(-1, c)) / m
         centred = rows - _tiled(xp, mean, k)
-        var = column_dot(centred.reshape(-1, c), centred.reshape(-1, c)) / m
+        centred2 = centred.reshape(-1, c)
+        var = column_dot(centred2, centred2) / m
         running_mean = momentum * running_mean + (1.0 - momentum) * mean
         running_var = momentum * running_var + (1.0 - momentum) * var
     else:
