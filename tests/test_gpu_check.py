@@ -60,13 +60,29 @@ def test_summary_has_the_issue_keys_and_passes_only_a_clean_run(tmp_path, capsys
         ([("tests", 0)], [], "0 passed"),
         ([("tests", 0), ("parity", 124)], [""], "parity exited with 124 (timed out)"),
         ([("tests", 0), ("speed", "no-time")], [""], "speed exited with no-time"),
+        ([("preflight", 0), ("tests", 0)], None, "no GPU test report"),
     ],
-    ids=["a-skip", "a-failure", "no-tests", "a-timeout", "no-time-left"],
+    ids=["a-skip", "a-failure", "no-tests", "a-timeout", "no-time-left", "no-report"],
 )
 def test_summary_fails_on_a_skip_a_failure_or_a_step_that_did_not_finish(tmp_path, capsys, steps, cases, problem):
-    work = work_dir(tmp_path, steps, cases)
+    work = work_dir(tmp_path, steps, cases or [])
+    if cases is None:
+        (work / "gpu_tests.xml").unlink()
     assert gpu_summary.main([str(work), str(tmp_path / "r.json")]) == 1
     assert problem in capsys.readouterr().out
+
+
+def test_summary_without_a_tests_step_passes_on_the_steps_that_ran(tmp_path, capsys):
+    """device_run.sh's STUDY_ONLY calls run the preflight alone: no test report is then no failure,
+    and the issue's bars still read as not measured."""
+    work = work_dir(tmp_path, [("preflight", 0)], [])
+    (work / "gpu_tests.xml").unlink()
+    assert gpu_summary.main([str(work), str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert json.loads((tmp_path / "r.json").read_text())["gpu_tests"] == {"passed": None, "failed": None, "skipped": None}
+    assert "all steps passed" in out and "parity test accuracy within 1 point of 70.21 % (CPU): None NOT MET" in out
+    (work / "steps.tsv").write_text("preflight\t1\t1\n")
+    assert gpu_summary.main([str(work), str(tmp_path / "r.json")]) == 1
 
 
 def test_device_run_sizes_adds_up_each_calls_carry(tmp_path):
