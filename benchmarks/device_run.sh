@@ -9,11 +9,11 @@
 #   2     .gpudata/part2 .whl/2       bash benchmarks/device_run.sh 2           install Snakemake; launches,
 #                                                                               memory, speed without kernels (150)
 #   3     .gpudata/part3              BUDGET=<s> bash benchmarks/device_run.sh 3
-#         the whole pipeline through Snakemake with $FULL_JOBS jobs on the card (issue 11), every grid
-#         point on the test set, issue 10's parity taken from the grid's point of the parity recipe
-#         (lr 0.1, L2 1e-4, 32 filters, seed 0, 20 epochs: the same run), then the sweeps timed with
-#         $JOBS jobs per GPU (8+mps: 8 under CUDA MPS) at $SWEEP_EPOCHS epochs while the budget lasts;
-#         both summaries.
+#         issue 10's parity: the parity recipe (lr 0.1, L2 1e-4, 32 filters, seed 0, 20 epochs) trained
+#         and tested alone; then, with what is left, the whole pipeline through Snakemake with
+#         $FULL_JOBS jobs on the card (issue 11), every grid point on the test set, and the sweeps
+#         timed with $JOBS jobs per GPU (8+mps: 8 under CUDA MPS) at $SWEEP_EPOCHS epochs while the
+#         budget lasts; both summaries.
 #
 # Each call's output_tail ends with its verdict; $OUT holds gpu_results.json, gpu_details.json and
 # gpu_check.log (each call), and after call 3 also parity_history.csv, study.tar.gz, timing.json and
@@ -21,9 +21,10 @@
 # and step results) stays while the machine is warm (30 s after a call).
 # Set SCRATCHCNN_KERNELS=0 before call 3 if call 1 showed a custom kernel failing: the study then runs
 # on the reference code path instead of being lost.
-# STUDY_ONLY=1 in calls 1 and 2 (issue 10's measurements already committed): they only bring the data
-# and wheels, check the GPU answers and install Snakemake (a minute each), which leaves call 3 up to
-# 600 s for the whole study.
+# STUDY_ONLY=1 in all three calls (issue 10's measurements already committed): calls 1 and 2 only
+# bring the data and wheels, check that the GPU answers and install Snakemake (a minute each), and
+# call 3, up to 600 s, runs the study first and takes the parity from the grid's point of the parity
+# recipe (the same run) instead of training it again.
 #
 #   bash benchmarks/device_run.sh --cpu     # the three calls one after another, on NumPy and the demo
 #   bash benchmarks/device_run.sh --sizes   # here, before the calls: what each call carries (64 MiB at most)
@@ -99,13 +100,24 @@ call2() {
     return $rc
 }
 
-call3() {
-    local budget=${BUDGET:-540} rc=0
-    # 40 s of the budget stay for the parity step and issue 10's summary
-    WORK=$STUDY_WORK BUDGET=$((budget - 40)) STEPS="setup full points sweeps" \
+study() {  # BUDGET: benchmarks/gpu_study.sh's steps in $STUDY_WORK
+    WORK=$STUDY_WORK BUDGET=$1 STEPS="setup full points sweeps" \
         FULL_JOBS=${FULL_JOBS:-8} JOBS=${JOBS:-8 8+mps 4 2 1} SWEEP_EPOCHS=${SWEEP_EPOCHS:-2} \
-        bash benchmarks/gpu_study.sh "${STUDY_ARGS[@]}" || rc=1
-    check 40 "parity-study" || rc=1
+        bash benchmarks/gpu_study.sh "${STUDY_ARGS[@]}"
+}
+
+call3() {
+    local budget=${BUDGET:-540} rc=0 t0=$SECONDS
+    if [ -n "${STUDY_ONLY:-}" ]; then
+        # the study has the call to itself; 40 s stay for taking the parity from its point
+        study $((budget - 40)) || rc=1
+        check 40 "parity-study" || rc=1
+    else
+        # after calls 1 and 2 only a few minutes are left, in which the study's sweep rarely gets
+        # through the parity point: issue 10's parity first, trained alone, then the study with the rest
+        check "$budget" parity || rc=1
+        study $((budget - (SECONDS - t0))) || rc=1
+    fi
     return $rc
 }
 
@@ -122,7 +134,7 @@ case "$CALL" in
     (exit $rc)
     ;;
 *)
-    sed -n '2,29p' "$0" >&2
+    sed -n '2,30p' "$0" >&2
     exit 2
     ;;
 esac

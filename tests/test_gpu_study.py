@@ -107,13 +107,8 @@ def test_a_bundle_too_big_leaves_out_pngs_then_checkpoints_then_fails(work, tmp_
     assert "BUNDLE TOO BIG" in capsys.readouterr().out
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("SCRATCHCNN_SLOW"), reason="two minutes: SCRATCHCNN_SLOW=1 (tests/check.sh)")
-@pytest.mark.skipif(shutil.which("snakemake") is None, reason="needs snakemake")
-@pytest.mark.skipif(shutil.which("latexmk") is None, reason="needs TeX (the reference outcome's PDF)")
-def test_the_three_device_calls_run_every_step_on_the_cpu_and_bundle_the_results(tmp_path):
-    """benchmarks/device_run.sh --cpu: the three device calls (gpu_check.sh's steps, then gpu_study.sh's
-    on the demo, then the parity taken from the study) with a stand-in nvidia-smi for the sampling."""
+def device_run_cpu(tmp_path, **extra):
+    """benchmarks/device_run.sh --cpu with a stand-in nvidia-smi and MPS daemon; its finished process."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "nvidia-smi"
@@ -129,20 +124,51 @@ def test_the_three_device_calls_run_every_step_on_the_cpu_and_bundle_the_results
     out = tmp_path / "out"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(out), "COMMIT": "abc123",
            "STUDY_WORK": str(tmp_path / "work"), "CHECK_WORK": str(tmp_path / "check"), "FULL_JOBS": "2",
-           "JOBS": "1 2 2+mps", "SWEEP_EPOCHS": "1"}  # fmt: skip
-    for name in ("STEPS", "WORK", "BUDGET"):
-        env.pop(name, None)
+           "JOBS": "1 2 2+mps", "SWEEP_EPOCHS": "1", **extra}  # fmt: skip
+    for name in ("STEPS", "WORK", "BUDGET", "STUDY_ONLY"):
+        if name not in extra:
+            env.pop(name, None)
     done = subprocess.run(["bash", "benchmarks/device_run.sh", "--cpu"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert done.stdout.count("== summary") == 3 and "device_run --cpu: every step passed" in done.stdout
+    assert "device_run --cpu: every step passed" in done.stdout
+    return done
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("SCRATCHCNN_SLOW"), reason="two minutes: SCRATCHCNN_SLOW=1 (tests/check.sh)")
+@pytest.mark.skipif(shutil.which("snakemake") is None, reason="needs snakemake")
+def test_study_only_calls_bring_the_data_and_take_the_parity_from_the_study(tmp_path):
+    """STUDY_ONLY=1 (issue 11 alone): calls 1 and 2 run the preflight alone, call 3 the study, then
+    the parity taken from the grid's point of the parity recipe instead of training it again."""
+    device_run_cpu(tmp_path, STUDY_ONLY="1", JOBS="1")
+    out = tmp_path / "out"
+    results = json.loads((out / "gpu_results.json").read_text())
+    assert [row["step"] for row in json.loads((out / "gpu_details.json").read_text())["steps"]] == [
+        "preflight", "parity-study"]  # fmt: skip
+    assert results["gpu_tests"]["passed"] is None and results["epoch_seconds"] == {}
+    point = tmp_path / "work/points/lr~0.05/reg~0.001/filters~8/test_metrics.json"
+    assert results["parity_test_accuracy"] == json.loads(point.read_text())["test_accuracy"]
+    assert not (tmp_path / "check/parity/model.npz").exists()  # not trained a second time
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("SCRATCHCNN_SLOW"), reason="two minutes: SCRATCHCNN_SLOW=1 (tests/check.sh)")
+@pytest.mark.skipif(shutil.which("snakemake") is None, reason="needs snakemake")
+@pytest.mark.skipif(shutil.which("latexmk") is None, reason="needs TeX (the reference outcome's PDF)")
+def test_the_three_device_calls_run_every_step_on_the_cpu_and_bundle_the_results(tmp_path):
+    """benchmarks/device_run.sh --cpu: the three device calls (gpu_check.sh's steps, then the parity
+    trained alone and gpu_study.sh's steps on the demo) with a stand-in nvidia-smi for the sampling."""
+    done = device_run_cpu(tmp_path)
+    out = tmp_path / "out"
+    assert done.stdout.count("== summary") == 3
     results = json.loads((out / "gpu_results.json").read_text())  # issue 10's summary after the third call
     assert results["gpu_tests"]["passed"] > 0 and results["gpu_tests"]["failed"] == 0
     assert set(results["epoch_seconds"]) == {"4"} and results["peak_train_mb"] is not None
     steps = [row["step"] for row in json.loads((out / "gpu_details.json").read_text())["steps"]]
-    assert steps == ["preflight", "tests", "speed", "launches", "memory", "speed-nokernels", "parity-study"]
-    point = tmp_path / "work/points/lr~0.05/reg~0.001/filters~8/test_metrics.json"
-    assert results["parity_test_accuracy"] == json.loads(point.read_text())["test_accuracy"]
+    assert steps == ["preflight", "tests", "speed", "launches", "memory", "speed-nokernels", "parity"]
+    parity = json.loads((tmp_path / "check/parity/test_metrics.json").read_text())
+    assert results["parity_test_accuracy"] == parity["test_accuracy"]
     assert (out / "parity_history.csv").read_text().startswith("epoch,")
     assert "every step passed" in (out / "study.log").read_text()
     names = members(out / "study.tar.gz")
