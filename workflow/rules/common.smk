@@ -119,6 +119,9 @@ def train_args(point, epochs, seed):
     )
 
 
+BEST = "results/sweep/best.json"  # the chosen point (checkpoint select)
+
+
 def best_point():
     return read_json(checkpoints.select.get().output.best)
 
@@ -131,23 +134,54 @@ def final_input(wildcards):
 # The final training runs once per seed, each in its own folder; the figures and the report's
 # per-class analysis show the first seed's model, the headline the mean over the seeds.
 SEEDS = config["train"]["seeds"]
-FINAL = "results/final/seeds/{seed}"
+FINAL_DIR = "results/final"
+FINAL = f"{FINAL_DIR}/seeds/{{seed}}"
 SHOWN = FINAL.format(seed=SEEDS[0])
+
+
+def after_selection(**files):
+    """An input function for a step fed by the final training: ``files`` (role -> path, with the
+    rule's wildcards). Where an earlier run chose a point, it waits for the selection, as
+    train_final does: Snakemake then plans the step again once the selection has run, when it
+    knows whether the final training reruns, and a new grid point that leaves the choice as it
+    was reruns neither the evaluation nor the figures (given as plain paths, they would rerun
+    with an untouched model). On a first run there is no model to keep, and plain paths let a
+    dry run show the whole plan.
+    """
+
+    def inputs(wildcards):
+        if os.path.exists(BEST):
+            best_point()
+        values = dict(wildcards.items())
+        return {
+            role: path.format(**values) if isinstance(path, str) else path
+            for role, path in files.items()
+        }
+
+    return inputs
+
 
 # The results file behind each input role a figure can read (scratchcnn.figures.INPUTS).
 RESULT_FILES = {
     "history": f"{SHOWN}/history.csv",
     "summary": "results/sweep/summary.csv",
     "model": f"{SHOWN}/model.npz",
-    "test_metrics": "results/final/test_metrics.json",
+    "test_metrics": f"{FINAL_DIR}/test_metrics.json",
     "data": DATA,
     "predictions": f"{SHOWN}/predictions.npz",
 }
 
 
 def figure_inputs(wildcards):
-    """The files figure ``wildcards.name`` is drawn from, by input role (its registry entry)."""
-    return {role: RESULT_FILES[role] for role in FIGURE_REGISTRY[wildcards.name].inputs}
+    """The files figure ``wildcards.name`` is drawn from, by input role (its registry entry);
+    a figure of the final training's results waits for the selection (see after_selection).
+    """
+    files = {
+        role: RESULT_FILES[role] for role in FIGURE_REGISTRY[wildcards.name].inputs
+    }
+    if any(path.startswith(f"{FINAL_DIR}/") for path in files.values()):
+        return after_selection(**files)(wildcards)
+    return files
 
 
 def figure_flags(wildcards, input):

@@ -30,8 +30,7 @@ rule train_final:
 
 rule evaluate:
     input:
-        model=f"{FINAL}/model.npz",
-        data=DATA,
+        unpack(after_selection(model=f"{FINAL}/model.npz", data=DATA)),
     output:
         metrics=f"{FINAL}/test_metrics.json",
         per_class=f"{FINAL}/per_class.csv",
@@ -58,10 +57,14 @@ rule evaluate:
 
 rule summarize_seeds:
     input:
-        runs=expand(f"{FINAL}/test_metrics.json", seed=SEEDS),
-        train=expand(f"{FINAL}/metrics.json", seed=SEEDS),
+        unpack(
+            after_selection(
+                runs=expand(f"{FINAL}/test_metrics.json", seed=SEEDS),
+                train=expand(f"{FINAL}/metrics.json", seed=SEEDS),
+            )
+        ),
     output:
-        metrics="results/final/test_metrics.json",
+        metrics=f"{FINAL_DIR}/test_metrics.json",
     log:
         "logs/final/summarize_seeds.log",
     conda:

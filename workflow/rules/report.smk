@@ -1,10 +1,10 @@
 rule render_report:
     input:
         template="report/report.tex.j2",
-        test_metrics="results/final/test_metrics.json",
+        test_metrics=f"{FINAL_DIR}/test_metrics.json",
         summary="results/sweep/summary.csv",
         history=f"{SHOWN}/history.csv",
-        best="results/sweep/best.json",
+        best=BEST,
         final_metrics=f"{SHOWN}/metrics.json",
         model=f"{SHOWN}/model.npz",
         data=DATA,

@@ -49,7 +49,7 @@ checkpoint select:
         expand("results/sweep/{sweep}/summary.csv", sweep=SWEEPS),
     output:
         summary="results/sweep/summary.csv",
-        best="results/sweep/best.json",
+        best=BEST,
     log:
         "logs/sweep/select.log",
     conda:
