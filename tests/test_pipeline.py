@@ -62,6 +62,23 @@ def test_a_sweep_based_on_a_later_sweep_is_refused(tmp_path):
     assert "sweep 'a': base 'b' is not an earlier sweep" in r.stdout + r.stderr
 
 
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        (None, "No such file or directory"),
+        ("sweeps:\n  a:\n    lr: [0.1\n", "expected ',' or ']'"),
+        ("sweeps:\n  a:\n    lr: [0.1, fast]\n", "'fast' is not of type 'number'"),
+    ],
+    ids=["missing", "not-yaml", "bad-value"],
+)
+def test_a_bad_grid_file_is_refused_naming_the_file(tmp_path, text, problem):
+    grid = tmp_path / "g.yaml" if text is None else write(tmp_path, "g.yaml", text)
+    cfg = write(tmp_path, "c.yaml", f"sweep:\n  grid: {grid}\n")
+    r = dry_run("--configfile", "config/demo.yaml", cfg)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and f"the grid file (sweep.grid) {grid}:" in out and problem in out, out[-2000:]
+
+
 def test_the_points_folder_is_not_a_sweep_name(tmp_path):
     grid = write(tmp_path, "g.yaml", "sweeps:\n  points:\n    lr: [0.1]\n")
     cfg = write(tmp_path, "c.yaml", f"sweep:\n  grid: {grid}\n")

@@ -50,13 +50,14 @@ def coerce_float_strings(node, where, source):
 config.update(coerce_float_strings(dict(config), "", "config"))
 validate(config, schema="../schemas/config.schema.yaml")
 
-with open(config["sweep"]["grid"], encoding="utf-8") as f:
-    GRID = coerce_float_strings(yaml.safe_load(f) or {}, "", config["sweep"]["grid"])
-validate(GRID, schema="../schemas/grid.schema.yaml")
-try:
+GRID_FILE = config["sweep"]["grid"]
+try:  # whatever is wrong with the grid, the message names its file
+    with open(GRID_FILE, encoding="utf-8") as f:
+        GRID = coerce_float_strings(yaml.safe_load(f) or {}, "", GRID_FILE)
+    validate(GRID, schema="../schemas/grid.schema.yaml")
     sweeplib.check_sweep_order(GRID["sweeps"])
-except ValueError as exc:
-    raise WorkflowError(f"{config['sweep']['grid']}: {exc}")
+except (OSError, yaml.YAMLError, WorkflowError, ValueError) as exc:
+    raise WorkflowError(f"the grid file (sweep.grid) {GRID_FILE}: {exc}")
 
 SWEEPS = list(GRID["sweeps"])
 DEFAULT_POINT = sweeplib.default_point(config)
