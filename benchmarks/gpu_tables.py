@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 
 from gpu_summary import CPU_PARITY
+from reference_tables import pct, seconds
 
 
-def num(x, fmt="{:g}") -> str:
+def num(x, fmt="{:g}") -> str:  # counts and MB; seconds and accuracies as in reference_tables
     return "–" if x is None else fmt.format(x)
 
 
@@ -25,8 +26,8 @@ def speed_table(epoch_seconds: dict) -> list[str]:
     lines = ["| filters | scratchcnn s / epoch | PyTorch eager s / epoch | ratio |", "| --- | --- | --- | --- |"]
     for filters in sorted(epoch_seconds, key=int):
         row = epoch_seconds[filters]
-        lines.append(f"| {filters} | {num(row.get('scratchcnn'), '{:.2f}')} | {num(row.get('torch'), '{:.2f}')} | "
-                     f"{num(row.get('ratio'), '{:.2f}')} |")  # fmt: skip
+        lines.append(f"| {filters} | {seconds(row.get('scratchcnn'))} | {seconds(row.get('torch'))} | "
+                     f"{seconds(row.get('ratio'))} |")  # fmt: skip
     return lines
 
 
@@ -34,8 +35,7 @@ def section(results: dict) -> str:
     tests = results.get("gpu_tests") or {}
     launches = results.get("launches_per_step") or {}
     acc = results.get("parity_test_accuracy")
-    parity = "–" if acc is None else f"{100 * acc:.2f} % ({100 * (acc - CPU_PARITY):+.2f} points against the CPU's {100 * CPU_PARITY:.2f} %)"
-    val = results.get("parity_best_val_accuracy")
+    parity = pct(acc) + ("" if acc is None else f" ({100 * (acc - CPU_PARITY):+.2f} points against the CPU's {pct(CPU_PARITY)})")
     lines = [
         f"Measured on {results.get('device_name') or 'an unnamed card'} on {results.get('date', '?')}, commit "
         f"{str(results.get('commit', '?'))[:12]}, with `benchmarks/device_run.sh` (benchmarks/NOTES.md); "
@@ -52,7 +52,7 @@ def section(results: dict) -> str:
         f"- Peak memory at 256 filters besides the dataset: training {num(results.get('peak_train_mb'), '{:.0f}')} MB "
         f"(batch 64), evaluation {num(results.get('peak_eval_mb'), '{:.0f}')} MB.",
         f"- Parity (32 filters, lr 0.1, L2 1e-4, seed 0, 20 epochs, stand-in archive): test accuracy {parity}, "
-        f"best validation accuracy {num(None if val is None else 100 * val, '{:.2f} %')}.",
+        f"best validation accuracy {pct(results.get('parity_best_val_accuracy'))}.",
     ]  # fmt: skip
     return "\n".join(lines) + "\n"
 
