@@ -18,7 +18,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# The one list of system packages (Debian/Ubuntu); .ci/run and the README point here.
+# The system packages setup.sh installs (Debian/Ubuntu); .ci/run and the README point here. The
+# PDF needs the TeX and font ones, which compile_report.py names when they are missing; fontconfig
+# and poppler-utils serve the tests.
 APT_PACKAGES=(texlive-xetex texlive-lang-chinese texlive-fonts-recommended texlive-latex-recommended
   latexmk fonts-noto-cjk fontconfig poppler-utils)
 

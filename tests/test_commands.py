@@ -4,6 +4,7 @@ Each runs as a dry run (``-n`` added, nothing else); the demo runs for real thro
 ``snakemake report/report.pdf`` in tests/check.sh.
 """
 
+import ast
 import os
 import re
 import shutil
@@ -129,3 +130,17 @@ def test_the_gpu_profile_shares_one_gpu_between_its_jobs(repo):
     assert all(f"--jobs-per-gpu {n} " in c for c in commands)
     # one core per GPU job (Snakemake prints threads only above 1), so the cores never cap the jobs
     assert profile["set-threads"] == {"train_point": 1, "train_final": 1} and "threads:" not in r.stdout
+
+
+def test_the_step_scripts_help_names_files_the_pipeline_makes(repo):
+    """Each results/ file a step script's --help shows as an example is one a rule writes."""
+    by_hand = {"results/demo/cifar-10-python.tar.gz"}  # make_demo_archive's own example, other sizes
+    shown = set()
+    for script in sorted((ROOT / "workflow" / "scripts").glob("*.py")):
+        doc = ast.get_docstring(ast.parse(script.read_text())) or ""
+        shown |= set(re.findall(r"results/[^\s\\`'\"]+\.[a-z]+", doc))
+    concrete = {p.replace("lr~*", "lr~0.1").replace("reg~*", "reg~0.0001").replace("*", "lr_reg")
+                 .replace("NAME", next(iter(FIGURES))) for p in shown - by_hand}  # fmt: skip
+    assert len(concrete) >= 10, sorted(shown)  # the examples were found
+    r = snakemake(repo, "-n", *sorted(concrete))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]

@@ -38,6 +38,8 @@ rule evaluate:
         predictions=f"{FINAL}/predictions.npz",
     log:
         "logs/final/seeds/{seed}/evaluate.log",
+    benchmark:
+        "results/benchmarks/final/seeds/{seed}/evaluate.tsv"
     wildcard_constraints:
         seed=r"\d+",
     conda:

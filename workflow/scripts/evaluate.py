@@ -4,8 +4,8 @@
 Writes ``test_metrics.json``, ``per_class.csv``, ``confusion.csv`` and
 ``predictions.npz`` into ``--out-dir`` (layout: docs/outputs.md), each atomically::
 
-    python workflow/scripts/evaluate.py --model results/final/model.npz \\
-        --data results/data/cifar10.npz --out-dir results/final --device auto --batch-size 1000
+    python workflow/scripts/evaluate.py --model results/final/seeds/0/model.npz \\
+        --data results/data/cifar10.npz --out-dir results/final/seeds/0 --device auto --batch-size 1000
 """
 
 from __future__ import annotations
@@ -135,9 +135,9 @@ def run_evaluation(model, data, out_dir, device, batch_size) -> dict:
 def main(argv=None) -> int:
     setup_logging()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, required=True, help="results/final/model.npz")
+    p.add_argument("--model", type=Path, required=True, help="a checkpoint, e.g. results/final/seeds/0/model.npz")
     p.add_argument("--data", type=Path, required=True, help="results/data/cifar10.npz")
-    p.add_argument("--out-dir", type=Path, required=True, help="results/final")
+    p.add_argument("--out-dir", type=Path, required=True, help="e.g. results/final/seeds/0")
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], required=True)
     p.add_argument("--batch-size", type=int, required=True, help="images per forward pass")
     args = p.parse_args(argv)

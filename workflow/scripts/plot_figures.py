@@ -5,7 +5,7 @@ Each figure reads only the inputs its registry entry names
 (``scratchcnn.figures.FIGURES``); a figure can be built on its own, e.g.::
 
     python workflow/scripts/plot_figures.py --which loss_curve \\
-        --history results/final/history.csv --out-dir results/figures --lang zh
+        --history results/final/seeds/0/history.csv --out-dir results/figures --lang zh
 """
 
 from __future__ import annotations

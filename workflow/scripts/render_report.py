@@ -5,10 +5,10 @@
         --template report/report.tex.j2 \
         --test-metrics results/final/test_metrics.json \
         --summary results/sweep/summary.csv \
-        --history results/final/history.csv \
+        --history results/final/seeds/0/history.csv \
         --best results/sweep/best.json \
-        --final-metrics results/final/metrics.json \
-        --model results/final/model.npz \
+        --final-metrics results/final/seeds/0/metrics.json \
+        --model results/final/seeds/0/model.npz \
         --data-meta results/data/cifar10.npz \
         --figures-dir results/figures \
         --out report/report.tex

@@ -2,7 +2,7 @@
 
 One sweep (reads each point's metrics.json):
     python workflow/scripts/select_best.py --sweep lr_reg \
-        --metrics results/sweep/lr_reg/*/*/*/metrics.json \
+        --metrics results/sweep/points/lr~*/reg~*/filters~32/metrics.json \
         --out-summary results/sweep/lr_reg/summary.csv --out-best results/sweep/lr_reg/best.json
 
 All sweeps (concatenates their summaries):

@@ -5,8 +5,8 @@ validation accuracy), metrics.json (status, best accuracy, timing, provenance).
 A snapshot (state.npz) is saved after every epoch, so a killed run started
 again with the same arguments continues from its last completed epoch.
 
-Every setting of the recipe is a required flag: the values (and their defaults)
-come from config/config.yaml, which the pipeline passes in full, e.g.
+Every setting of the recipe is a required flag: the pipeline passes the values of
+config/config.yaml (defaults: workflow/schemas/config.schema.yaml) in full, e.g.
 
     python workflow/scripts/train.py --data results/data/cifar10.npz --out-dir results/manual \
         --lr 0.01 --reg 0.001 --filters 32 --epochs 20 --batch-size 64 --lr-decay 0.5 \

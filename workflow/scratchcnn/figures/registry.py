@@ -21,9 +21,9 @@ INPUTS = {
     "history": "history.csv of the final run (DataFrame)",
     "summary": "results/sweep/summary.csv: every grid point (DataFrame)",
     "model": "model.npz of the final run (a Checkpoint: .params, .arch)",
-    "test_metrics": "results/final/test_metrics.json (dict)",
+    "test_metrics": "results/final/test_metrics.json: the seeds together (dict)",
     "data": "results/data/cifar10.npz: x_test, y_test, class_names, meta",
-    "predictions": "results/final/predictions.npz: y_true, y_pred",
+    "predictions": "predictions.npz of the final run's evaluation: y_true, y_pred",
 }
 
 
