@@ -1,7 +1,9 @@
 """The defaults have one home: workflow/schemas/config.schema.yaml; config/config.yaml shows them."""
 
 import yaml
-from recipe import ROOT, schema_defaults
+from recipe import ROOT, SCHEMA, schema_defaults
+
+from scratchcnn import configcheck
 
 
 def test_config_yaml_shows_exactly_the_schema_defaults():
@@ -13,3 +15,40 @@ def test_config_yaml_shows_exactly_the_schema_defaults():
             f"shown {shown.get(section)!r}, schema {defaults.get(section)!r}"
         )
 
+
+
+def _schema():
+    return yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
+
+
+def test_an_unknown_key_is_named_with_its_file_the_keys_beside_it_and_a_near_miss(tmp_path):
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("trian: {lr: 0.1}\n")
+    second.write_text("train: {learnig_rate: 0.1}\n")
+    schema = _schema()
+    lines = configcheck.problems({"trian": {"lr": 0.1}, "train": {"learnig_rate": 0.1}}, schema, [first, second])
+    train_keys = ", ".join(sorted(schema["properties"]["train"]["properties"]))
+    top_keys = ", ".join(sorted(schema["properties"]))
+    assert lines == [
+        f"train.learnig_rate (in {second}): unknown key; the keys of train are: {train_keys}",
+        f"trian (in {first}): unknown key (did you mean train?); the top-level keys are: {top_keys}",
+    ]
+    assert "lr, lr_decay" in train_keys and "data, device" in top_keys
+
+
+def test_a_bad_value_names_the_last_file_that_sets_it_or_the_command_line(tmp_path):
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("train: {lr: -1, seeds: [0, 1]}\ndevice: tpu\n")
+    second.write_text("train: {lr: -2}\n")
+    data = {"train": {"lr": -2, "seeds": [0, -1]}, "device": "tpu"}
+    lines = configcheck.problems(data, _schema(), [first, second], command_line={"device": "tpu"})
+    assert lines == [
+        "device (in --config): 'tpu' is not one of ['auto', 'cpu', 'gpu']",
+        f"train.lr (in {second}): -2 is less than or equal to the minimum of 0",
+        f"train.seeds[1] (in {first}): -1 is less than the minimum of 0",
+    ]
+
+
+def test_a_valid_config_has_no_problems_and_an_unset_key_names_no_file(tmp_path):
+    assert configcheck.problems(schema_defaults(), _schema(), [tmp_path / "missing.yaml"]) == []
+    assert configcheck.problems({"seed": -1}, _schema()) == ["seed: -1 is less than the minimum of 0"]

@@ -40,18 +40,21 @@ def test_a_float_written_without_a_dot_is_used_and_explained(tmp_path):
     assert "train.reg: YAML read '1e-4' as a string; using 0.0001" in r.stdout + r.stderr
 
 
-def test_a_bad_value_is_refused_naming_the_key(tmp_path):
+def test_a_bad_value_is_refused_naming_the_key_and_its_file(tmp_path):
     cfg = write(tmp_path, "c.yaml", "train:\n  lr: fast\n")
-    r = dry_run("--configfile", "config/demo.yaml", cfg)
+    r = dry_run("--configfile", "config/demo.yaml", cfg, "--config", "device=tpu")
     assert r.returncode != 0
     out = r.stdout + r.stderr
-    assert "'fast' is not of type 'number'" in out and "['train']['lr']" in out
+    assert f"train.lr (in {cfg}): 'fast' is not of type 'number'" in out, out[-2000:]
+    assert "device (in --config): 'tpu' is not one of" in out
+    assert "properties:" not in out  # Snakemake's dump of the schema is left out
 
 
-def test_an_unknown_key_is_refused(tmp_path):
-    cfg = write(tmp_path, "c.yaml", "train:\n  learning_rate: 0.1\n")
+def test_an_unknown_key_is_refused_with_the_keys_it_could_be(tmp_path):
+    cfg = write(tmp_path, "c.yaml", "trian:\n  lr: 0.1\n")
     r = dry_run("--configfile", "config/demo.yaml", cfg)
-    assert r.returncode != 0 and "learning_rate" in r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and f"trian (in {cfg}): unknown key (did you mean train?)" in out, out[-2000:]
 
 
 def test_a_sweep_based_on_a_later_sweep_is_refused(tmp_path):

@@ -21,6 +21,7 @@ shell.prefix(
     + "${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
 
+from scratchcnn import configcheck
 from scratchcnn import sweeps as sweeplib
 from scratchcnn.figures import FIGURES as FIGURE_REGISTRY
 
@@ -47,17 +48,47 @@ def coerce_float_strings(node, where, source):
     return node
 
 
+SCHEMAS = os.path.join(workflow.basedir, "workflow", "schemas")
+CLI_CONFIGFILES = [str(f) for f in workflow.overwrite_configfiles or ()]
+# in the order Snakemake applies them: the Snakefile's configfile, then --configfile's
+CONFIG_FILES = [
+    str(f) for f in workflow.configfiles if str(f) not in CLI_CONFIGFILES
+] + CLI_CONFIGFILES
+
+
+def checked(data, schema, files, command_line=None):
+    """Snakemake's schema check, which also fills in the defaults; where it fails, the
+    problems alone, each with its key and file, instead of its dump of schema and data.
+    """
+    path = os.path.join(SCHEMAS, schema)
+    try:
+        validate(data, schema=path)
+    except WorkflowError:
+        with open(path, encoding="utf-8") as f:
+            lines = configcheck.problems(data, yaml.safe_load(f), files, command_line)
+        if not lines:
+            raise
+        raise ValueError("\n  ".join(["", *lines])) from None
+
+
 config.update(coerce_float_strings(dict(config), "", "config"))
-validate(config, schema="../schemas/config.schema.yaml")
+try:
+    checked(config, "config.schema.yaml", CONFIG_FILES, workflow.config_settings.config)
+except ValueError as exc:
+    raise WorkflowError(
+        f"config (schema: {SCHEMAS}/config.schema.yaml):{exc}"
+    ) from None
 
 GRID_FILE = config["sweep"]["grid"]
 try:  # whatever is wrong with the grid, the message names its file
     with open(GRID_FILE, encoding="utf-8") as f:
         GRID = coerce_float_strings(yaml.safe_load(f) or {}, "", GRID_FILE)
-    validate(GRID, schema="../schemas/grid.schema.yaml")
+    checked(GRID, "grid.schema.yaml", files=())  # the message names the one file
     sweeplib.check_sweep_order(GRID["sweeps"])
 except (OSError, yaml.YAMLError, WorkflowError, ValueError) as exc:
-    raise WorkflowError(f"the grid file (sweep.grid) {GRID_FILE}: {exc}")
+    # a list of problems starts on its own line
+    sep = "" if str(exc).startswith("\n") else " "
+    raise WorkflowError(f"the grid file (sweep.grid) {GRID_FILE}:{sep}{exc}")
 
 SWEEPS = list(GRID["sweeps"])
 DEFAULT_POINT = sweeplib.default_point(config)

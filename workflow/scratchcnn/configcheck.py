@@ -1,0 +1,72 @@
+"""Config problems a user can act on: which key, which file set it, what was expected.
+
+Snakemake's own schema check prints the whole schema and the whole config after the
+first error; the workflow calls :func:`problems` when that check fails and shows only this.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import yaml
+
+
+def dotted(path) -> str:
+    """``train.seeds[1]`` for the parts ("train", "seeds", 1)."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _has(data, path) -> bool:
+    for part in path:
+        if isinstance(part, int):
+            if not isinstance(data, list) or part >= len(data):
+                return False
+        elif not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def where_set(path, files, command_line=None) -> str | None:
+    """Who sets ``path`` last: ``--config`` (the ``command_line`` values) or the last of
+    ``files`` (config files, in the order they are applied)."""
+    if command_line and _has(command_line, path):
+        return "--config"
+    found = None
+    for name in files:
+        try:
+            data = yaml.safe_load(Path(name).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue
+        if _has(data, path):
+            found = str(name)
+    return found
+
+
+def problems(data, schema: dict, files=(), command_line=None) -> list[str]:
+    """One line per schema violation in ``data``, each naming the key and who set it (one of
+    ``files`` or ``--config``). An unknown key lists the keys allowed beside it."""
+    from jsonschema import Draft202012Validator  # Snakemake's own dependency
+
+    lines = []
+    for err in Draft202012Validator(schema).iter_errors(data):
+        path = list(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            known = sorted(err.schema.get("properties", {}))
+            for key in sorted(set(err.instance) - set(known), key=str):
+                hint = difflib.get_close_matches(str(key), known, n=1)
+                text = "unknown key" + (f" (did you mean {hint[0]}?)" if hint else "")
+                text += f"; {'the keys of ' + dotted(path) if path else 'the top-level keys'} are: {', '.join(known)}"
+                lines.append(_line([*path, key], text, files, command_line))
+        else:
+            lines.append(_line(path, err.message, files, command_line))
+    return sorted(lines)  # by key
+
+
+def _line(path, text, files, command_line) -> str:
+    source = where_set(path, files, command_line) if path else None
+    return f"{dotted(path) or '(top level)'}{f' (in {source})' if source else ''}: {text}"
