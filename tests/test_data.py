@@ -414,7 +414,7 @@ def test_fetch_wrong_md5_leaves_nothing(server, tmp_path):
 
 def test_fetch_404_fails_at_once(server, tmp_path):
     server.plan = ["404"] * 5
-    with pytest.raises(DataError, match=r"HTTP 404.*by hand"):
+    with pytest.raises(DataError, match=r"HTTP 404.*by other means"):
         fetch(server.url, tmp_path / "a.tar.gz", server.md5, retries=4, backoff=5)
     assert len(server.requests) == 1
     assert leftovers(tmp_path) == []
@@ -436,7 +436,7 @@ def test_fetch_cut_transfer_retried(server, tmp_path):
 
 def test_fetch_all_attempts_cut(server, tmp_path):
     server.plan = ["cut"] * 3
-    with pytest.raises(DataError, match=r"after 3 attempt\(s\).*cut short.*by hand"):
+    with pytest.raises(DataError, match=r"after 3 attempt\(s\).*cut short.*by other means"):
         fetch(server.url, tmp_path / "a.tar.gz", server.md5, retries=2)
     assert len(server.requests) == 3
     assert leftovers(tmp_path) == []
@@ -465,7 +465,7 @@ def test_fetch_file_url_and_plain_path(tmp_path, archive):
     with pytest.raises(DataError, match="md5 mismatch"):
         fetch(str(archive), tmp_path / "c.tar.gz", "1" * 32)
     assert not (tmp_path / "c.tar.gz").exists() and not (tmp_path / "c.tar.gz.part").exists()
-    with pytest.raises(DataError, match=r"not an existing file.*by hand.*config/config\.yaml"):
+    with pytest.raises(DataError, match=r"not an existing file.*by other means.*config/config\.yaml"):
         fetch(str(tmp_path / "missing.tar.gz"), tmp_path / "d.tar.gz", md5)
 
 
@@ -477,7 +477,7 @@ def test_fetch_unreachable_host(tmp_path):
     with pytest.raises(DataError) as ei:
         fetch(f"http://127.0.0.1:{port}/c.tar.gz", dest, "0" * 32, retries=1)
     msg = str(ei.value)
-    assert "by hand" in msg and "data.url" in msg and str(dest) in msg
+    assert "by other means" in msg and "data.url" in msg and str(dest) in msg
     assert leftovers(tmp_path) == []
 
 
@@ -596,5 +596,5 @@ def test_script_error_exit_without_traceback(tmp_path):
     r = run_script("download.py", "--source", tmp_path / "absent.tar.gz", "--md5", "f" * 32,
                    "--out", tmp_path / "out.tar.gz")
     assert r.returncode == 1
-    assert "not an existing file" in r.stderr and "by hand" in r.stderr
+    assert "not an existing file" in r.stderr and "by other means" in r.stderr
     assert "Traceback" not in r.stderr

@@ -672,6 +672,17 @@ def test_full_batch_bytes():
     assert R.facts.full_batch_bytes(45000, (32, 32, 32)) == 45000 * 32 * 32 * 32 * 4
 
 
+def test_memory_sizes_print_in_megabytes_below_a_gigabyte():
+    assert R.size(5.9e9) == {"value": "5.9", "unit": "GB"} and R.size(1e9)["unit"] == "GB"
+    assert R.size(9.83e6) == {"value": "9.8", "unit": "MB"} and R.size(999e6)["unit"] == "MB"
+    # the fixture: 45,000 training images, a 32 x 32 x 64 first-layer output, batch 64
+    tex = text(ctx())
+    assert says(tex, f"就需要约 {45000 * 32 * 32 * 64 * 4 / 1e9:.1f}~GB，") and says(tex, "只需约 16.8~MB")
+    demo = fixture_inputs(False)
+    demo["data_meta"] = {**demo["data_meta"], "shapes": {"x_train": [300, 32, 32, 3]}}
+    assert says(text(R.build_context(**demo)), f"就需要约 {300 * 32 * 32 * 64 * 4 / 1e6:.1f}~MB，")
+
+
 def test_report_states_the_sweep_length_honestly():
     final_epochs = HP["epochs"]
     same = text(ctx(summary=make_summary().assign(epochs=final_epochs)))

@@ -23,9 +23,9 @@ OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
 
 _CHUNK = 1 << 20
 _HINT = (
-    "If this machine cannot download it, place the archive by hand: either set `data.url` in "
-    "config/config.yaml to a local path (or file:// URL) of a copy of the archive, or copy the "
-    "file to {dest}."
+    "If this machine cannot download it, fetch the archive by other means and set `data.url` "
+    "in your config (config/config.yaml or a file passed with --configfile) to its local path "
+    "(or a file:// URL): it is then copied to {dest} once its md5 checks out."
 )
 
 

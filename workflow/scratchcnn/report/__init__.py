@@ -18,7 +18,7 @@ from .facts import (
     selection,
     val_loss_trend,
 )
-from .fmt import duration, fixed, integer, pct, plain, ratio, seconds, shape, stat
+from .fmt import duration, fixed, integer, pct, plain, ratio, seconds, shape, size, stat
 from .latex import TexStr, make_environment, render, tex_escape, tex_file, tex_path
 from ..figures.registry import FIGURES as _FIGURE_REGISTRY
 
@@ -28,6 +28,6 @@ FIGURES = tuple(_FIGURE_REGISTRY)
 __all__ = [
     "build_context", "STUDY_TEST_ACCURACY", "array_stats", "class_extremes", "compare", "filter_cost",
     "layer_table", "selection", "val_loss_trend", "duration", "fixed", "integer", "pct", "plain", "ratio",
-    "seconds", "shape", "stat", "TexStr", "make_environment", "render", "tex_escape", "tex_file", "tex_path",
+    "seconds", "shape", "size", "stat", "TexStr", "make_environment", "render", "tex_escape", "tex_file", "tex_path",
     "FIGURES", "facts",
 ]  # fmt: skip

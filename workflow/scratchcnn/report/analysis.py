@@ -14,7 +14,7 @@ from ..figures.registry import FIGURES
 from .. import study
 from ..sweeps import HYPERPARAMETERS
 from . import facts
-from .fmt import duration, integer, norm_value, pct, plain, ratio, seconds, shape, stat
+from .fmt import duration, integer, norm_value, pct, plain, ratio, seconds, shape, size, stat
 from .latex import TexStr, tex_escape, tex_file, tex_path
 
 
@@ -301,8 +301,8 @@ def method_context(data_meta: dict, layers: list[dict], hp: dict, summary) -> di
         "n_train": integer(n_train),
         "updates_per_epoch": integer(-(-int(n_train) // batch)) if n_train else None,
         "conv1_shape": shape(conv1),
-        "full_batch_gb": f"{facts.full_batch_bytes(n_train, conv1) / 1e9:.1f}",
-        "batch_mb": f"{facts.full_batch_bytes(batch, conv1) / 1e6:.1f}",
+        "full_batch": size(facts.full_batch_bytes(n_train, conv1)),
+        "batch": size(facts.full_batch_bytes(batch, conv1)),
         "sweep_epochs": str(sweep_epochs) if sweep_epochs else None,
         "sweep_same_length": sweep_epochs is not None and hp.get("epochs") is not None
         and sweep_epochs == int(hp["epochs"]),

@@ -51,6 +51,14 @@ def duration(sec) -> dict:
     return {"value": f"{sec / 3600:.2f}", "unit": "h"}
 
 
+def size(nbytes) -> dict:
+    """``{"value", "unit"}`` in decimal units: ``MB`` below 1 GB (one decimal), else ``GB``."""
+    nbytes = float(nbytes)
+    if nbytes < 1e9:
+        return {"value": f"{nbytes / 1e6:.1f}", "unit": "MB"}
+    return {"value": f"{nbytes / 1e9:.1f}", "unit": "GB"}
+
+
 def ratio(x) -> str:
     return f"{float(x):.2f}"
 
