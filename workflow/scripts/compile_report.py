@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Compile report/report.tex to report/report.pdf with latexmk and XeLaTeX.
 
-    python workflow/scripts/compile_report.py --tex report/report.tex \
+    python workflow/scripts/compile_report.py --tex report/report.tex \\
         --out report/report.pdf --log logs/report/compile.log [--build-dir report/build]
 
 latexmk runs in the folder of the .tex (so ``../results/figures/...`` resolves

@@ -4,7 +4,7 @@
 The source may be an http(s) URL, a file:// URL or a plain local path; an archive already at
 --out with the right md5 is left alone. Example:
 
-    python workflow/scripts/download.py --source /data/cifar-10-python.tar.gz \
+    python workflow/scripts/download.py --source /data/cifar-10-python.tar.gz \\
         --md5 c58f30108f718f92721af3b95e74349a --out results/data/cifar-10-python.tar.gz
 
 Exit status 1 with a one-line message (no traceback) on any data problem.

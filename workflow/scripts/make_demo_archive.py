@@ -4,7 +4,7 @@
 The archive has exactly the official python-version layout, so the pipeline reads it like the
 real one. Same arguments give the same bytes. Example:
 
-    python workflow/scripts/make_demo_archive.py --out results/demo/cifar-10-python.tar.gz \
+    python workflow/scripts/make_demo_archive.py --out results/demo/cifar-10-python.tar.gz \\
         --n-train-per-class 100 --n-test-per-class 20 --seed 0
 """
 
@@ -19,11 +19,11 @@ from scratchcnn.logs import setup_logging
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="archive to write (.tar.gz)")
-    ap.add_argument("--n-train-per-class", type=int, required=True)
-    ap.add_argument("--n-test-per-class", type=int, required=True)
-    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--n-train-per-class", type=int, required=True, help="training images of each class")
+    ap.add_argument("--n-test-per-class", type=int, required=True, help="test images of each class")
+    ap.add_argument("--seed", type=int, required=True, help="seed of the images (same seed, same bytes)")
     args = ap.parse_args(argv)
     setup_logging()
     log = logging.getLogger("make_demo_archive")

@@ -5,8 +5,8 @@ See docs/outputs.md for the contract. The split is
 `numpy.random.default_rng(split_seed).permutation(n)`: the first --n-val indices are the
 validation set, the rest the training set, both kept in permutation order. Example:
 
-    python workflow/scripts/prepare.py --archive results/data/cifar-10-python.tar.gz \
-        --out results/data/cifar10.npz --n-val 5000 --split-seed 0 \
+    python workflow/scripts/prepare.py --archive results/data/cifar-10-python.tar.gz \\
+        --out results/data/cifar10.npz --n-val 5000 --split-seed 0 \\
         --expected-train 50000 --expected-test 10000
 
 Exit status 1 with a one-line message (no traceback) on any data problem.

@@ -1,16 +1,16 @@
 #!/usr/bin/env python
 """Render report/report.tex from the results files and the jinja2 template.
 
-    python workflow/scripts/render_report.py \
-        --template report/report.tex.j2 \
-        --test-metrics results/final/test_metrics.json \
-        --summary results/sweep/summary.csv \
-        --history results/final/seeds/0/history.csv \
-        --best results/sweep/best.json \
-        --final-metrics results/final/seeds/0/metrics.json \
-        --model results/final/seeds/0/model.npz \
-        --data-meta results/data/cifar10.npz \
-        --figures-dir results/figures \
+    python workflow/scripts/render_report.py \\
+        --template report/report.tex.j2 \\
+        --test-metrics results/final/test_metrics.json \\
+        --summary results/sweep/summary.csv \\
+        --history results/final/seeds/0/history.csv \\
+        --best results/sweep/best.json \\
+        --final-metrics results/final/seeds/0/metrics.json \\
+        --model results/final/seeds/0/model.npz \\
+        --data-meta results/data/cifar10.npz \\
+        --figures-dir results/figures \\
         --out report/report.tex
 
 Only small parts of the .npz files are read: ``arch_json`` and the parameter
@@ -49,21 +49,21 @@ def read_json(path) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--template", required=True)
-    ap.add_argument("--test-metrics", required=True)
-    ap.add_argument("--summary", required=True)
-    ap.add_argument("--history", required=True)
-    ap.add_argument("--best", required=True)
-    ap.add_argument("--final-metrics", required=True)
-    ap.add_argument("--model", required=True)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--template", required=True, help="the jinja2 template (report/report.tex.j2)")
+    ap.add_argument("--test-metrics", required=True, help="the seeds' summary (results/final/test_metrics.json)")
+    ap.add_argument("--summary", required=True, help="every grid point (results/sweep/summary.csv)")
+    ap.add_argument("--history", required=True, help="history.csv of the final run the figures show")
+    ap.add_argument("--best", required=True, help="the chosen point (results/sweep/best.json)")
+    ap.add_argument("--final-metrics", required=True, help="metrics.json of that final run")
+    ap.add_argument("--model", required=True, help="model.npz of that final run")
     ap.add_argument(
         "--data-meta", required=True, help="results/data/cifar10.npz (meta_json, class_names, shapes)"
     )
     ap.add_argument("--synthetic", action="store_true",
                     help="the data came from the synthetic demo archive (data.synthetic): the report says so")  # fmt: skip
-    ap.add_argument("--figures-dir", required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--figures-dir", required=True, help="where the figures' NAME.pdf files are")
+    ap.add_argument("--out", required=True, help="the .tex to write")
     ap.add_argument("--study-accuracy", type=float, default=report.STUDY_TEST_ACCURACY,
                     help="the study's test accuracy to compare with (fraction; default %(default)s)")  # fmt: skip
     args = ap.parse_args(argv)

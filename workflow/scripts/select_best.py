@@ -1,12 +1,12 @@
 """Summarise grid points and choose the best one on validation accuracy.
 
 One sweep (reads each point's metrics.json):
-    python workflow/scripts/select_best.py --sweep lr_reg \
-        --metrics results/sweep/points/lr~*/reg~*/filters~32/metrics.json \
+    python workflow/scripts/select_best.py --sweep lr_reg \\
+        --metrics results/sweep/points/lr~*/reg~*/filters~32/metrics.json \\
         --out-summary results/sweep/lr_reg/summary.csv --out-best results/sweep/lr_reg/best.json
 
 All sweeps (concatenates their summaries):
-    python workflow/scripts/select_best.py --summaries results/sweep/*/summary.csv \
+    python workflow/scripts/select_best.py --summaries results/sweep/*/summary.csv \\
         --out-summary results/sweep/summary.csv --out-best results/sweep/best.json
 
 Points that diverged are listed but never chosen; if every point diverged the

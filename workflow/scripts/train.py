@@ -8,9 +8,9 @@ again with the same arguments continues from its last completed epoch.
 Every setting of the recipe is a required flag: the pipeline passes the values of
 config/config.yaml (defaults: workflow/schemas/config.schema.yaml) in full, e.g.
 
-    python workflow/scripts/train.py --data results/data/cifar10.npz --out-dir results/manual \
-        --lr 0.01 --reg 0.001 --filters 32 --epochs 20 --batch-size 64 --lr-decay 0.5 \
-        --lr-step 5 --clip 5.0 --bn-momentum 0.9 --seed 0 --kernel-size 3 --padding1 1 \
+    python workflow/scripts/train.py --data results/data/cifar10.npz --out-dir results/manual \\
+        --lr 0.01 --reg 0.001 --filters 32 --epochs 20 --batch-size 64 --lr-decay 0.5 \\
+        --lr-step 5 --clip 5.0 --bn-momentum 0.9 --seed 0 --kernel-size 3 --padding1 1 \\
         --padding2 0 --pool-size 2 --pool-stride 2 --device auto --train-subset 0 --jobs-per-gpu 1
 """
 
@@ -61,12 +61,13 @@ def parse_args(argv=None):
     recipe.add_argument("--pool-size", type=int, required=True)
     recipe.add_argument("--pool-stride", type=int, required=True)
     recipe.add_argument("--seed", type=int, required=True)
-    recipe.add_argument("--device", required=True, choices=["auto", "cpu", "gpu"])
     recipe.add_argument("--train-subset", type=int, required=True,
                         help="use only the first N training images (0: all)")  # fmt: skip
-    recipe.add_argument("--jobs-per-gpu", type=int, required=True,
-                        help="concurrent jobs that may share one GPU (on a GPU only)")  # fmt: skip
-    p.add_argument("--gpu-lock-dir", type=Path, default=None, help="GPU claim locks (default: $TMPDIR/scratchcnn-gpu-locks-<uid>)")
+    where = p.add_argument_group("where it runs (the pipeline reruns nothing when these change)")
+    where.add_argument("--device", required=True, choices=["auto", "cpu", "gpu"])
+    where.add_argument("--jobs-per-gpu", type=int, required=True,
+                       help="concurrent jobs that may share one GPU (on a GPU only)")  # fmt: skip
+    where.add_argument("--gpu-lock-dir", type=Path, default=None, help="GPU claim locks (default: $TMPDIR/scratchcnn-gpu-locks-<uid>)")
     return p.parse_args(argv)
 
 
