@@ -95,3 +95,20 @@ def test_divergence_is_a_status_not_a_crash(data, tmp_path):
     assert metrics["status"] == "diverged"
     assert metrics["epochs_run"] < 4
     load_checkpoint(tmp_path / "model.npz")  # still a valid file
+
+
+def test_ctrl_c_says_how_to_go_on_and_the_same_command_resumes(data, tmp_path):
+    proc = subprocess.Popen(command(data, tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "state.npz").exists():
+        assert proc.poll() is None and time.time() < deadline, "training ended before it could be interrupted"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the interrupt arrived")
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert "interrupted; the same command" in err and f"from {tmp_path / 'state.npz'}" in err
+    assert not (tmp_path / "metrics.json").exists()
+    resumed = subprocess.run(command(data, tmp_path), check=True, capture_output=True, text=True)
+    assert "resuming after epoch" in resumed.stderr and (tmp_path / "metrics.json").is_file()

@@ -90,8 +90,14 @@ def claim_device(args, held: contextlib.ExitStack) -> int | None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
-    with contextlib.ExitStack() as held:  # the claimed GPU stays ours until the run ends
-        return run(args, held)
+    try:
+        with contextlib.ExitStack() as held:  # the claimed GPU stays ours until the run ends
+            return run(args, held)
+    except KeyboardInterrupt:  # Ctrl-C: say how to go on instead of a traceback
+        state = args.out_dir / "state.npz"
+        log.error("interrupted; the same command (in the pipeline: snakemake --rerun-incomplete, the default) "
+                  "%s", f"resumes after the last completed epoch from {state}" if state.is_file() else "starts again")  # fmt: skip
+        return 130
 
 
 def run(args, held: contextlib.ExitStack) -> int:
