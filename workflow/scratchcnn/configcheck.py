@@ -7,6 +7,7 @@ first error; the workflow calls :func:`problems` when that check fails and shows
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -25,7 +26,7 @@ def _has(data, path) -> bool:
         if isinstance(part, int):
             if not isinstance(data, list) or part >= len(data):
                 return False
-        elif not isinstance(data, dict) or part not in data:
+        elif not isinstance(data, Mapping) or part not in data:  # Snakemake 8 passes --config as a Map
             return False
         data = data[part]
     return True
