@@ -92,7 +92,10 @@ LOG=$OUT/gpu_check.log
 export PYTHONPATH="$PWD/workflow${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 export CUPY_CACHE_DIR=${CUPY_CACHE_DIR:-/tmp/cupy-kernel-cache}  # writable, whatever $HOME is
-unset CUPY_TF32 SCRATCHCNN_KERNELS  # full float32; the custom kernels on unless a step says otherwise
+# full float32 on both sides (some CUDA images switch PyTorch's TF32 back on through the environment)
+unset CUPY_TF32 NVIDIA_TF32_OVERRIDE TORCH_ALLOW_TF32_CUBLAS_OVERRIDE
+# the custom kernels on, unless the caller turned them off (device_run.sh's fallback) or a step does
+export SCRATCHCNN_KERNELS=${SCRATCHCNN_KERNELS:-1}
 COMMIT=${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 START=$SECONDS
 : >"$LOG"
@@ -122,7 +125,19 @@ step() {
 }
 
 summary() {
-    [ -f "$WORK/parity/history.csv" ] && cp "$WORK/parity/history.csv" "$OUT/parity_history.csv"
+    if [ -f "$WORK/parity/history.csv" ]; then
+        cp "$WORK/parity/history.csv" "$OUT/parity_history.csv"
+    elif [ -f "$WORK/parity/state.npz" ]; then  # the parity run was cut off: the epochs it finished
+        python3 - "$WORK/parity/state.npz" "$OUT/parity_history.csv" <<'EOF' 2>&1 | tee -a "$LOG"
+import json, sys
+import numpy as np, pandas as pd
+from scratchcnn.training import HISTORY_COLUMNS
+with np.load(sys.argv[1]) as z:
+    history = json.loads(str(z["info_json"]))["history"]
+pd.DataFrame(history, columns=list(HISTORY_COLUMNS)).to_csv(sys.argv[2], index=False)
+print(f"parity cut off after {len(history)} epochs: their history from its snapshot in {sys.argv[2]}")
+EOF
+    fi
     echo "== summary ($((SECONDS - START))s so far)" | tee -a "$LOG"
     python3 benchmarks/gpu_summary.py "$WORK" "$OUT/gpu_results.json" --commit "$COMMIT" \
         --details "$OUT/gpu_details.json" 2>&1 | tee -a "$LOG"
@@ -136,10 +151,16 @@ else
     DEV=cpu FILTERS=(4) IMAGES=128 EVAL_IMAGES=100 PROBE_FILTERS=(--filters 4)
     TESTS=(tests/test_kernels.py)  # the GPU tests skip without CuPy; these exercise the same plumbing
 fi
-echo "gpu_check ($MODE) commit $COMMIT, work dir $WORK, out $OUT, budget ${BUDGET}s" | tee -a "$LOG"
+echo "gpu_check ($MODE) commit $COMMIT, work dir $WORK, out $OUT, budget ${BUDGET}s, SCRATCHCNN_KERNELS=$SCRATCHCNN_KERNELS" | tee -a "$LOG"
 
-if ! step preflight 120 python3 benchmarks/gpu_probe.py preflight --device $DEV --json "$WORK/preflight.json"; then
-    echo "PREFLIGHT FAILED: no usable GPU through CuPy; nothing else was run" | tee -a "$LOG"
+step preflight 120 python3 benchmarks/gpu_probe.py preflight --device $DEV --json "$WORK/preflight.json"
+rc=$?
+if [ $rc -ne 0 ]; then
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        echo "PREFLIGHT FAILED: timed out (the GPU may be fine: give it more time); nothing else was run" | tee -a "$LOG"
+    else
+        echo "PREFLIGHT FAILED: no usable GPU through CuPy; nothing else was run" | tee -a "$LOG"
+    fi
     summary
     exit 1
 fi

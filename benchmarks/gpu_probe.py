@@ -94,6 +94,12 @@ def training_setup(backend, filters, batch, images):
 # Kernel launches per step
 
 
+def node_type_name(kind) -> str:
+    """``kernel`` for ``CU_GRAPH_NODE_TYPE_KERNEL``. By the member's name: its ``str()`` is ``'0'``
+    for cuda-bindings 12's IntEnum on Python 3.11+ and ``'<CUgraphNodeType....: 0>'`` for 13's."""
+    return getattr(kind, "name", str(kind)).removeprefix("CU_GRAPH_NODE_TYPE_").lower()
+
+
 def count_graph_nodes(graph_handle) -> dict:
     """Node counts by type of a captured CUDA graph (driver API through cuda-bindings)."""
     from cuda.bindings import driver
@@ -108,7 +114,9 @@ def count_graph_nodes(graph_handle) -> dict:
     counts: dict = {}
     for node in nodes:
         err, kind = driver.cuGraphNodeGetType(node)
-        name = str(kind).rsplit(".", 1)[-1].replace("CU_GRAPH_NODE_TYPE_", "").lower()
+        if err != driver.CUresult.CUDA_SUCCESS:
+            raise RuntimeError(f"cuGraphNodeGetType: {err}")
+        name = node_type_name(kind)
         counts[name] = counts.get(name, 0) + 1
     return counts
 
@@ -146,6 +154,8 @@ def launches_by_graph(step) -> tuple[int, dict, str]:
     finally:
         cupy.cuda.runtime.graphDestroy(handle)
     launches = sum(v for k, v in counts.items() if k in ("kernel", "memset", "memcpy", "nodes"))
+    if not launches:  # a step launches something: the node types were misread; let the profiler count
+        raise RuntimeError(f"no kernel, memset or memcpy node among {counts}")
     return launches, counts, method
 
 

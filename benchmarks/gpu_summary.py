@@ -6,8 +6,8 @@ Reads from WORK_DIR: steps.tsv (each step's exit status), preflight.json,
 gpu_tests.xml (pytest's JUnit report), speed.json, launches.json,
 memory.json and parity/{metrics,test_metrics}.json, whichever exist; a
 missing number is null. Prints the summary and what issue 10 asks of it.
-Exit status 1 when a step failed, a GPU test failed or was skipped, or the
-tests step ran no test.
+Exit status 1 when a step failed, a GPU test failed or was skipped, the
+tests step ran no test, or the launches step counted none on CuPy.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -77,6 +78,11 @@ def summarise(work: Path, commit: str) -> tuple[dict, list[str]]:
         ran.add(step)
         if status != "0":
             problems.append(f"step {step} exited with {status}" + (" (timed out)" if status in ("124", "137") else ""))
+    counted = results["launches_per_step"] or {}
+    for mode in ("kernels", "no_kernels"):
+        # on CuPy every step launches something (on NumPy nothing is counted)
+        if "launches" in ran and pre.get("backend") == "cupy" and not counted.get(mode):
+            problems.append(f"launches per step ({mode}): {counted.get(mode)!r}, not a count")
     tests = results["gpu_tests"]
     if tests["passed"] is None:
         if "tests" in ran:  # no step asked for them (STEPS), e.g. device_run.sh's STUDY_ONLY calls
@@ -118,6 +124,7 @@ def main(argv=None) -> int:
         steps = (args.work / "steps.tsv").read_text().splitlines() if (args.work / "steps.tsv").exists() else []
         raw["steps"] = [dict(zip(("step", "exit", "seconds"), line.split("\t"))) for line in steps]
         raw["problems"] = problems
+        raw["scratchcnn_kernels"] = os.environ.get("SCRATCHCNN_KERNELS", "1")  # "0": the fallback without them
         args.details.write_text(json.dumps(raw, indent=1) + "\n")
     print(json.dumps(results, indent=2))
     print("\n".join(["", "issue 10:"] + ["  " + line for line in verdict(results)]))

@@ -106,3 +106,73 @@ def test_device_run_sizes_adds_up_each_calls_carry(tmp_path):
     (tmp_path / ".whl/2").rmdir()
     done = subprocess.run(["bash", "benchmarks/device_run.sh", "--sizes"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 1 and "call 2: .whl/2 is missing" in done.stdout
+
+
+def test_graph_node_types_are_read_by_name_in_both_cuda_bindings_generations():
+    import enum
+
+    import gpu_probe
+
+    class IntEnumKind(enum.IntEnum):  # cuda-bindings 12: str() is '0' on Python 3.11+
+        CU_GRAPH_NODE_TYPE_KERNEL = 0
+        CU_GRAPH_NODE_TYPE_MEMSET = 2
+
+    class FastEnumKind:  # cuda-bindings 13: str() is '<CUgraphNodeType.CU_GRAPH_NODE_TYPE_KERNEL: 0>'
+        name = "CU_GRAPH_NODE_TYPE_KERNEL"
+
+        def __str__(self):
+            return "<CUgraphNodeType.CU_GRAPH_NODE_TYPE_KERNEL: 0>"
+
+    assert gpu_probe.node_type_name(IntEnumKind.CU_GRAPH_NODE_TYPE_KERNEL) == "kernel"
+    assert gpu_probe.node_type_name(IntEnumKind.CU_GRAPH_NODE_TYPE_MEMSET) == "memset"
+    assert gpu_probe.node_type_name(FastEnumKind()) == "kernel"
+
+
+@pytest.mark.parametrize("launches", [{"kernels": 0, "no_kernels": 0, "method": "CUDA graph"}, None])
+def test_summary_fails_when_the_launches_step_counted_nothing(tmp_path, capsys, launches):
+    work = work_dir(tmp_path, [("tests", 0), ("launches", 0)], [""])
+    (work / "preflight.json").write_text(json.dumps({"device_name": "NVIDIA H100 80GB HBM3", "backend": "cupy"}))
+    if launches is not None:
+        (work / "launches.json").write_text(json.dumps(launches))
+    assert gpu_summary.main([str(work), str(tmp_path / "r.json")]) == 1
+    assert "launches per step (kernels)" in capsys.readouterr().out
+    (work / "launches.json").write_text(json.dumps({"kernels": 95, "no_kernels": 286, "method": "CUDA graph"}))
+    assert gpu_summary.main([str(work), str(tmp_path / "r.json")]) == 0
+    (work / "launches.json").write_text(json.dumps({"method": "not applicable on the CPU"}))
+    (work / "preflight.json").write_text(json.dumps({"device_name": "a CPU", "backend": "numpy"}))
+    assert gpu_summary.main([str(work), str(tmp_path / "r.json")]) == 0  # NumPy counts no launches
+
+
+@pytest.mark.parametrize("setting", ["0", None])
+def test_the_callers_kernel_setting_reaches_the_steps_and_the_details(tmp_path, setting):
+    """device_run.sh's fallback (SCRATCHCNN_KERNELS=0 before call 3) must not be undone by gpu_check.sh."""
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"), "STEPS": "preflight"}
+    env.pop("SCRATCHCNN_KERNELS", None)
+    if setting is not None:
+        env["SCRATCHCNN_KERNELS"] = setting
+    done = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--cpu"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SCRATCHCNN_KERNELS={setting or '1'}" in done.stdout.splitlines()[0]
+    details = json.loads((tmp_path / "out" / "gpu_details.json").read_text())
+    assert details["scratchcnn_kernels"] == (setting or "1")
+
+
+def test_a_parity_run_cut_off_still_returns_the_epochs_it_finished(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from scratchcnn.checkpoint import save_train_state
+    from scratchcnn.training import HISTORY_COLUMNS, TrainState
+
+    rows = [[e, 0.1, 2.0 / e, 1.9 / e, 0.1, 0.3 * e, 1.8 / e, 0.28 * e, 3.5] for e in (1, 2, 3)]
+    (tmp_path / "work" / "parity").mkdir(parents=True)
+    save_train_state(tmp_path / "work" / "parity" / "state.npz",
+                     TrainState({"W1": np.zeros(3, np.float32)}, {"running_mean1": np.zeros(3, np.float32)}, epoch=3,
+                                history=rows), "fingerprint")  # fmt: skip
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"), "STEPS": "none"}
+    done = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--cpu"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert "parity cut off after 3 epochs" in done.stdout, done.stdout + done.stderr
+    history = pd.read_csv(tmp_path / "out" / "parity_history.csv")
+    assert list(history.columns) == list(HISTORY_COLUMNS) and history["val_acc"].tolist() == pytest.approx([0.28, 0.56, 0.84])
