@@ -165,3 +165,18 @@ def test_training_loss_is_recorded_in_its_two_parts():
     assert row["train_l2"] == pytest.approx(expected_l2, rel=1e-4)
     no_reg = run(arch, data, train_config(lr=0.05, reg=0.0, batch_size=8, epochs=2)).history
     assert all(r["train_l2"] == 0.0 and r["train_loss"] == r["train_ce"] for r in no_reg)
+
+
+def test_training_and_evaluation_stay_in_float32():
+    """No float64 creeps in (a NumPy scalar or a promotion rule would double memory and, on the GPU, time)."""
+    arch, data = tiny_problem(n=16)
+    cfg = train_config(lr=0.1, reg=1e-4, batch_size=8, epochs=1)
+    params, bn = cnn.init_params(arch, 0)
+    opt = tr.FlatSGD(params)
+    correct, ce = np.zeros((), np.int64), np.zeros((), np.float32)
+    loss, bn = tr.train_step(opt, bn, data["x_train"][:8], data["y_train"][:8], arch, cfg, np.float64(0.1), correct, ce)
+    arrays = {"loss": loss, "ce_total": ce, **opt.params, **{f"grad {k}": v for k, v in opt.grads.items()},
+              **{f"bn {k}": v for k, v in bn.items()}}  # fmt: skip
+    assert {k: str(v.dtype) for k, v in arrays.items() if v.dtype != np.float32} == {}
+    logits = cnn.predict_logits(opt.params | bn, arch, data["x_val"], numpy_backend(), batch_size=5)
+    assert logits.dtype == np.float32 and logits.shape == (16, 10)
