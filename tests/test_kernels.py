@@ -56,6 +56,19 @@ def test_kernel_source_compiles_with_nvrtc():
     assert set(KERNEL_NAMES) >= {"sgd_sumsq", "sgd_apply", "softmax_xent", "im2col_pad", "col2im_gather"}
 
 
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="no CUDA toolkit (nvcc) here")
+def test_kernel_source_compiles_with_the_toolkits_nvcc(tmp_path):
+    """The machine's own CUDA (13.0 here, as with the GPU machine's CuPy 14), besides NVRTC 12 above."""
+    done = subprocess.run(["nvcc", "-arch=sm_90", "-std=c++17", f"-DBLOCK={kernels.BLOCK}", "-ftz=true",
+                           "-Xptxas", "-v", "-c", str(kernels.SOURCE), "-o", str(tmp_path / "kernels.o")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    text = done.stdout + done.stderr
+    assert done.returncode == 0, text
+    entries = re.findall(r"Compiling entry function '(\w+)' for 'sm_90'", text)
+    assert sorted(entries) == sorted(KERNEL_NAMES), text
+    assert text.count("0 bytes spill stores, 0 bytes spill loads") == len(KERNEL_NAMES), text
+
+
 # --------------------------------------------------------------------------- #
 # The kernels run on the CPU
 
