@@ -28,9 +28,10 @@ def write(tmp_path, name, text):
 
 
 def test_one_target_builds_only_what_it_needs():
-    r = dry_run("--configfile", "config/demo.yaml", target=["results/data/cifar10.npz"])
+    # -F: every job the target needs, whatever results/ already holds here
+    r = dry_run("--configfile", "config/demo.yaml", "-F", target=["results/data/cifar10.npz"])
     assert r.returncode == 0, r.stderr
-    assert set(jobs(r.stdout)) <= {"make_demo_archive", "prepare", "total"}
+    assert jobs(r.stdout) == {"make_demo_archive": 1, "prepare": 1, "total": 2}
 
 
 def test_a_float_written_without_a_dot_is_used_and_explained(tmp_path):
@@ -86,4 +87,8 @@ def test_the_points_folder_is_not_a_sweep_name(tmp_path):
     grid = write(tmp_path, "g.yaml", "sweeps:\n  points:\n    lr: [0.1]\n")
     cfg = write(tmp_path, "c.yaml", f"sweep:\n  grid: {grid}\n")
     r = dry_run("--configfile", "config/demo.yaml", cfg)
-    assert r.returncode != 0 and "points" in r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "sweeps: 'points' is not allowed here (results/sweep/points holds" in out, out[-2000:]
+    write(tmp_path, "g.yaml", "sweeps:\n  pointz:\n    lr: [0.1]\n")  # any other name is a sweep
+    r = dry_run("--configfile", "config/demo.yaml", cfg)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]

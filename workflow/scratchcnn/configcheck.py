@@ -64,7 +64,12 @@ def problems(data, schema: dict, files=(), command_line=None) -> list[str]:
                 text += f"; {'the keys of ' + dotted(path) if path else 'the top-level keys'} are: {', '.join(known)}"
                 lines.append(_line([*path, key], text, files, command_line))
         else:
-            lines.append(_line(path, err.message, files, command_line))
+            text = err.message
+            if err.validator == "not" and isinstance(err.validator_value, dict) and "const" in err.validator_value:
+                text = f"{err.instance!r} is not allowed here"  # jsonschema: "... should not be valid under ..."
+            if isinstance(err.schema, dict) and err.schema.get("description"):
+                text += f" ({err.schema['description']})"
+            lines.append(_line(path, text, files, command_line))
     return sorted(lines)  # by key
 
 
