@@ -30,10 +30,40 @@ pytestmark = pytest.mark.gpu
 TOL = 1e-4
 
 
+KERNEL_ENTRIES = ("im2col", "col2im", "softmax_cross_entropy", "sgd_update", "bn_relu_pool_forward",
+                  "bn_relu_pool_backward")  # fmt: skip
+
+
+def count_kernel_calls(monkeypatch) -> dict:
+    """Calls of each kernels.py entry point from here on: a kernel test must see its kernels run."""
+    calls = dict.fromkeys(KERNEL_ENTRIES, 0)
+    for name in KERNEL_ENTRIES:
+        def counted(*args, _f=getattr(kernels, name), _name=name, **kw):
+            calls[_name] += 1
+            return _f(*args, **kw)
+
+        monkeypatch.setattr(kernels, name, counted)
+    return calls
+
+
 @pytest.fixture(params=["kernels", "no-kernels"])
 def kernel_mode(request, monkeypatch):
+    """The mode's name; ``kernel_mode.calls`` counts the kernels' entry points as they run."""
     monkeypatch.setenv("SCRATCHCNN_KERNELS", "1" if request.param == "kernels" else "0")
-    return request.param
+    return KernelMode(request.param, count_kernel_calls(monkeypatch))
+
+
+class KernelMode(str):
+    def __new__(cls, name, calls):
+        mode = super().__new__(cls, name)
+        mode.calls = calls
+        return mode
+
+    def ran(self, *names) -> bool:
+        """With the kernels on, each of ``names`` ran; with them off, no kernel ran at all."""
+        if self == "kernels":
+            return all(self.calls[n] > 0 for n in names)
+        return not any(self.calls.values())
 
 
 def rel(a, b):
@@ -105,6 +135,8 @@ def test_training_forward_loss_gradients_and_bn_stats_agree(filters, n, kernel_m
     assert_bias_gradients_are_noise(grads_c, grads_g)
     for k in cnn.BN_STATE_NAMES:
         assert rel(bn_c[k], bn_g[k]) < TOL, k
+    assert kernel_mode.ran("im2col", "col2im", "softmax_cross_entropy", "bn_relu_pool_forward",
+                           "bn_relu_pool_backward"), kernel_mode.calls  # fmt: skip
 
 
 @pytest.mark.parametrize("filters", [16, 64, 256], ids=lambda f: f"filters{f}")
@@ -124,6 +156,7 @@ def test_evaluation_mode_agrees(filters, kernel_mode):
     assert abs(float(acc_c) - float(acc_g)) <= 1 / len(x) + 1e-9  # a near-tie may fall either way
     on_gpu = cnn.predict_logits({**params, **bn}, arch, x, backend=GPU, batch_size=16)
     assert rel(logits_c, on_gpu) < TOL
+    assert kernel_mode.ran("im2col", "softmax_cross_entropy", "bn_relu_pool_forward"), kernel_mode.calls
 
 
 @pytest.mark.parametrize("clip", [5.0, 0.01], ids=["clip5", "clip0.01-binding"])
@@ -148,6 +181,7 @@ def test_training_steps_agree(clip, kernel_mode):
         assert rel(bn_c[k], bn_g[k]) < TOL, k
     assert abs(loss_c - loss_g) < TOL * loss_c
     assert abs(correct_c - correct_g) <= 1  # a near-tie of two logits may fall either way
+    assert kernel_mode.ran("sgd_update", "softmax_cross_entropy", "bn_relu_pool_backward"), kernel_mode.calls
 
 
 def test_gpu_checkpoint_loads_on_cpu_and_predicts_the_same_classes(tmp_path, kernel_mode):
@@ -228,6 +262,7 @@ def test_im2col_and_col2im_kernels(case, monkeypatch):
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "n{}-{}x{}x{}-f{}-k{}-s{}-p{}".format(*c))
 def test_conv_layer_with_kernels_forward_and_backward(case, monkeypatch):
     kernels_on(monkeypatch)
+    calls = count_kernel_calls(monkeypatch)
     n, h, w, c, f, k, stride, pad = case
     rng = np.random.default_rng(1)
     x = rng.standard_normal((n, h, w, c)).astype(np.float32)
@@ -239,6 +274,7 @@ def test_conv_layer_with_kernels_forward_and_backward(case, monkeypatch):
     dout = rng.standard_normal(out.shape).astype(np.float32)
     for want, got in zip(L.conv2d_backward(dout, cache), L.conv2d_backward(cp.asarray(dout), cache_g)):
         assert rel(want, got) < 1e-5
+    assert calls["im2col"] == 1 and calls["col2im"] == 1, calls  # the NumPy reference calls none
 
 
 SOFTMAX_CASES = [(1, 10), (7, 3), (64, 10), (300, 10), (1000, 10), (5, 1)]

@@ -25,14 +25,26 @@ from scratchcnn import training as tr
 KERNEL_NAMES = re.findall(r'extern "C" __global__ void (\w+)\(', kernels.SOURCE.read_text())
 
 
+class CupyLike:
+    """An array as kernels.use sees it: a type from a cupy module, and a dtype."""
+
+    __module__ = "cupy._core.core"
+
+    def __init__(self, dtype):
+        self.dtype = np.dtype(dtype)
+
+
 def test_kernels_only_take_float32_cupy_arrays_and_obey_the_switch(monkeypatch):
     assert not kernels.use(np.zeros(3, np.float32))  # NumPy: the reference code runs
     monkeypatch.delenv("SCRATCHCNN_KERNELS", raising=False)
     assert kernels.enabled()
+    assert kernels.use(CupyLike(np.float32))
+    for other in (np.float64, np.float16, np.int64):  # the kernels are float32 only
+        assert not kernels.use(CupyLike(other)), other
     monkeypatch.setenv("SCRATCHCNN_KERNELS", "0")
-    assert not kernels.enabled()
+    assert not kernels.enabled() and not kernels.use(CupyLike(np.float32))
     monkeypatch.setenv("SCRATCHCNN_KERNELS", "1")
-    assert kernels.enabled()
+    assert kernels.enabled() and kernels.use(CupyLike(np.float32))
 
 
 def test_kernel_source_compiles_with_nvrtc():

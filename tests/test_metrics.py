@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -143,8 +144,10 @@ def known_checkpoint(path: Path):
     return arch
 
 
-def test_evaluate_known_checkpoint(tmp_path):
+def test_evaluate_known_checkpoint(tmp_path, monkeypatch):
     ev = load_script("evaluate")
+    ticks = iter(range(100))  # a clock for evaluate.py alone: each reading 0.5 s after the last
+    monkeypatch.setattr(ev, "time", types.SimpleNamespace(perf_counter=lambda: 0.5 * next(ticks)))
     known_checkpoint(tmp_path / "model.npz")
     names = [f"k{i}" for i in range(10)]
     pred = np.array([0, 1, 2, 3, 9, 9, 5, 5, 7, 4, 0, 8])  # what the model will predict
@@ -166,7 +169,8 @@ def test_evaluate_known_checkpoint(tmp_path):
     assert m["hyperparameters"] == {"lr": 0.05, "reg": 0.001, "filters": 2, "batch_size": 64, "epochs": 3,
                                     "lr_decay": 0.5, "lr_step": 2, "clip": None, "seed": 7,
                                     "bn_momentum": 0.8}  # fmt: skip
-    assert m["throughput"]["backend"] == "numpy" and m["throughput"]["images_per_second"] > 0
+    # the timed pass over all 12 images spans one tick (the warm-up batch is not timed)
+    assert m["throughput"]["backend"] == "numpy" and m["throughput"]["images_per_second"] == 12 / 0.5
     assert {"config", "backend", "device", "versions", "git_commit", "created"} <= set(m["provenance"])
 
     on_disk = json.loads((out / "test_metrics.json").read_text(encoding="utf-8"))
