@@ -214,6 +214,49 @@ def test_heatmap_marks_diverged_cells():
     assert len(texts) == 16  # one label per grid point
 
 
+def test_heatmap_cells_show_each_points_accuracy_where_its_ticks_say():
+    """Each cell's number (and colour) sits at its own (lr, reg) by the axis labels; the best is bold."""
+    from scratchcnn.figures.style import num_label
+
+    figures.setup_style("en")
+    summary = make_summary()
+    fig = figures.sweep_heatmap(summary, "en")
+    ax = fig.axes[0]
+    x_at = {tl.get_text(): x for x, tl in zip(ax.get_xticks(), ax.get_xticklabels())}
+    y_at = {tl.get_text(): y for y, tl in zip(ax.get_yticks(), ax.get_yticklabels())}
+    cells = {(round(tx.get_position()[0]), round(tx.get_position()[1])): tx for tx in ax.texts}
+    image = ax.images[0].get_array()
+    rows = summary[summary["sweep"] == "lr_reg"]
+    label = {h: dict(zip(vals, num_label(vals))) for h in ("lr", "reg") for vals in [sorted(set(rows[h]))]}
+    best = rows["best_val_acc"].idxmax()
+    for i, row in rows.iterrows():
+        x, y = round(x_at[label["lr"][row["lr"]]]), round(y_at[label["reg"][row["reg"]]])
+        text = cells[(x, y)]
+        if row["status"] == "diverged":
+            assert text.get_text() == "diverged" and np.ma.is_masked(image[y, x])
+        else:
+            assert text.get_text() == f"{100 * row['best_val_acc']:.1f}", (row["lr"], row["reg"])
+            assert image[y, x] == pytest.approx(100 * row["best_val_acc"])
+            assert (text.get_fontweight() == "bold") == (i == best)
+    plt_close(fig)
+
+
+def test_per_class_bars_are_each_class_accuracy():
+    """Bar heights and their labels are the per-class accuracy (not precision or recall), in class order."""
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 10, 400)
+    pred = np.where(rng.random(400) < 0.6, y, rng.integers(0, 10, 400))
+    metrics = classification_report(y, pred, CLASSES)
+    figures.setup_style("en")
+    fig = figures.per_class_accuracy(metrics, "en")
+    ax = fig.axes[0]
+    want = [100 * np.mean(pred[y == k] == k) for k in range(10)]
+    assert [b.get_height() for b in ax.patches] == pytest.approx(want)
+    assert [tl.get_text() for tl in ax.get_xticklabels()] == [figures.class_label(c, "en") for c in CLASSES]
+    assert [tx.get_text() for tx in ax.texts] == [f"{a:.1f}" for a in want]
+    plt_close(fig)
+
+
 def test_minmax_scales_each_kernel_independently():
     w = np.stack([np.full((3, 3, 3), 5.0), np.arange(27.0).reshape(3, 3, 3) * 10])
     s = figures._minmax(w)
