@@ -257,6 +257,21 @@ def test_per_class_bars_are_each_class_accuracy():
     plt_close(fig)
 
 
+def test_filters_sweep_plots_accuracy_and_seconds_per_filter_count():
+    summary = make_summary()
+    rows = summary[summary["sweep"] == "filters"].sort_values("filters")
+    figures.setup_style("en")
+    fig = figures.filters_sweep(summary, "en")
+    ax, ax2 = fig.axes[:2]
+    [acc_line] = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    [spe_line] = ax2.get_lines()
+    assert list(acc_line.get_xdata()) == list(rows["filters"]) == list(spe_line.get_xdata())
+    assert list(acc_line.get_ydata()) == pytest.approx(list(100 * rows["best_val_acc"]))
+    assert list(spe_line.get_ydata()) == pytest.approx(list(rows["seconds_per_epoch"]))
+    assert [a.get_text() for a in ax.texts] == [f"{100 * a:.1f}" for a in rows["best_val_acc"]]
+    plt_close(fig)
+
+
 def test_minmax_scales_each_kernel_independently():
     w = np.stack([np.full((3, 3, 3), 5.0), np.arange(27.0).reshape(3, 3, 3) * 10])
     s = figures._minmax(w)
