@@ -46,24 +46,23 @@ def count_kernel_calls(monkeypatch) -> dict:
     return calls
 
 
-@pytest.fixture(params=["kernels", "no-kernels"])
-def kernel_mode(request, monkeypatch):
-    """The mode's name; ``kernel_mode.calls`` counts the kernels' entry points as they run."""
-    monkeypatch.setenv("SCRATCHCNN_KERNELS", "1" if request.param == "kernels" else "0")
-    return KernelMode(request.param, count_kernel_calls(monkeypatch))
+class KernelMode:
+    """Whether the kernels are on, and how often each kernels.py entry point has run since."""
 
-
-class KernelMode(str):
-    def __new__(cls, name, calls):
-        mode = super().__new__(cls, name)
-        mode.calls = calls
-        return mode
+    def __init__(self, on: bool, calls: dict):
+        self.on, self.calls = on, calls
 
     def ran(self, *names) -> bool:
         """With the kernels on, each of ``names`` ran; with them off, no kernel ran at all."""
-        if self == "kernels":
+        if self.on:
             return all(self.calls[n] > 0 for n in names)
         return not any(self.calls.values())
+
+
+@pytest.fixture(params=["kernels", "no-kernels"])
+def kernel_mode(request, monkeypatch):
+    monkeypatch.setenv("SCRATCHCNN_KERNELS", "1" if request.param == "kernels" else "0")
+    return KernelMode(request.param == "kernels", count_kernel_calls(monkeypatch))
 
 
 def rel(a, b):
