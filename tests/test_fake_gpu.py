@@ -32,7 +32,8 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("fake_gpu")
     data = write_prepared(base / "cifar10.npz", x_train=x[:80], y_train=y[:80], x_val=x[80:100], y_val=y[80:100],
                           x_test=x[100:], y_test=y[100:])  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": f"{FAKE}{os.pathsep}{ROOT / 'workflow'}",
+    env = {**{k: v for k, v in os.environ.items() if k not in ("SCRATCHCNN_KERNELS", "CUPY_TF32")},
+           "PYTHONPATH": f"{FAKE}{os.pathsep}{ROOT / 'workflow'}",
            "TMPDIR": str(base)}  # fmt: skip  (the device claim's lock files)
     out = {}
     for device in ("cpu", "gpu"):
@@ -52,6 +53,9 @@ def test_training_on_the_cupy_path_follows_the_numpy_path(runs):
     cpu, gpu = (json.loads((runs[d] / "metrics.json").read_text()) for d in ("cpu", "gpu"))
     assert cpu["backend"] == "numpy" and gpu["backend"] == "cupy" and gpu["device"] == "fake GPU (NumPy)"
     assert gpu["provenance"]["settings"]["device"] == "gpu" and gpu["best_epoch"] == cpu["best_epoch"]
+    # what changes a CuPy run's rounding is recorded beside its recipe (the env has neither switch set)
+    assert gpu["provenance"]["gpu_numerics"] == {"custom_kernels": True, "tf32": False}
+    assert "gpu_numerics" not in cpu["provenance"]
     h_cpu, h_gpu = (pd.read_csv(runs[d] / "history.csv") for d in ("cpu", "gpu"))
     numbers = ["train_loss", "train_ce", "train_l2", "train_acc", "val_loss", "val_acc"]
     np.testing.assert_allclose(h_gpu[numbers], h_cpu[numbers], rtol=1e-4, atol=1e-6)
@@ -67,3 +71,4 @@ def test_evaluation_on_the_cupy_path_predicts_what_numpy_predicts(runs):
     np.testing.assert_allclose(p_gpu["probs"], p_cpu["probs"], rtol=1e-4, atol=1e-6)
     m_cpu, m_gpu = (json.loads((runs[d] / "test_metrics.json").read_text()) for d in ("cpu", "gpu"))
     assert m_gpu["test_accuracy"] == m_cpu["test_accuracy"] and m_gpu["n_test"] == 20
+    assert m_gpu["provenance"]["gpu_numerics"] == {"custom_kernels": True, "tf32": False}

@@ -47,6 +47,33 @@ def test_kernels_only_take_float32_cupy_arrays_and_obey_the_switch(monkeypatch):
     assert kernels.enabled() and kernels.use(CupyLike(np.float32))
 
 
+def test_a_kernel_that_will_not_build_says_which_and_how_to_run_without(monkeypatch):
+    """A GPU where kernels.cu does not compile or load: one clear error, not CuPy's traceback,
+    and the next lookup tries again (no half-built module kept)."""
+    tried = []
+
+    class FailingModule:
+        def __init__(self, code, options):
+            tried.append(options)
+
+        def get_function(self, name):
+            raise RuntimeError("CUDA_ERROR_UNSUPPORTED_PTX_VERSION")
+
+    fake = types.ModuleType("cupy")
+    fake.RawModule = FailingModule
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDevice=lambda: 3))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(kernels, "_modules", {})
+    monkeypatch.setattr(kernels, "_functions", {})
+    for _ in range(2):
+        with pytest.raises(kernels.KernelBuildError) as err:
+            kernels._function("softmax_xent")
+        msg = str(err.value)
+        assert "softmax_xent" in msg and str(kernels.SOURCE) in msg and "GPU 3" in msg, msg
+        assert "CUDA_ERROR_UNSUPPORTED_PTX_VERSION" in msg and "SCRATCHCNN_KERNELS=0" in msg, msg
+    assert len(tried) == 2 and kernels._modules == {} and kernels._functions == {}
+
+
 def assert_every_kernel_built_without_spills(ptxas_log: str) -> None:
     """ptxas's -v report: every kernel of kernels.cu built for sm_90, and its registers sufficed."""
     entries = re.findall(r"Compiling entry function '(\w+)' for 'sm_90'", ptxas_log)

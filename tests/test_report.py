@@ -619,7 +619,8 @@ def test_optional_fields_render():
     inputs["final_metrics"]["hyperparameters"] = {**HP, "clip": None, "bn_momentum": 0.9}
     prov = inputs["final_metrics"]["provenance"]
     prov.update(backend="cupy", device="NVIDIA H100 80GB HBM3", git_commit=None,
-                versions={"python": "3.11.7", "numpy": "2.4.6", "cupy": "13.3.0"})  # fmt: skip
+                versions={"python": "3.11.7", "numpy": "2.4.6", "cupy": "13.3.0"},
+                gpu_numerics={"custom_kernels": False, "tf32": True})  # fmt: skip
     inputs["final_metrics"]["backend"], inputs["final_metrics"]["device"] = "cupy", "NVIDIA H100 80GB HBM3"
     inputs["test_metrics"] = {**inputs["test_metrics"], "throughput": {}, "checkpoint": {}}
     inputs["data_meta"] = {"split_seed": 7, "n_train": 45000, "n_val": 5000, "n_test": 10000,
@@ -629,11 +630,22 @@ def test_optional_fields_render():
     assert "不裁剪" in tex and "没有启用梯度裁剪" in tex
     assert r"$\rho=0.9$" in tex
     assert "CuPy & 13.3.0" in tex and "NVIDIA H100 80GB HBM3" in tex
+    assert r"自定义 CUDA 核函数 & 关闭（\texttt{SCRATCHCNN\_KERNELS=0}）" in tex
+    assert r"TF32 矩阵乘法 & 开启（\texttt{CUPY\_TF32}）" in tex
     assert "未记录" in tex
     assert "0.4900" in tex and "标准化" in tex
     assert split_sizes(tex) == {"训练集": "45,000", "验证集": "5,000", "测试集": "10,000"}
     assert "用随机种子 7" in tex
     assert "推理速度" not in tex
+
+
+def test_gpu_numerics_rows_only_for_a_cupy_run():
+    inputs = fixture_inputs()
+    assert "CUDA 核函数" not in text(R.build_context(**inputs))  # a NumPy run has none
+    inputs["final_metrics"] = copy.deepcopy(inputs["final_metrics"])
+    inputs["final_metrics"]["provenance"].update(backend="cupy", gpu_numerics={"custom_kernels": True, "tf32": False})
+    tex = text(R.build_context(**inputs))
+    assert "自定义 CUDA 核函数 & 启用" in tex and "TF32 矩阵乘法 & 关闭（完整 float32）" in tex
 
 
 def test_synthetic_data_and_diverged_loss_are_said():

@@ -28,6 +28,10 @@ _modules: dict = {}  # device -> cupy.RawModule of kernels.cu, compiled at first
 _functions: dict = {}  # (device, kernel name) -> its function, looked up once
 
 
+class KernelBuildError(RuntimeError):
+    """kernels.cu did not compile or load on this GPU."""
+
+
 def enabled() -> bool:
     """False when ``SCRATCHCNN_KERNELS=0``."""
     return os.environ.get("SCRATCHCNN_KERNELS", "1") != "0"
@@ -45,10 +49,19 @@ def _function(name):
     device = cupy.cuda.runtime.getDevice()
     fn = _functions.get((device, name))
     if fn is None:
-        if device not in _modules:
-            options = ("--std=c++17", f"-DBLOCK={BLOCK}")
-            _modules[device] = cupy.RawModule(code=SOURCE.read_text(encoding="utf-8"), options=options)
-        fn = _functions[(device, name)] = _modules[device].get_function(name)
+        try:  # CuPy compiles the module (NVRTC) and loads it (driver) at the first lookup
+            if device not in _modules:
+                options = ("--std=c++17", f"-DBLOCK={BLOCK}")
+                _modules[device] = cupy.RawModule(code=SOURCE.read_text(encoding="utf-8"), options=options)
+            fn = _modules[device].get_function(name)
+        except Exception as exc:
+            _modules.pop(device, None)
+            raise KernelBuildError(
+                f"the CUDA kernel {name} from {SOURCE} could not be built for GPU {device} "
+                f"({type(exc).__name__}: {exc}); SCRATCHCNN_KERNELS=0 in the environment runs "
+                "the same steps without these kernels"
+            ) from exc
+        _functions[(device, name)] = fn
     return fn
 
 

@@ -56,11 +56,20 @@ def blas_threads() -> int | None:
     return int(value) if value.isdigit() else None
 
 
+def gpu_numerics() -> dict:
+    """The environment's choices that change a CuPy run's rounding, not its recipe: our CUDA
+    kernels on or off (``SCRATCHCNN_KERNELS``) and TF32 products (``CUPY_TF32``)."""
+    from . import kernels
+
+    return {"custom_kernels": kernels.enabled(), "tf32": os.environ.get("CUPY_TF32", "0") not in ("", "0")}
+
+
 def provenance(config: dict, backend, settings: dict | None = None) -> dict:
     """What made a result. ``config`` decides the numbers; ``settings`` are the run's choices
     that cannot change them (the device asked for, evaluation batch size, jobs per GPU). The
-    workflow passes those outside its rerun triggers, so they are recorded here instead."""
-    return {
+    workflow passes those outside its rerun triggers, so they are recorded here instead.
+    A CuPy run also records ``gpu_numerics``."""
+    prov = {
         "config": config,
         "settings": {**(settings or {}), "threads": blas_threads()},
         "backend": backend.name,
@@ -69,3 +78,6 @@ def provenance(config: dict, backend, settings: dict | None = None) -> dict:
         "git_commit": git_commit(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if backend.name == "cupy":
+        prov["gpu_numerics"] = gpu_numerics()
+    return prov

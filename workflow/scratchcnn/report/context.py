@@ -76,6 +76,7 @@ def _env_context(prov: dict) -> dict:
         "snakemake": tex_escape(versions["snakemake"]) if versions.get("snakemake") else None,
         "scratchcnn": tex_escape(versions["scratchcnn"]) if versions.get("scratchcnn") else None,
         "git_commit": tex_escape(commit) if commit else None,
+        "gpu_numerics": prov.get("gpu_numerics"),  # CuPy runs: custom_kernels, tf32 (booleans)
         "created": tex_escape(prov.get("created", "?")),
         "created_date": tex_escape(str(prov.get("created", "?"))[:10]),
     }
