@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import platform
 from dataclasses import dataclass
@@ -12,8 +13,15 @@ from types import ModuleType
 import numpy as np
 
 
+_log = logging.getLogger(__name__)
+
+
 class BackendError(RuntimeError):
     """The requested device cannot be used."""
+
+
+class NoGpuError(BackendError):
+    """No GPU to try: CuPy is not installed, or it sees no CUDA device or driver."""
 
 
 @dataclass(frozen=True)
@@ -74,27 +82,33 @@ def _cupy_backend(device_id: int | None = None) -> Backend:
     """CuPy on ``device_id`` (default: the current device); raises if unusable."""
     try:
         import cupy as cp
-    except Exception as exc:  # ImportError, or a broken CUDA install
-        raise BackendError(f"CuPy cannot be imported ({exc}); install the 'gpu' extra") from exc
+    except Exception as exc:  # not installed (NoGpuError), or installed but broken
+        missing = isinstance(exc, ImportError) and exc.name == "cupy"
+        raise (NoGpuError if missing else BackendError)(
+            f"CuPy cannot be imported ({exc}); install the 'gpu' extra"
+        ) from exc
     try:
         count = cp.cuda.runtime.getDeviceCount()
-        if count < 1:
-            raise BackendError("CuPy imports but sees no CUDA device")
+    except Exception as exc:  # no driver
+        raise NoGpuError(f"CuPy imports but finds no CUDA driver or device ({exc})") from exc
+    if count < 1:
+        raise NoGpuError("CuPy imports but sees no CUDA device")
+    try:
         dev = cp.cuda.Device(device_id if device_id is not None else 0)
         dev.use()
         props = cp.cuda.runtime.getDeviceProperties(dev.id)
         name = props["name"]
         name = name.decode() if isinstance(name, bytes) else str(name)
         cp.zeros(1).sum().item()  # the GPU answers
-    except BackendError:
-        raise
     except Exception as exc:
-        raise BackendError(f"CuPy imports but no GPU answers ({exc})") from exc
+        raise BackendError(f"CuPy sees {count} CUDA device(s) but the GPU does not answer ({exc})") from exc
     return Backend(cp, "cupy", name, dev.id)
 
 
 def get_backend(device: str = "auto", device_id: int | None = None) -> Backend:
-    """``auto``: CuPy when it imports and a GPU answers, else NumPy."""
+    """``auto``: CuPy when it imports and a GPU answers, else NumPy. Where CuPy is installed and
+    sees a GPU that then fails, ``auto`` still falls back, but with a warning: such a run would
+    otherwise take the CPU's hours without a word."""
     if device == "cpu":
         return numpy_backend()
     if device == "gpu":
@@ -105,7 +119,10 @@ def get_backend(device: str = "auto", device_id: int | None = None) -> Backend:
     if device == "auto":
         try:
             return _cupy_backend(device_id)
-        except BackendError:
+        except NoGpuError:
+            return numpy_backend()
+        except BackendError as exc:
+            _log.warning("device: auto runs on the CPU (NumPy): %s; device: gpu makes this an error", exc)
             return numpy_backend()
     raise BackendError(f"device must be one of auto, cpu, gpu; got {device!r}")
 
