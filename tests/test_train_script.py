@@ -112,3 +112,33 @@ def test_ctrl_c_says_how_to_go_on_and_the_same_command_resumes(data, tmp_path):
     assert not (tmp_path / "metrics.json").exists()
     resumed = subprocess.run(command(data, tmp_path), check=True, capture_output=True, text=True)
     assert "resuming after epoch" in resumed.stderr and (tmp_path / "metrics.json").is_file()
+
+
+def test_out_of_memory_says_what_to_change_and_writes_no_results(data, tmp_path, capsys):
+    """A GPU (or host) too small for the run: one error naming the run's size and what to lower,
+    no traceback, and no half-written results."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_script", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    class OutOfMemoryError(MemoryError):  # as CuPy names and places its own
+        __module__ = "cupy.cuda.memory"
+
+    def no_room(*args, **kw):
+        raise OutOfMemoryError("Out of memory allocating 1,073,741,824 bytes")
+
+    script.training.train, real = no_room, script.training.train
+    try:
+        rc = script.main(command(data, tmp_path, "--jobs-per-gpu", "3")[2:])
+    finally:
+        script.training.train = real
+    assert rc == 1
+    err = capsys.readouterr().err  # the script's logging replaces pytest's handlers: read stderr
+    assert "Traceback" not in err
+    [error] = [line.split(" ERROR train: ", 1)[1] for line in err.splitlines() if " ERROR " in line]
+    assert "out of memory on the GPU (OutOfMemoryError: Out of memory allocating 1,073,741,824 bytes)" in error
+    assert "training 4 filters at batch 50 with 3 job(s) per GPU" in error and "train.jobs_per_gpu" in error
+    assert error.endswith("then the same command starts again")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -94,10 +94,22 @@ def main(argv=None) -> int:
         with contextlib.ExitStack() as held:  # the claimed GPU stays ours until the run ends
             return run(args, held)
     except KeyboardInterrupt:  # Ctrl-C: say how to go on instead of a traceback
-        state = args.out_dir / "state.npz"
-        log.error("interrupted; the same command (in the pipeline: snakemake --rerun-incomplete, the default) "
-                  "%s", f"resumes after the last completed epoch from {state}" if state.is_file() else "starts again")  # fmt: skip
+        log.error("interrupted; the same command (in the pipeline: snakemake --rerun-incomplete, the default) %s",
+                  resumes(args))  # fmt: skip
         return 130
+    except MemoryError as exc:  # NumPy's, or CuPy's OutOfMemoryError (a MemoryError too): say what to change
+        where = "the GPU" if type(exc).__module__.startswith("cupy") else "this machine"
+        log.error("out of memory on %s (%s: %s) training %d filters at batch %d with %d job(s) per GPU; "
+                  "fewer jobs side by side (train.jobs_per_gpu and --resources gpu=N, or --cores on a CPU) "
+                  "or fewer filters need less; then the same command %s",
+                  where, type(exc).__name__, exc, args.filters, args.batch_size, args.jobs_per_gpu, resumes(args))  # fmt: skip
+        return 1
+
+
+def resumes(args) -> str:
+    """What the same command does next: resume from the snapshot, or start again."""
+    state = args.out_dir / "state.npz"
+    return f"resumes after the last completed epoch from {state}" if state.is_file() else "starts again"
 
 
 def run(args, held: contextlib.ExitStack) -> int:
