@@ -31,11 +31,12 @@ die() {
 }
 
 check=0 with_tex=1 gpu=0
+flags=""  # the options that change what is installed, for --check's closing hint
 while [ $# -gt 0 ]; do
   case $1 in
     --check) check=1 ;;
-    --no-tex) with_tex=0 ;;
-    --gpu) gpu=1 ;;
+    --no-tex) with_tex=0 flags="$flags --no-tex" ;;
+    --gpu) gpu=1 flags="$flags --gpu" ;;
     -h | --help)
       sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
       exit 0
@@ -96,7 +97,10 @@ fi
 
 # -- the project and its Python packages
 extras=test
-if [ $gpu -eq 1 ]; then
+if [ $gpu -eq 1 ] && [ $env_ready -eq 1 ] && cupy_version=$(python -c 'import cupy; print(cupy.__version__)' 2>/dev/null); then
+  # conda-forge's cupy (environment-gpu.yml), say: a pip CuPy beside it would conflict with it
+  say "--gpu: CuPy $cupy_version is already installed here; left as it is"
+elif [ $gpu -eq 1 ]; then
   cuda=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9]*\).*/\1/p' || true)
   case $cuda in
     12) extras=test,gpu ;;
@@ -174,7 +178,7 @@ else
 fi
 
 if [ $check -eq 1 ]; then
-  [ $todo -eq 0 ] && say "nothing to do" || say "run ./setup.sh to do the above"
+  [ $todo -eq 0 ] && say "nothing to do" || say "run ./setup.sh$flags to do the above"
   exit $todo
 fi
 if [ $# -gt 0 ]; then

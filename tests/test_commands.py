@@ -128,6 +128,9 @@ def test_the_gpu_profile_shares_one_gpu_between_its_jobs(repo):
     commands = [line for line in r.stdout.splitlines() if "workflow/scripts/train.py" in line]
     assert len(commands) == first_sweep_points(repo)
     assert all(f"--jobs-per-gpu {n} " in c for c in commands)
+    # a GPU profile's training runs on the GPU or stops with the reason, never quietly on the CPU
+    assert {rule: v["device"] for rule, v in profile["set-resources"].items()} == {"train_point": "gpu", "train_final": "gpu"}
+    assert all("--device gpu " in c for c in commands)
     # one core per GPU job (Snakemake prints threads only above 1), so the cores never cap the jobs
     assert profile["set-threads"] == {"train_point": 1, "train_final": 1} and "threads:" not in r.stdout
 

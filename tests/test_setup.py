@@ -33,9 +33,11 @@ def bin_without(tmp_path, hidden, extra=()):
     return str(path)
 
 
-def setup_check(path, *args):
+def setup_check(path, *args, pythonpath=None):
     """``./setup.sh --check`` with an active environment (so it makes none), on ``path``."""
     env = {"PATH": path, "HOME": os.environ.get("HOME", "/tmp"), "VIRTUAL_ENV": sys.prefix}
+    if pythonpath:
+        env["PYTHONPATH"] = str(pythonpath)
     return subprocess.run(["bash", str(ROOT / "setup.sh"), "--check", *args], cwd=ROOT,
                           capture_output=True, text=True, env=env)  # fmt: skip
 
@@ -72,8 +74,38 @@ def test_ci_runs_the_readmes_test_command_and_nothing_of_its_own():
 def test_the_gpu_environment_is_the_cpu_one_plus_cupy():
     cpu = yaml.safe_load((ROOT / "environment.yml").read_text())
     gpu = yaml.safe_load((ROOT / "environment-gpu.yml").read_text())
-    assert gpu["channels"] == cpu["channels"] == ["conda-forge", "nodefaults"]
+    assert gpu["channels"] == cpu["channels"] == ["conda-forge", "bioconda", "nodefaults"]  # snakemake: bioconda
     assert gpu["dependencies"] == cpu["dependencies"] + ["cupy"]
+
+
+NVIDIA_SMI = """#!/bin/sh
+echo '| NVIDIA-SMI 580.159.04             Driver Version: 580.159.04     CUDA Version: {cuda}     |'
+"""
+
+
+@pytest.mark.parametrize("cuda, extras", [("12.9", "test,gpu"), ("13.0", "test,gpu13")])
+def test_gpu_picks_cupy_with_its_cuda_libraries_for_the_driver(tmp_path, cuda, extras):
+    r = setup_check(bin_without(tmp_path, TEX_AND_APT, {"nvidia-smi": NVIDIA_SMI.format(cuda=cuda)}), "--gpu", "--no-tex")
+    assert f'would install the project: pip install -e ".[{extras}]"' in r.stderr, r.stderr
+    assert r.stderr.rstrip().endswith("run ./setup.sh --gpu --no-tex to do the above"), r.stderr
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    package = "cupy-cuda12x" if extras.endswith("gpu") else "cupy-cuda13x"
+    assert f'{extras.split(",")[1]} = ["{package}[ctk]>=14"]' in pyproject  # CUDA's libraries as wheels
+
+
+def test_gpu_refuses_a_driver_older_than_cuda_12(tmp_path):
+    r = setup_check(bin_without(tmp_path, TEX_AND_APT, {"nvidia-smi": NVIDIA_SMI.format(cuda="11.8")}), "--gpu", "--no-tex")
+    assert r.returncode == 1 and "no CUDA 12 or later driver (CUDA 11)" in r.stderr, r.stderr
+
+
+def test_gpu_leaves_an_installed_cupy_alone(tmp_path):
+    """conda-forge's cupy (environment-gpu.yml): a pip CuPy on top of it would conflict."""
+    (tmp_path / "site" / "cupy").mkdir(parents=True)
+    (tmp_path / "site" / "cupy" / "__init__.py").write_text('__version__ = "14.1.1"\n')
+    path = bin_without(tmp_path, TEX_AND_APT, {"nvidia-smi": NVIDIA_SMI.format(cuda="13.0")})
+    r = setup_check(path, "--gpu", "--no-tex", pythonpath=tmp_path / "site")
+    assert "--gpu: CuPy 14.1.1 is already installed here; left as it is" in r.stderr, r.stderr
+    assert "gpu13" not in r.stderr
 
 
 @pytest.mark.parametrize("args", [["--bogus"], ["--check", "snakemake"]])

@@ -85,7 +85,7 @@ def _cupy_backend(device_id: int | None = None) -> Backend:
     except Exception as exc:  # not installed (NoGpuError), or installed but broken
         missing = isinstance(exc, ImportError) and exc.name == "cupy"
         raise (NoGpuError if missing else BackendError)(
-            f"CuPy cannot be imported ({exc}); install the 'gpu' extra"
+            f"CuPy cannot be imported ({exc}); ./setup.sh --gpu installs it (README.md, GPU)"
         ) from exc
     try:
         count = cp.cuda.runtime.getDeviceCount()
@@ -99,7 +99,13 @@ def _cupy_backend(device_id: int | None = None) -> Backend:
         props = cp.cuda.runtime.getDeviceProperties(dev.id)
         name = props["name"]
         name = name.decode() if isinstance(name, bytes) else str(name)
-        cp.zeros(1).sum().item()  # the GPU answers
+        # the GPU answers, through the libraries a training step loads: cuBLAS (the product), NVRTC
+        # (the elementwise kernel, compiled at first use) and a reduction. CuPy imports without them
+        # and loads them lazily, so a plain allocation would pass where training then fails.
+        a = cp.arange(4, dtype=cp.float32).reshape(2, 2)
+        answer = float(((a @ a) * 2).sum())
+        if answer != 44.0:
+            raise BackendError(f"a 2x2 product summed to {answer}, not 44")
     except Exception as exc:
         raise BackendError(f"CuPy sees {count} CUDA device(s) but the GPU does not answer ({exc})") from exc
     return Backend(cp, "cupy", name, dev.id)
