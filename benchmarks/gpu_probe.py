@@ -136,6 +136,8 @@ def launches_by_graph(step) -> tuple[int, dict, str]:
     """Capture one step on a fresh stream as a CUDA graph and count its nodes (nothing runs)."""
     import cupy
 
+    # the step's inputs were made on the legacy default stream, which a non-blocking stream does not wait for
+    cupy.cuda.Device().synchronize()
     stream = cupy.cuda.Stream(non_blocking=True)
     with stream:
         for _ in range(3):  # the pool holds this stream's blocks; no cudaMalloc during capture

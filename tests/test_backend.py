@@ -125,3 +125,19 @@ def test_a_broken_cupy_install_warns(monkeypatch, caplog):
         assert backend.get_backend("auto").name == "numpy"
     [record] = caplog.records
     assert record.levelname == "WARNING" and "partially initialized" in record.message
+
+
+def test_host_array_copies_a_cupy_array_with_cupy_not_numpy(monkeypatch):
+    """np.asarray refuses a CuPy array (no implicit transfer): the copy goes through cupy.asnumpy."""
+
+    class DeviceArray:
+        __module__ = "cupy._core.core"
+
+        def __array__(self, *args, **kw):
+            raise TypeError("Implicit conversion to a NumPy array is not allowed")
+
+    cupy = types.SimpleNamespace(asnumpy=lambda a: np.arange(3.0))
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    np.testing.assert_array_equal(backend.host_array(DeviceArray()), np.arange(3.0))
+    host = np.ones(2)
+    assert backend.host_array(host) is host

@@ -36,9 +36,7 @@ class Backend:
 
     def to_host(self, a) -> np.ndarray:
         """A host NumPy copy of ``a`` (a no-op for NumPy arrays)."""
-        if self.name == "cupy":
-            return self.xp.asnumpy(a)
-        return np.asarray(a)
+        return host_array(a)
 
     def synchronize(self) -> None:
         if self.name == "cupy":
@@ -140,3 +138,9 @@ def array_module(a) -> ModuleType:
 
         return cupy
     return np
+
+
+def host_array(a) -> np.ndarray:
+    """``a`` as a host NumPy array, whichever library owns it (``np.asarray`` refuses CuPy's)."""
+    xp = array_module(a)
+    return np.asarray(a) if xp is np else xp.asnumpy(a)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import Backend
+from .backend import Backend, host_array
 from .io import save_npz_atomic
 from .model import BN_STATE_NAMES, PARAM_NAMES, param_shapes
 from .training import TrainState
@@ -36,7 +36,7 @@ class Checkpoint:
     meta: dict
 
 
-def save_checkpoint(path, params: dict, bn_state: dict, arch: dict, meta: dict, to_host=np.asarray):
+def save_checkpoint(path, params: dict, bn_state: dict, arch: dict, meta: dict, to_host=host_array):
     arrays = {name: to_host(params[name]) for name in PARAM_NAMES}
     arrays.update({name: to_host(bn_state[name]) for name in BN_STATE_NAMES})
     arrays["arch_json"] = np.array(json.dumps(arch))
@@ -97,7 +97,7 @@ def load_checkpoint(path, expected_arch: dict | None = None) -> Checkpoint:
     return Checkpoint(params=params, arch=arch, meta=meta)
 
 
-def save_train_state(path, state: TrainState, fingerprint: str, to_host=np.asarray) -> None:
+def save_train_state(path, state: TrainState, fingerprint: str, to_host=host_array) -> None:
     """A resumable snapshot after ``state.epoch`` completed epochs (atomic)."""
     arrays = {f"params/{k}": to_host(v) for k, v in state.params.items()}
     arrays.update({f"bn/{k}": to_host(v) for k, v in state.bn_state.items()})
