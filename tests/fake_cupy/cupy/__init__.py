@@ -25,7 +25,8 @@ __version__ = "0+fake"
 
 
 def _host(a):
-    return isinstance(a, _np.ndarray) and not isinstance(a, ndarray) and a.ndim > 0
+    # CuPy refuses a host ndarray of any ndim, 0-d included (NumPy scalars and Python numbers pass)
+    return isinstance(a, _np.ndarray) and not isinstance(a, ndarray)
 
 
 class ndarray(_np.ndarray):
@@ -61,9 +62,19 @@ def __getattr__(name):
 
     @functools.wraps(attr)
     def call(*args, **kwargs):
+        # CuPy's functions take device arrays only (cupy.array copies host data; asarray is below)
+        if name != "array" and any(_host(a) for a in (*args, *kwargs.values())):
+            raise TypeError(f"fake cupy: cupy.{name} was given a host NumPy array")
         return _wrap(attr(*args, **kwargs))
 
     return call
+
+
+def _as_strided(x, shape=None, strides=None):
+    return _wrap(_np.lib.stride_tricks.as_strided(x, shape, strides))  # a view, still a device array
+
+
+lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(as_strided=_as_strided))  # CuPy's cupy.lib
 
 
 def asarray(a, dtype=None):
