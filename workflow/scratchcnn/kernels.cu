@@ -10,6 +10,7 @@
 #ifndef BLOCK
 #define BLOCK 256  // threads per block; a power of two (kernels.py passes the same value)
 #endif
+static_assert(BLOCK > 0 && (BLOCK & (BLOCK - 1)) == 0, "block_sum's tree needs BLOCK a power of two");
 
 // Sum of one value per thread over the block, as a fixed-order tree: every thread gets it.
 template <typename T>
