@@ -36,12 +36,19 @@ void emu_call(void (*kernel)(P...), void** args, std::index_sequence<I...>) {
     kernel(*static_cast<std::remove_reference_t<P>*>(args[I])...);
 }
 
+// Blocks run one at a time, in order, or in reverse order once emu_set_reverse_blocks(1) is
+// called: on a GPU they run in any order and side by side, so no result may depend on it.
+static bool emu_reverse_blocks = false;
+extern "C" void emu_set_reverse_blocks(int on) { emu_reverse_blocks = on != 0; }
+
 template <typename... P>
 void emu_launch(void (*kernel)(P...), dim3 grid, dim3 block, void** args) {
     gridDim = grid;
     blockDim = block;
-    for (unsigned by = 0; by < grid.y; ++by) {
-        for (unsigned bx = 0; bx < grid.x; ++bx) {
+    for (unsigned iy = 0; iy < grid.y; ++iy) {
+        const unsigned by = emu_reverse_blocks ? grid.y - 1 - iy : iy;
+        for (unsigned ix = 0; ix < grid.x; ++ix) {
+            const unsigned bx = emu_reverse_blocks ? grid.x - 1 - ix : ix;
             std::barrier<> bar(block.x);
             emu_barrier = &bar;
             std::vector<std::thread> threads;

@@ -303,3 +303,51 @@ def test_emulated_bn_relu_pool(case, train, emulated):
     eval_out, none, _ = emulated.bn_relu_pool_forward(x, gamma, beta, rm, rv, need_cache=False, **kw)
     assert none is None
     np.testing.assert_array_equal(eval_out, got)
+
+
+def test_no_kernel_result_depends_on_the_order_its_blocks_run_in(emulated, emulator_library):
+    """On a GPU blocks run in any order and side by side; the emulator runs them one at a time.
+    Every kernel, on shapes that take several blocks (grid-stride loops going round, several
+    row chunks and channel tiles, several SGD parts), must give the same bits with its blocks
+    in reverse order: no block may read or overwrite another's output in the same launch."""
+
+    def outputs():
+        rng = np.random.default_rng(0)
+        out = {}
+        x = rng.standard_normal((8, 16, 16, 40)).astype(np.float32)
+        out["im2col"] = cols = emulated.im2col(x, 3, 3, 1, 1, 16, 16)
+        out["col2im"] = emulated.col2im(rng.standard_normal(cols.shape).astype(np.float32), x.shape, 1, 1)
+        logits = (rng.standard_normal((300, 10)) * 5).astype(np.float32)
+        correct = np.zeros((), np.int64)
+        out["xent_loss"], out["xent_grad"] = emulated.softmax_cross_entropy(logits, rng.integers(0, 10, 300),
+                                                                            correct=correct)  # fmt: skip
+        out["xent_correct"] = correct
+        for train in (True, False):
+            gamma, beta = (0.5 + rng.random(40)).astype(np.float32), rng.normal(0, 0.3, 40).astype(np.float32)
+            mean, var = rng.normal(0, 0.5, 40).astype(np.float32), (0.5 + rng.random(40)).astype(np.float32)
+            y, cache, stats = emulated.bn_relu_pool_forward(x, gamma, beta, mean, var, train=train, momentum=0.8,
+                                                            eps=1e-5, size=2, stride=2, need_cache=True)  # fmt: skip
+            dx, dgamma, dbeta = emulated.bn_relu_pool_backward(rng.standard_normal(y.shape).astype(np.float32), cache)
+            got = dict(y=y, mean=stats[0], var=stats[1], dx=dx, dgamma=dgamma, dbeta=dbeta)
+            if train:  # evaluation writes no argmax
+                got["arg"] = cache.arg
+            out.update({f"bn_{'train' if train else 'eval'}_{k}": v for k, v in got.items()})
+        sizes = [1, 315, 3001, 33, 1000]
+        params = rng.standard_normal(sum(sizes)).astype(np.float32)
+        grads = (rng.standard_normal(sum(sizes)) * 3).astype(np.float32)
+        plan = emulated.SgdPlan(sizes, [0, 1, 0, 0, 1])
+        for clip in (None, 5.0, 0.01):
+            out[f"sgd_clip{clip}"] = p = params.copy()
+            emulated.sgd_update(plan, p, grads, 0.1, clip, 0.3)
+        return out
+
+    emulator_library.emu_set_reverse_blocks(0)
+    in_order = outputs()
+    emulator_library.emu_set_reverse_blocks(1)
+    try:
+        reversed_ = outputs()
+    finally:
+        emulator_library.emu_set_reverse_blocks(0)
+    assert in_order.keys() == reversed_.keys() and len(in_order) == 21
+    for name, value in in_order.items():
+        assert np.asarray(value).tobytes() == np.asarray(reversed_[name]).tobytes(), name
