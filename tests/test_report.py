@@ -619,7 +619,7 @@ def test_optional_fields_render():
     inputs["final_metrics"]["hyperparameters"] = {**HP, "clip": None, "bn_momentum": 0.9}
     prov = inputs["final_metrics"]["provenance"]
     prov.update(backend="cupy", device="NVIDIA H100 80GB HBM3", git_commit=None,
-                versions={"python": "3.11.7", "numpy": "2.4.6", "cupy": "13.3.0"},
+                versions={"python": "3.11.7", "numpy": "2.4.6", "cupy": "13.3.0", "cuda_runtime": 12080},
                 gpu_numerics={"custom_kernels": False, "tf32": True})  # fmt: skip
     inputs["final_metrics"]["backend"], inputs["final_metrics"]["device"] = "cupy", "NVIDIA H100 80GB HBM3"
     inputs["test_metrics"] = {**inputs["test_metrics"], "throughput": {}, "checkpoint": {}}
@@ -629,7 +629,7 @@ def test_optional_fields_render():
     tex = text(c)
     assert "不裁剪" in tex and "没有启用梯度裁剪" in tex
     assert r"$\rho=0.9$" in tex
-    assert "CuPy & 13.3.0" in tex and "NVIDIA H100 80GB HBM3" in tex
+    assert "CuPy & 13.3.0" in tex and "NVIDIA H100 80GB HBM3" in tex and "CUDA 运行时 & 12.8" in tex
     assert r"自定义 CUDA 核函数 & 关闭（\texttt{SCRATCHCNN\_KERNELS=0}）" in tex
     assert r"TF32 矩阵乘法 & 开启（\texttt{CUPY\_TF32}）" in tex
     assert "未记录" in tex
@@ -641,7 +641,8 @@ def test_optional_fields_render():
 
 def test_gpu_numerics_rows_only_for_a_cupy_run():
     inputs = fixture_inputs()
-    assert "CUDA 核函数" not in text(R.build_context(**inputs))  # a NumPy run has none
+    tex = text(R.build_context(**inputs))
+    assert "CUDA 核函数" not in tex and "CUDA 运行时" not in tex  # a NumPy run has none
     inputs["final_metrics"] = copy.deepcopy(inputs["final_metrics"])
     inputs["final_metrics"]["provenance"].update(backend="cupy", gpu_numerics={"custom_kernels": True, "tf32": False})
     tex = text(R.build_context(**inputs))

@@ -64,6 +64,13 @@ def test_context(test_metrics: dict, study_accuracy: float, headline: float) -> 
     }
 
 
+def _cuda_version(runtime) -> str | None:
+    """CUDA's runtime version as CuPy reports it (13000 -> "13.0", 12080 -> "12.8"), or None."""
+    if not isinstance(runtime, int) or runtime <= 0:
+        return None
+    return f"{runtime // 1000}.{runtime % 1000 // 10}"
+
+
 def _env_context(prov: dict) -> dict:
     versions = prov.get("versions") or {}
     commit = prov.get("git_commit")
@@ -73,6 +80,7 @@ def _env_context(prov: dict) -> dict:
         "python": tex_escape(versions.get("python", "?")),
         "numpy": tex_escape(versions.get("numpy", "?")),
         "cupy": tex_escape(versions["cupy"]) if versions.get("cupy") else None,
+        "cuda": _cuda_version(versions.get("cuda_runtime")),
         "snakemake": tex_escape(versions["snakemake"]) if versions.get("snakemake") else None,
         "scratchcnn": tex_escape(versions["scratchcnn"]) if versions.get("scratchcnn") else None,
         "git_commit": tex_escape(commit) if commit else None,
