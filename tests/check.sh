@@ -58,6 +58,11 @@ private=$(find results report logs -type f ! -perm -044)
 [ -z "$private" ] || { printf 'not readable by others (umask 022):\n%s\n' "$private"; exit 1; }
 echo "$(find results report logs -type f | wc -l) files, none private"
 
+echo "== every step's log holds what it said"
+empty=$(find logs -type f -name '*.log' -size 0)
+[ -z "$empty" ] || { printf 'empty logs (their steps printed elsewhere):\n%s\n' "$empty"; exit 1; }
+echo "$(find logs -type f -name '*.log' | wc -l) logs, none empty"
+
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # plan EXTRA_YAML: the demo's dry run with one more config file; the jobs it would run, one

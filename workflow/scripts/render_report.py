@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     )
     text = report.render(args.template, context)
     write_text_atomic(out, text)
-    print(f"render_report: wrote {out}")
+    print(f"render_report: wrote {out}", file=sys.stderr)  # the rule sends stderr to its log
     return 0
 
 

@@ -57,7 +57,8 @@ def main(argv=None) -> int:
     except ValueError as exc:
         raise SystemExit(f"error: {exc}")
     write_json_atomic(args.out, {**shown, "seeds": {"shown": args.shown_seed, **summary}})
-    print(f"summarize_seeds: {summary['n']} seeds, test accuracy mean {summary['mean']:.4f}; wrote {args.out}")
+    print(f"summarize_seeds: {summary['n']} seeds, test accuracy mean {summary['mean']:.4f}; wrote {args.out}",
+          file=sys.stderr)  # the rule sends stderr to its log
     return 0
 
 
