@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import http.server
-import importlib.util
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from scratchcnn.data import DataError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cifar_fixtures as fx  # noqa: E402
+from step_scripts import load_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "workflow" / "scripts"
@@ -533,13 +533,6 @@ def run_script(name, *args):
                           capture_output=True, text=True, timeout=60)
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name[:-3], SCRIPTS / name)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture
 def keep_root_logging():
     """The scripts reconfigure the root logger (force=True); undo that after the test."""
@@ -559,12 +552,12 @@ def keep_root_logging():
 def test_scripts_demo_download_prepare(tmp_path, capsys, keep_root_logging):
     arch = tmp_path / "demo.tar.gz"
     argv = ["--out", arch, "--n-train-per-class", 3, "--n-test-per-class", 1, "--seed", 0]
-    assert load_script("make_demo_archive.py").main(list(map(str, argv))) == 0
+    assert load_script("make_demo_archive").main(list(map(str, argv))) == 0
     md5 = capsys.readouterr().out.strip()
     assert md5 == cifar_data.md5sum(arch)
     assert leftovers(tmp_path) == ["demo.tar.gz"]
 
-    download = load_script("download.py")
+    download = load_script("download")
     dest = tmp_path / "data" / "cifar-10-python.tar.gz"
     log = tmp_path / "logs" / "download.log"
     assert download.main(["--source", str(arch), "--md5", md5, "--out", str(dest),
@@ -574,7 +567,7 @@ def test_scripts_demo_download_prepare(tmp_path, capsys, keep_root_logging):
                           "--out", str(tmp_path / "o.tar.gz")]) == 1
     assert "md5 mismatch" in capsys.readouterr().err
 
-    prepare = load_script("prepare.py")
+    prepare = load_script("prepare")
     out = tmp_path / "data" / "cifar10.npz"
     assert prepare.main(["--archive", str(dest), "--out", str(out), "--n-val", "6",
                          "--split-seed", "3", "--standardize", "--expected-train", "30",

@@ -4,26 +4,24 @@ The claimers are separate processes, as Snakemake's jobs are: an flock belongs t
 file description, and the kernel drops it when its process dies.
 """
 
-import importlib.util
 import json
 import multiprocessing as mp
 import os
 import signal
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cifar_fixtures import write_prepared
 from recipe import train_argv
+from step_scripts import load_script
 from scratchcnn import backend as backend_lib
 from scratchcnn import devices
 from scratchcnn.devices import GpuClaimError, claim_gpu
 
 CTX = mp.get_context("fork")
 WAIT = 20  # seconds: a bound on any one wait below, never reached when things work
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _claim_and_meet(lock_dir, n_devices, jobs_per_gpu, results, barrier):
@@ -188,13 +186,6 @@ def test_default_lock_dir_is_per_user_and_per_slurm_job(monkeypatch, tmp_path):
     assert devices.default_lock_dir() == tmp_path / f"scratchcnn-gpu-locks-{os.getuid()}-slurm42"
 
 
-def _load_train_script():
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "workflow/scripts/train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _tiny_dataset(path):
     rng = np.random.default_rng(0)
     x = rng.random((24, 32, 32, 3), dtype=np.float32)
@@ -204,7 +195,7 @@ def _tiny_dataset(path):
 
 @pytest.mark.parametrize("device, gpus, expected", [("gpu", 2, 0), ("cpu", 2, None), ("auto", 0, None)])
 def test_train_script_claims_a_gpu_only_on_a_gpu_run(tmp_path, monkeypatch, device, gpus, expected):
-    train = _load_train_script()
+    train = load_script("train")
     asked = []
     monkeypatch.setattr(train, "count_gpus", lambda: gpus)
     # a stand-in GPU: NumPy, told which device it was given

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import struct
@@ -21,6 +20,7 @@ from cifar_fixtures import write_prepared  # noqa: E402
 from scratchcnn import figures  # noqa: E402
 from scratchcnn.data import CLASS_NAMES  # noqa: E402
 from scratchcnn.metrics import classification_report  # noqa: E402
+from step_scripts import load_script  # noqa: E402
 
 CLASSES = list(CLASS_NAMES)
 
@@ -287,13 +287,6 @@ def test_display_images_undoes_standardization():
 
 
 # --------------------------------------------------------------------------- the plot script
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "workflow" / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def write_inputs(tmp: Path) -> dict:

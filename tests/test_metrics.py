@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import sys
@@ -23,6 +22,7 @@ from scratchcnn.metrics import (  # noqa: E402
     confusion_matrix,
     cross_entropy_from_logits,
 )
+from step_scripts import load_script  # noqa: E402
 
 NAMES = ["a", "b", "c"]
 
@@ -103,13 +103,6 @@ def test_cross_entropy_is_stable_and_correct():
 
 
 # --------------------------------------------------------------------------- evaluate.py
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "workflow" / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def known_checkpoint(path: Path):
@@ -239,11 +232,7 @@ def test_seed_summary_mean_and_sample_std():
 
 def test_summarize_seeds_script(tmp_path):
     """The combined file is the shown seed's metrics plus every seed's numbers; a missing seed is named."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("summarize_seeds", ROOT / "workflow" / "scripts" / "summarize_seeds.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("summarize_seeds")
     runs = []
     for seed, acc in ((3, 0.7), (8, 0.5)):
         d = tmp_path / str(seed)

@@ -15,6 +15,7 @@ import pytest
 from cifar_fixtures import write_prepared
 from recipe import train_argv
 from scratchcnn.checkpoint import load_checkpoint
+from step_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "workflow" / "scripts" / "train.py"
@@ -114,14 +115,10 @@ def test_ctrl_c_says_how_to_go_on_and_the_same_command_resumes(data, tmp_path):
     assert "resuming after epoch" in resumed.stderr and (tmp_path / "metrics.json").is_file()
 
 
-def test_out_of_memory_says_what_to_change_and_writes_no_results(data, tmp_path, capsys):
+def test_out_of_memory_says_what_to_change_and_writes_no_results(data, tmp_path, capsys, monkeypatch):
     """A GPU (or host) too small for the run: one error naming the run's size and what to lower,
     no traceback, and no half-written results."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_script", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("train")
 
     class OutOfMemoryError(MemoryError):  # as CuPy names and places its own
         __module__ = "cupy.cuda.memory"
@@ -129,11 +126,8 @@ def test_out_of_memory_says_what_to_change_and_writes_no_results(data, tmp_path,
     def no_room(*args, **kw):
         raise OutOfMemoryError("Out of memory allocating 1,073,741,824 bytes")
 
-    script.training.train, real = no_room, script.training.train
-    try:
-        rc = script.main(command(data, tmp_path, "--jobs-per-gpu", "3")[2:])
-    finally:
-        script.training.train = real
+    monkeypatch.setattr(script.training, "train", no_room)
+    rc = script.main(command(data, tmp_path, "--jobs-per-gpu", "3")[2:])
     assert rc == 1
     err = capsys.readouterr().err  # the script's logging replaces pytest's handlers: read stderr
     assert "Traceback" not in err

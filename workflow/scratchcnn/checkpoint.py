@@ -36,9 +36,9 @@ class Checkpoint:
     meta: dict
 
 
-def save_checkpoint(path, params: dict, bn_state: dict, arch: dict, meta: dict, to_host=host_array):
-    arrays = {name: to_host(params[name]) for name in PARAM_NAMES}
-    arrays.update({name: to_host(bn_state[name]) for name in BN_STATE_NAMES})
+def save_checkpoint(path, params: dict, bn_state: dict, arch: dict, meta: dict):
+    arrays = {name: host_array(params[name]) for name in PARAM_NAMES}
+    arrays.update({name: host_array(bn_state[name]) for name in BN_STATE_NAMES})
     arrays["arch_json"] = np.array(json.dumps(arch))
     arrays["meta_json"] = np.array(json.dumps(meta, default=_json_default))
     save_npz_atomic(path, arrays)
@@ -97,13 +97,13 @@ def load_checkpoint(path, expected_arch: dict | None = None) -> Checkpoint:
     return Checkpoint(params=params, arch=arch, meta=meta)
 
 
-def save_train_state(path, state: TrainState, fingerprint: str, to_host=host_array) -> None:
+def save_train_state(path, state: TrainState, fingerprint: str) -> None:
     """A resumable snapshot after ``state.epoch`` completed epochs (atomic)."""
-    arrays = {f"params/{k}": to_host(v) for k, v in state.params.items()}
-    arrays.update({f"bn/{k}": to_host(v) for k, v in state.bn_state.items()})
+    arrays = {f"params/{k}": host_array(v) for k, v in state.params.items()}
+    arrays.update({f"bn/{k}": host_array(v) for k, v in state.bn_state.items()})
     if state.best_params is not None:
-        arrays.update({f"best_params/{k}": to_host(v) for k, v in state.best_params.items()})
-        arrays.update({f"best_bn/{k}": to_host(v) for k, v in state.best_bn_state.items()})
+        arrays.update({f"best_params/{k}": host_array(v) for k, v in state.best_params.items()})
+        arrays.update({f"best_bn/{k}": host_array(v) for k, v in state.best_bn_state.items()})
     info = {k: getattr(state, k) for k in ("epoch", "history", "best_epoch", "best_val_acc", "status")}
     arrays["info_json"] = np.array(json.dumps({**info, "fingerprint": fingerprint}))
     save_npz_atomic(path, arrays)

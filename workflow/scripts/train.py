@@ -150,7 +150,7 @@ def run(args, held: contextlib.ExitStack) -> int:
         log.info("resuming after epoch %d (%s) from %s", state.epoch, state.status, state_path)
 
     def snapshot(s):
-        save_train_state(state_path, s, fingerprint, to_host=backend.to_host)
+        save_train_state(state_path, s, fingerprint)
 
     started = time.perf_counter()
     n_batches = -(-len(data["x_train"]) // cfg.batch_size)
@@ -168,7 +168,7 @@ def run(args, held: contextlib.ExitStack) -> int:
     meta = {"epoch": state.best_epoch, "val_acc": state.best_val_acc if state.best_epoch else None,
             "config": run_config, "backend": backend.name, "device": backend.device_name,
             "versions": prov["versions"], "git_commit": prov["git_commit"]}  # fmt: skip
-    save_checkpoint(out / "model.npz", best_params, best_bn, arch, meta, to_host=backend.to_host)
+    save_checkpoint(out / "model.npz", best_params, best_bn, arch, meta)
     with atomic_path(out / "history.csv") as tmp:
         history.to_csv(tmp, index=False)
     write_json_atomic(out / "metrics.json", {

@@ -19,7 +19,7 @@ import numpy as np
 from ..figures.style import t as label
 from ..data.download import OFFICIAL_MD5
 from . import facts
-from .fmt import duration, fixed, integer, loss, norm_value, pct, plain, seconds, shape
+from .fmt import cuda_version, duration, fixed, integer, loss, norm_value, pct, plain, seconds, shape
 from .latex import tex_escape, tex_path
 from .analysis import (
     _param_stats_context,
@@ -64,13 +64,6 @@ def test_context(test_metrics: dict, study_accuracy: float, headline: float) -> 
     }
 
 
-def _cuda_version(runtime) -> str | None:
-    """CUDA's runtime version as CuPy reports it (13000 -> "13.0", 12080 -> "12.8"), or None."""
-    if not isinstance(runtime, int) or runtime <= 0:
-        return None
-    return f"{runtime // 1000}.{runtime % 1000 // 10}"
-
-
 def _env_context(prov: dict) -> dict:
     versions = prov.get("versions") or {}
     commit = prov.get("git_commit")
@@ -80,7 +73,7 @@ def _env_context(prov: dict) -> dict:
         "python": tex_escape(versions.get("python", "?")),
         "numpy": tex_escape(versions.get("numpy", "?")),
         "cupy": tex_escape(versions["cupy"]) if versions.get("cupy") else None,
-        "cuda": _cuda_version(versions.get("cuda_runtime")),
+        "cuda": cuda_version(versions.get("cuda_runtime")),
         "snakemake": tex_escape(versions["snakemake"]) if versions.get("snakemake") else None,
         "scratchcnn": tex_escape(versions["scratchcnn"]) if versions.get("scratchcnn") else None,
         "git_commit": tex_escape(commit) if commit else None,

@@ -59,6 +59,13 @@ def size(nbytes) -> dict:
     return {"value": f"{nbytes / 1e9:.1f}", "unit": "GB"}
 
 
+def cuda_version(runtime) -> str | None:
+    """CUDA's runtime version as CuPy reports it (13000 -> "13.0", 12080 -> "12.8"), or None."""
+    if not isinstance(runtime, int) or runtime <= 0:
+        return None
+    return f"{runtime // 1000}.{runtime % 1000 // 10}"
+
+
 def ratio(x) -> str:
     return f"{float(x):.2f}"
 
