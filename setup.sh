@@ -105,7 +105,8 @@ elif [ $gpu -eq 1 ]; then
   case $cuda in
     12) extras=test,gpu ;;
     1[3-9]) extras=test,gpu13 ;;
-    *) die "--gpu: nvidia-smi reports no CUDA 12 or later driver${cuda:+ (CUDA $cuda)}; see README.md, GPU" ;;
+    "") die "--gpu: no NVIDIA driver answers here (nvidia-smi is missing or failed); see README.md, GPU" ;;
+    *) die "--gpu: nvidia-smi reports no CUDA 12 or later driver (CUDA $cuda); see README.md, GPU" ;;
   esac
 elif command -v nvidia-smi >/dev/null && nvidia-smi >/dev/null 2>&1 && ! python -c 'import cupy' 2>/dev/null; then
   say "a GPU answers: ./setup.sh --gpu also installs CuPy, so that training runs on it"

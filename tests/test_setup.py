@@ -98,6 +98,11 @@ def test_gpu_refuses_a_driver_older_than_cuda_12(tmp_path):
     assert r.returncode == 1 and "no CUDA 12 or later driver (CUDA 11)" in r.stderr, r.stderr
 
 
+def test_gpu_without_a_driver_says_so(tmp_path):
+    r = setup_check(bin_without(tmp_path, TEX_AND_APT), "--gpu", "--no-tex")
+    assert r.returncode == 1 and "--gpu: no NVIDIA driver answers here" in r.stderr, r.stderr
+
+
 def test_gpu_leaves_an_installed_cupy_alone(tmp_path):
     """conda-forge's cupy (environment-gpu.yml): a pip CuPy on top of it would conflict."""
     (tmp_path / "site" / "cupy").mkdir(parents=True)
