@@ -4,17 +4,20 @@
 # needs three calls to travel (benchmarks/device_data.sh), so every call also does work:
 #
 #   call  carry                       command                                   work (device seconds, cap)
-#   1     .gpudata/part1 .whl/1       bash benchmarks/device_run.sh 1           preflight, GPU tests, epoch
-#                                                                               speed against PyTorch (310)
-#   2     .gpudata/part2 .whl/2       bash benchmarks/device_run.sh 2           install Snakemake; launches,
-#                                                                               memory, speed without kernels (150)
+#   1     .gpudata/part1 .whl/1       bash benchmarks/device_run.sh 1           preflight, GPU tests, gradients
+#                                                                               against float64, launches and
+#                                                                               time per step (160)
+#   2     .gpudata/part2 .whl/2       bash benchmarks/device_run.sh 2           install Snakemake; epoch speed
+#                                                                               against PyTorch, memory (120)
 #   3     .gpudata/part3              BUDGET=<s> bash benchmarks/device_run.sh 3
-#         issue 10's parity: the parity recipe (lr 0.1, L2 1e-4, 32 filters, seed 0, 20 epochs) trained
-#         and tested alone; then, with what is left, the whole pipeline through Snakemake with
-#         $FULL_JOBS jobs on the card (issue 11), every grid point on the test set, and the sweeps
-#         timed with $JOBS jobs per GPU (8+mps: 8 under CUDA MPS) at $SWEEP_EPOCHS epochs while the
-#         budget lasts; both summaries.
+#         the whole pipeline through Snakemake with $FULL_JOBS jobs on the card (default 8 under CUDA
+#         MPS, 8 without if MPS will not start; issue 11), every grid point's checkpoint on the test
+#         set (time is kept for it even when the pipeline runs out of time), then the sweeps timed with
+#         $JOBS jobs per GPU at $SWEEP_EPOCHS epochs while the budget lasts; issue 10's parity is the
+#         grid's point of its recipe (lr 0.1, L2 1e-4, 32 filters, seed 0, 20 epochs); both summaries.
 #
+# The first run (an H200, 2026-11-28, benchmarks/NOTES.md) shaped this: 8 jobs without MPS did no
+# more epochs per second than one job, and the whole pipeline did not finish in call 3's time.
 # Each call's output_tail ends with its verdict; $OUT holds gpu_results.json, gpu_details.json and
 # gpu_check.log (each call), and after call 3 also parity_history.csv, study.tar.gz, timing.json and
 # study.log (7 files; 8 may come back). What a call leaves in /tmp (data, wheels, Snakemake, test
@@ -22,9 +25,7 @@
 # Set SCRATCHCNN_KERNELS=0 before call 3 if call 1 showed a custom kernel failing: the study then runs
 # on the reference code path instead of being lost.
 # STUDY_ONLY=1 in all three calls (issue 10's measurements already committed): calls 1 and 2 only
-# bring the data and wheels, check that the GPU answers and install Snakemake (a minute each), and
-# call 3, up to 600 s, runs the study first and takes the parity from the grid's point of the parity
-# recipe (the same run) instead of training it again.
+# bring the data and wheels, check that the GPU answers and install Snakemake (a minute each).
 #
 #   bash benchmarks/device_run.sh --cpu     # the three calls one after another, on NumPy and the demo
 #   bash benchmarks/device_run.sh --sizes   # here, before the calls: what each call carries (64 MiB at most)
@@ -88,7 +89,7 @@ check() {  # BUDGET STEPS: benchmarks/gpu_check.sh with those steps, results kep
 call1() {
     stash || return 1
     # the preflight's first CuPy use compiles kernels into an empty cache, and it imports PyTorch
-    if [ -n "${STUDY_ONLY:-}" ]; then check "${BUDGET:-90}" preflight; else check "${BUDGET:-310}" "preflight tests speed"; fi
+    if [ -n "${STUDY_ONLY:-}" ]; then check "${BUDGET:-90}" preflight; else check "${BUDGET:-160}" "preflight tests accuracy launches"; fi
 }
 
 call2() {
@@ -97,28 +98,21 @@ call2() {
     if [ $MODE = gpu ]; then
         bash benchmarks/device_wheels.sh install || { echo "SNAKEMAKE NOT INSTALLED: call 3 cannot run the study"; rc=1; }
     fi
-    [ -n "${STUDY_ONLY:-}" ] || check "${BUDGET:-150}" "launches memory speed-nokernels" || rc=1
+    [ -n "${STUDY_ONLY:-}" ] || check "${BUDGET:-120}" "speed memory" || rc=1
     return $rc
 }
 
 study() {  # BUDGET: benchmarks/gpu_study.sh's steps in $STUDY_WORK
     WORK=$STUDY_WORK BUDGET=$1 STEPS="setup full points sweeps" \
-        FULL_JOBS=${FULL_JOBS:-8} JOBS=${JOBS:-8 8+mps 4 2 1} SWEEP_EPOCHS=${SWEEP_EPOCHS:-2} \
+        FULL_JOBS=${FULL_JOBS:-8+mps} JOBS=${JOBS:-1 8 4 2} SWEEP_EPOCHS=${SWEEP_EPOCHS:-2} \
         bash benchmarks/gpu_study.sh "${STUDY_ARGS[@]}"
 }
 
 call3() {
-    local budget=${BUDGET:-540} rc=0 t0=$SECONDS
-    if [ -n "${STUDY_ONLY:-}" ]; then
-        # the study has the call to itself; 40 s stay for taking the parity from its point
-        study $((budget - 40)) || rc=1
-        check 40 "parity-study" || rc=1
-    else
-        # after calls 1 and 2 only a few minutes are left, in which the study's sweep rarely gets
-        # through the parity point: issue 10's parity first, trained alone, then the study with the rest
-        check "$budget" parity || rc=1
-        study $((budget - (SECONDS - t0))) || rc=1
-    fi
+    local budget=${BUDGET:-540} rc=0
+    # the study has the call to itself; 40 s stay for taking the parity from its point of that recipe
+    study $((budget - 40)) || rc=1
+    check 40 "parity-study" || rc=1
     return $rc
 }
 

@@ -4,8 +4,11 @@
 # Steps, each under `timeout` (capped by the time left in $GPU_CHECK_BUDGET), exit status kept:
 #   preflight        an elementwise op, a reduction, a matmul and a custom kernel on the GPU; stops all if it fails
 #   tests            pytest -rs -m gpu tests/test_cupy.py; a skipped test counts as a failure
+#   accuracy         gradients at 256 filters against NumPy float64, layer by layer, with the kernels on and
+#                    off and the weight gradients' products in float64 and in float32 (informative)
 #   speed            epoch seconds per filter count, ours (printed first), then PyTorch eager's
-#   launches         kernel launches per training step, custom kernels on and off (CUDA graph node count)
+#   launches         kernel launches per training step, custom kernels on and off (CUDA graph node count,
+#                    else PyTorch's profiler), and wall and device milliseconds per step
 #   memory           peak training (256 filters, batch 64) and evaluation (batches of 1000) memory
 #   parity           prepare + train + evaluate: 32 filters, lr 0.1, L2 1e-4, 20 epochs, seed 0, on the
 #                    stand-in archive joined by benchmarks/device_data.sh
@@ -83,7 +86,7 @@ MODE=gpu
 OUT=${OUT:-benchmarks/runs/gpu-check-$(date +%Y%m%d-%H%M%S)}
 WORK=${WORK:-/tmp/gpu-check}
 if [ -z "${STEPS:-}" ]; then  # a whole run starts from a clean work dir
-    STEPS="preflight tests speed launches memory parity speed-nokernels"
+    STEPS="preflight tests accuracy speed launches memory parity speed-nokernels"
     rm -rf "$WORK"
 fi
 BUDGET=${GPU_CHECK_BUDGET:-560}  # seconds for every step together; a device command may run 600
@@ -165,6 +168,7 @@ if [ $rc -ne 0 ]; then
     exit 1
 fi
 step tests 200 python3 -m pytest -q -rs -p no:cacheprovider "${TESTS[@]}" --junitxml="$WORK/gpu_tests.xml"
+step accuracy 60 python3 benchmarks/gpu_probe.py accuracy --device $DEV "${PROBE_FILTERS[@]}" --json "$WORK/accuracy.json"
 step speed 150 python3 benchmarks/epoch_speed.py --device $DEV --filters "${FILTERS[@]}" --batch-size 64 \
     --images $IMAGES --json "$WORK/speed.json"
 step launches 60 python3 benchmarks/gpu_probe.py launches --device $DEV "${PROBE_FILTERS[@]}" --json "$WORK/launches.json"

@@ -3,6 +3,7 @@
     python3 benchmarks/gpu_probe.py preflight --json pre.json   # the GPU answers, or exit 1
     python3 benchmarks/gpu_probe.py launches --json launches.json  # kernel launches per training step
     python3 benchmarks/gpu_probe.py memory --json memory.json    # peak training and evaluation memory
+    python3 benchmarks/gpu_probe.py accuracy --json accuracy.json  # gradients against float64, layer by layer
 
 ``--device cpu`` runs the same code on NumPy with small sizes (a dry run of
 the script's plumbing); memory is then NumPy's allocations seen by tracemalloc.
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchcnn import kernels
+from scratchcnn import layers
 from scratchcnn import model as cnn
 from scratchcnn import training
 from scratchcnn.backend import BackendError, get_backend
@@ -161,8 +163,9 @@ def launches_by_graph(step) -> tuple[int, dict, str]:
     return launches, counts, method
 
 
-def launches_by_profiler(step) -> tuple[int, dict, str]:
-    """CUDA kernels, memsets and copies of one step as PyTorch's profiler (CUPTI) sees them."""
+def profile_step(step) -> tuple[list, str]:
+    """One step's CUDA kernels, memsets and copies as PyTorch's profiler (CUPTI) sees them:
+    ``[(name, microseconds on the device)]`` and the event attribute the durations came from."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -174,7 +177,45 @@ def launches_by_profiler(step) -> tuple[int, dict, str]:
         step()
         torch.cuda.synchronize()
     events = [e for e in prof.events() if str(e.device_type).endswith("CUDA")]
+    # the attribute's name changed across PyTorch versions (cuda_time, then device_time)
+    attr = next((a for a in ("device_time", "cuda_time", "device_time_total", "cuda_time_total")
+                 if events and isinstance(getattr(events[0], a, None), (int, float))), None)  # fmt: skip
+    return [(e.name, float(getattr(e, attr)) if attr else None) for e in events], attr or "none"
+
+
+def launches_by_profiler(step) -> tuple[int, dict, str]:
+    """CUDA kernels, memsets and copies of one step as PyTorch's profiler (CUPTI) sees them."""
+    events, _ = profile_step(step)
     return len(events), {"events": len(events)}, "PyTorch profiler (CUPTI) over one step"
+
+
+def step_timing(backend, step, steps=200) -> dict:
+    """Wall time per step over ``steps`` steps, and the device time of one step's kernels (profiler):
+    a device busy for most of the wall time is the limit; a device mostly idle waits for the launches."""
+    for _ in range(5):
+        step()
+    backend.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    queued = time.perf_counter()
+    backend.synchronize()
+    wall = time.perf_counter() - t0
+    out = {"wall_ms_per_step": round(1e3 * wall / steps, 3),
+           "queued_ms_per_step": round(1e3 * (queued - t0) / steps, 3)}  # fmt: skip
+    try:
+        events, attr = profile_step(step)
+    except Exception as exc:  # noqa: BLE001 - the wall time stands without it
+        out["profiler_error"] = f"{type(exc).__name__}: {exc}"
+        return out
+    if attr != "none":
+        busy: dict = {}
+        for name, us in events:
+            busy[name] = busy.get(name, 0.0) + us
+        out["device_ms_per_step"] = round(sum(busy.values()) / 1e3, 3)
+        out["busiest_kernels_us"] = {k[:80]: round(v, 1) for k, v in sorted(busy.items(), key=lambda kv: -kv[1])[:12]}
+        out["duration_attribute"] = attr
+    return out
 
 
 def count_launches(backend, filters=64, batch=64) -> dict:
@@ -199,9 +240,115 @@ def count_launches(backend, filters=64, batch=64) -> dict:
             out["method"] = "estimate read from the code (no graph capture or profiler worked)"
         if errors:
             out[f"{mode}_errors"] = errors
+        out[f"{mode}_timing"] = step_timing(backend, step)
     os.environ["SCRATCHCNN_KERNELS"] = "1"
     out.update(filters=filters, batch_size=batch)
     return out
+
+
+# --------------------------------------------------------------------------- #
+# Gradients against float64, layer by layer (issue 10's W1 and W2 at 256 filters, batch 64)
+
+
+def rel(a, b) -> float:
+    a, b = (np.asarray(v, np.float64) for v in (a, b))
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-30))
+
+
+class Recorder:
+    """Each convolution's backward inputs and weight gradient, layer 2 first (the order backward runs)."""
+
+    def __init__(self):
+        self.convs = []
+
+    def __enter__(self):
+        self.original = layers.conv2d_backward
+
+        def recorded(dout, cache, *args, **kw):
+            dx, dW, db = self.original(dout, cache, *args, **kw)
+            # a copy: the L2 term is added to the gradient in place afterwards
+            self.convs.append({"dout": dout, "cols": cache[0], "dW": dW.copy()})
+            return dx, dW, db
+
+        layers.conv2d_backward = recorded
+        return self
+
+    def __exit__(self, *exc):
+        layers.conv2d_backward = self.original
+
+
+def gradients(params, bn, x, y, arch, to_device=None):
+    """Loss gradients and the convolutions' recorded backward inputs, on NumPy or (with ``to_device``) CuPy."""
+    if to_device is not None:
+        params, bn = ({k: to_device(v) for k, v in d.items()} for d in (params, bn))
+        x, y = to_device(x), to_device(y)
+    with Recorder() as rec:
+        grads = cnn.loss_and_grads(params, bn, x, y, arch, 1e-3, momentum=0.8)[2]
+    return grads, {f"conv{2 - i}": c for i, c in enumerate(rec.convs)}
+
+
+def errors(host, grads, convs, ref_grads, ref_convs) -> dict:
+    """Every weight gradient and each convolution's incoming gradient against the float64 run."""
+    out = {k: rel(ref_grads[k], host(grads[k])) for k in (*cnn.WEIGHT_NAMES, "gamma1", "gamma2", "beta1", "beta2")}
+    for name, c in convs.items():
+        out[f"{name}.dout"] = rel(ref_convs[name]["dout"], host(c["dout"]))
+        # the product alone: this run's own float32 operands multiplied in float64 on the host
+        d, cols = (host(c[k]).astype(np.float64) for k in ("dout", "cols"))
+        f = d.shape[-1]
+        out[f"{name}.product_alone"] = rel(d.reshape(-1, f).T @ cols.reshape(d.reshape(-1, f).shape[0], -1),
+                                           host(c["dW"]).reshape(f, -1))  # fmt: skip
+    return {k: float(f"{v:.3g}") for k, v in out.items()}
+
+
+def accuracy(backend, filters=256, batch=64) -> dict:
+    """NumPy float32 and CuPy (kernels on and off, weight-gradient products in float64 or float32,
+    cuBLAS in its pedantic mode) against NumPy float64 on the GPU tests' state, layer by layer."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from gpu_problem import batch as make_batch
+    from gpu_problem import random_state
+
+    arch = cnn.make_arch(filters)
+    params, bn = random_state(arch, filters)
+    x, y = make_batch(batch, batch)
+    ref_grads, ref_convs = gradients({k: v.astype(np.float64) for k, v in params.items()},
+                                     {k: v.astype(np.float64) for k, v in bn.items()}, x.astype(np.float64), y, arch)  # fmt: skip
+    ref_convs = {k: {"dout": v["dout"]} for k, v in ref_convs.items()}
+    result = {"filters": filters, "batch": batch, "reference": "NumPy float64, same state and batch"}
+    result["numpy_float32"] = errors(np.asarray, *gradients(params, bn, x, y, arch), ref_grads, ref_convs)
+    if backend.name != "cupy":
+        return result
+    import cupy
+
+    saved = os.environ.get("SCRATCHCNN_KERNELS"), layers.WGRAD_FLOAT64_ON_GPU
+    try:
+        for kern in ("1", "0"):
+            for wgrad64 in (True, False):
+                os.environ["SCRATCHCNN_KERNELS"] = kern
+                layers.WGRAD_FLOAT64_ON_GPU = wgrad64
+                name = f"cupy_kernels_{'on' if kern == '1' else 'off'}_wgrad_{'float64' if wgrad64 else 'float32'}"
+                result[name] = errors(cupy.asnumpy, *gradients(params, bn, x, y, arch, cupy.asarray), ref_grads, ref_convs)
+        # cuBLAS's pedantic float32 (no reduced-precision shortcuts of any kind), float32 products
+        key = "cupy_kernels_on_wgrad_float32_pedantic"
+        try:
+            from cupy._core import _routines_linalg as linalg
+
+            before = linalg.get_compute_type(np.float32)
+        except Exception as exc:  # noqa: BLE001 - report it; the other rows stand
+            result[key] = f"{type(exc).__name__}: {exc}"
+        else:
+            try:
+                linalg.set_compute_type(np.float32, 2)  # COMPUTE_TYPE_PEDANTIC
+                os.environ["SCRATCHCNN_KERNELS"] = "1"
+                layers.WGRAD_FLOAT64_ON_GPU = False
+                result[key] = errors(cupy.asnumpy, *gradients(params, bn, x, y, arch, cupy.asarray), ref_grads, ref_convs)
+            except Exception as exc:  # noqa: BLE001
+                result[key] = f"{type(exc).__name__}: {exc}"
+            finally:
+                linalg.set_compute_type(np.float32, before)
+    finally:
+        os.environ["SCRATCHCNN_KERNELS"] = saved[0] if saved[0] is not None else "1"
+        layers.WGRAD_FLOAT64_ON_GPU = saved[1]
+    return result
 
 
 # --------------------------------------------------------------------------- #
@@ -259,9 +406,9 @@ def peak_memory(backend, filters, train_batch, eval_images, steps=5) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["preflight", "launches", "memory"])
+    p.add_argument("what", choices=["preflight", "launches", "memory", "accuracy"])
     p.add_argument("--device", default="gpu", choices=["gpu", "cpu"])
-    p.add_argument("--filters", type=int, default=None, help="default: 64 (launches), 256 (memory)")
+    p.add_argument("--filters", type=int, default=None, help="default: 64 (launches), 256 (memory, accuracy)")
     p.add_argument("--eval-images", type=int, default=5000)
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
@@ -274,6 +421,8 @@ def main(argv=None) -> int:
     try:
         if args.what == "preflight":
             result = preflight(backend)
+        elif args.what == "accuracy":
+            result = accuracy(backend, args.filters or 256)
         elif args.what == "launches":
             result = count_launches(backend, args.filters or 64)
         else:

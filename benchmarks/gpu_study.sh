@@ -6,8 +6,11 @@
 #   setup   install Snakemake from the carried wheels (benchmarks/device_wheels.sh install), join
 #           the archive (benchmarks/device_data.sh join), record versions and the card
 #   full    `snakemake results/final/test_metrics.json report/report.tex` (every figure with it),
-#           train.jobs_per_gpu=$FULL_JOBS, --resources gpu=$FULL_JOBS: from archive to report.tex
-#   points  every grid point's checkpoint evaluated on the test set (the README's table)
+#           train.jobs_per_gpu=N, --resources gpu=N for FULL_JOBS=N (N+mps: under CUDA MPS, or without
+#           it if the daemon will not start): from archive to report.tex, stopped early enough to
+#           leave the points step $POINTS_RESERVE_S seconds (default 40)
+#   points  every grid point's checkpoint evaluated on the test set (the README's table), also
+#           after a full run cut short, for the points it finished
 #   sweeps  for each N in $JOBS: `snakemake results/sweep/best.json` from the prepared data, with
 #           train.jobs_per_gpu=N, --resources gpu=N, sweep.epochs=$SWEEP_EPOCHS (fewer than the
 #           full run's 20 so that four settings fit the device time; the full run gives the 20);
@@ -193,7 +196,19 @@ if [ $MODE = gpu ]; then
 fi
 
 if has full && [ $FAILED = 0 ]; then
-    run full "$FULL_JOBS" "" 540 results/final/test_metrics.json report/report.tex
+    n=${FULL_JOBS%+mps} mps=false
+    if [ "$FULL_JOBS" != "$n" ]; then
+        if mps_start; then mps=true; else echo "== full: MPS did not start: $n jobs without it"; mps_stop; fi
+    fi
+    # the points step evaluates whatever the sweeps left, even when the pipeline runs out of time: keep it time
+    limit=$(($(left) - $(has points && echo "${POINTS_RESERVE_S:-40}" || echo 0)))
+    if [ "$limit" -lt 30 ]; then
+        echo "== full: not started, ${limit} s left"
+        FAILED=1
+    else
+        MPS=$mps run full "$n" "" "$limit" results/final/test_metrics.json report/report.tex
+    fi
+    [ $mps = false ] || mps_stop
 fi
 
 if has points && [ -f "$WORK/full/results/sweep/summary.csv" ]; then

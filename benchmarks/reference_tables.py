@@ -100,7 +100,8 @@ def section(ref: Path) -> str:
     parts = [head, ""]
     if full:
         parts += [f"From the archive to `test_metrics.json`, every figure and `report.tex`: "
-                  f"{full['wall_seconds']:g} s with {full['jobs_per_gpu']} training jobs on the card.", ""]  # fmt: skip
+                  f"{full['wall_seconds']:g} s with {full['jobs_per_gpu']} training jobs on the card"
+                  f"{' under CUDA MPS' if full.get('mps') else ''}.", ""]  # fmt: skip
     parts += ["Every grid point (test accuracy of its best-validation checkpoint; a diverged point is "
               "listed with its status):", "", *points_table(rows), "", *chosen_lines(best, test_metrics), "",
               "Wall time per setting of `train.jobs_per_gpu` (the sweep runs use fewer epochs per point than "

@@ -123,8 +123,8 @@ def device_run_cpu(tmp_path, **extra):
     mps.chmod(0o755)
     out = tmp_path / "out"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(out), "COMMIT": "abc123",
-           "STUDY_WORK": str(tmp_path / "work"), "CHECK_WORK": str(tmp_path / "check"), "FULL_JOBS": "2",
-           "JOBS": "1 2 2+mps", "SWEEP_EPOCHS": "1", **extra}  # fmt: skip
+           "STUDY_WORK": str(tmp_path / "work"), "CHECK_WORK": str(tmp_path / "check"), "FULL_JOBS": "2+mps",
+           "JOBS": "1 2", "SWEEP_EPOCHS": "1", **extra}  # fmt: skip
     for name in ("STEPS", "WORK", "BUDGET", "STUDY_ONLY"):
         if name not in extra:
             env.pop(name, None)
@@ -157,8 +157,9 @@ def test_study_only_calls_bring_the_data_and_take_the_parity_from_the_study(tmp_
 @pytest.mark.skipif(shutil.which("snakemake") is None, reason="needs snakemake")
 @pytest.mark.skipif(shutil.which("latexmk") is None, reason="needs TeX (the reference outcome's PDF)")
 def test_the_three_device_calls_run_every_step_on_the_cpu_and_bundle_the_results(tmp_path):
-    """benchmarks/device_run.sh --cpu: the three device calls (gpu_check.sh's steps, then the parity
-    trained alone and gpu_study.sh's steps on the demo) with a stand-in nvidia-smi for the sampling."""
+    """benchmarks/device_run.sh --cpu: the three device calls (gpu_check.sh's steps, then gpu_study.sh's
+    on the demo, the whole pipeline under a stand-in MPS, and the parity taken from its grid point)
+    with a stand-in nvidia-smi for the sampling."""
     done = device_run_cpu(tmp_path)
     out = tmp_path / "out"
     assert done.stdout.count("== summary") == 3
@@ -166,9 +167,11 @@ def test_the_three_device_calls_run_every_step_on_the_cpu_and_bundle_the_results
     assert results["gpu_tests"]["passed"] > 0 and results["gpu_tests"]["failed"] == 0
     assert set(results["epoch_seconds"]) == {"4"} and results["peak_train_mb"] is not None
     steps = [row["step"] for row in json.loads((out / "gpu_details.json").read_text())["steps"]]
-    assert steps == ["preflight", "tests", "speed", "launches", "memory", "speed-nokernels", "parity"]
-    parity = json.loads((tmp_path / "check/parity/test_metrics.json").read_text())
-    assert results["parity_test_accuracy"] == parity["test_accuracy"]
+    assert steps == ["preflight", "tests", "accuracy", "launches", "speed", "memory", "parity-study"]
+    accuracy = json.loads((tmp_path / "check/accuracy.json").read_text())
+    assert accuracy["numpy_float32"]["W1"] < 1e-5 and accuracy["numpy_float32"]["conv1.product_alone"] < 1e-5
+    point = tmp_path / "work/points/lr~0.05/reg~0.001/filters~8/test_metrics.json"
+    assert results["parity_test_accuracy"] == json.loads(point.read_text())["test_accuracy"]
     assert (out / "parity_history.csv").read_text().startswith("epoch,")
     assert "every step passed" in (out / "study.log").read_text()
     names = members(out / "study.tar.gz")
@@ -180,8 +183,8 @@ def test_the_three_device_calls_run_every_step_on_the_cpu_and_bundle_the_results
         assert name in names, name
     timing = json.loads((out / "timing.json").read_text())
     runs = {r["name"]: r for r in timing["runs"]}
-    assert set(runs) == {"full", "sweep-j1", "sweep-j2", "sweep-j2-mps"} and all(r["exit"] == 0 for r in runs.values())
-    assert [name for name, r in runs.items() if r["mps"]] == ["sweep-j2-mps"] and runs["sweep-j2-mps"]["jobs_per_gpu"] == 2
+    assert set(runs) == {"full", "sweep-j1", "sweep-j2"} and all(r["exit"] == 0 for r in runs.values())
+    assert [name for name, r in runs.items() if r["mps"]] == ["full"] and runs["full"]["jobs_per_gpu"] == 2
     assert not (tmp_path / "work/mps/pipe/control").exists()  # the daemon was stopped
     assert runs["sweep-j1"]["grid_epochs"] == runs["sweep-j1"]["grid_points"]  # sweep.epochs 1
     assert runs["full"]["gpu"]["utilization_mean_pct"] == 50.0 and runs["full"]["gpu"]["processes_max"] == 2
@@ -202,4 +205,4 @@ def test_the_three_device_calls_run_every_step_on_the_cpu_and_bundle_the_results
     assert (ref / "report.pdf").read_bytes().startswith(b"%PDF")
     assert json.loads((ref / "test_metrics.json").read_text())["seeds"]["n"] == 2
     readme = (ref / "README.md").read_text()
-    assert "| lr_reg, filters | 0.05 | 0.001 | 8 |" in readme and "| sweep-j2-mps (both sweeps) | 2 (MPS) |" in readme
+    assert "| lr_reg, filters | 0.05 | 0.001 | 8 |" in readme and "| full (whole pipeline) | 2 (MPS) |" in readme

@@ -105,7 +105,7 @@ def conv2d_backward(dout, cache, need_dx=True, *, dW=None, db=None):
     cols, x_shape, W, stride, pad, (n, out_h, out_w) = cache
     f, kh, kw, c = W.shape
     dout2 = dout.reshape(-1, f)
-    dW2 = xp.matmul(dout2.T, cols, out=_matrix_view(dW, f))
+    dW2 = weight_gradient(dout2, cols, out=_matrix_view(dW, f))
     dW = dW2.reshape(W.shape) if dW is None else dW
     db = column_sum(dout2, out=db)
     if not need_dx:
@@ -116,6 +116,30 @@ def conv2d_backward(dout, cache, need_dx=True, *, dW=None, db=None):
         dcols = xp.matmul(dout2, W.transpose(1, 2, 0, 3).reshape(kh * kw, f, c))
         dcols = dcols.reshape(kh, kw, n, out_h, out_w, c).transpose(2, 3, 4, 0, 1, 5)
     return col2im(dcols, x_shape, stride, pad), dW, db
+
+
+# A convolution's weight gradient on CuPy as a float64 product (see weight_gradient); False: float32
+WGRAD_FLOAT64_ON_GPU = True
+
+
+def weight_gradient(dout2, cols, out=None):
+    """``dout2.T @ cols``: a sum over every output pixel of the batch (65,536 rows in the first layer).
+
+    Batch norm leaves ``dout2`` summing to zero per channel, so these sums cancel heavily and carry
+    their rounding into the result. NumPy's BLAS keeps float32 within 1e-6 of float64 here. On an
+    H200 (2026-11-28, benchmarks/NOTES.md) CuPy's float32 W1 and W2 gradients at 256 filters, batch
+    64, were 3.3e-4 from float64, with and without our kernels, against 1e-6 at 64 filters. On CuPy
+    the product therefore runs in float64 (both operands cast, one cuBLAS DGEMM) and is cast back;
+    ``benchmarks/gpu_probe.py accuracy`` measures both ways, and whether the float32 product was the cause.
+    """
+    xp = array_module(dout2)
+    if xp.__name__ == "numpy" or not WGRAD_FLOAT64_ON_GPU or dout2.dtype != xp.float32:
+        return xp.matmul(dout2.T, cols, out=out)
+    total = xp.matmul(dout2.astype(xp.float64).T, cols.astype(xp.float64))
+    if out is None:
+        return total.astype(dout2.dtype)
+    out[...] = total
+    return out
 
 
 def _matrix_view(a, rows):
