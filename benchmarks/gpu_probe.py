@@ -32,9 +32,10 @@ from scratchcnn.backend import BackendError, get_backend
 
 from epoch_speed import RECIPE, random_problem  # noqa: E402  (the config's recipe and the random data, once there)
 
-# Read from the code (2026-11-27) where neither a CUDA graph nor a profiler can count:
-# one training step at the default architecture, batch 64.
-LAUNCH_ESTIMATE = {"kernels": 45, "no_kernels": 240}
+# Where neither a CUDA graph nor a profiler can count: one training step at 64 filters, batch 64.
+# PyTorch's profiler counted 56 and 282 on an H200 (2026-11-28, commit 5a115e5); the float64 weight
+# gradients since add 3 launches per convolution (two casts in, one back).
+LAUNCH_ESTIMATE = {"kernels": 62, "no_kernels": 288}
 
 
 def preflight(backend) -> dict:

@@ -211,7 +211,7 @@ if has full && [ $FAILED = 0 ]; then
     [ $mps = false ] || mps_stop
 fi
 
-if has points && [ -f "$WORK/full/results/sweep/summary.csv" ]; then
+if has points && [ -d "$WORK/full/results/sweep/points" ]; then  # the points trained so far
     echo "== points: every grid point's checkpoint on the test set"
     dev=$([ $MODE = gpu ] && echo gpu || echo cpu)
     rm -rf "$WORK/points"
