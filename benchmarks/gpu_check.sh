@@ -5,7 +5,8 @@
 #   preflight        an elementwise op, a reduction, a matmul and a custom kernel on the GPU; stops all if it fails
 #   tests            pytest -rs -m gpu tests/test_cupy.py; a skipped test counts as a failure
 #   accuracy         gradients at 256 filters against NumPy float64, layer by layer, with the kernels on and
-#                    off and the weight gradients' products in float64 and in float32 (informative)
+#                    off, in each SCRATCHCNN_WGRAD mode (float64, blocked, float32), and each mode's product
+#                    time (informative)
 #   speed            epoch seconds per filter count, ours (printed first), then PyTorch eager's
 #   launches         kernel launches per training step, custom kernels on and off (CUDA graph node count,
 #                    else PyTorch's profiler), and wall and device milliseconds per step
@@ -15,6 +16,7 @@
 #   parity-study     instead of parity (not in the default steps): the same recipe's point of the grid, taken
 #                    from benchmarks/gpu_study.sh's run in $STUDY_WORK (point $PARITY_POINT); see device_run.sh
 #   speed-nokernels  our epoch seconds with SCRATCHCNN_KERNELS=0
+#   speed-wgrad      our epoch seconds with SCRATCHCNN_WGRAD=blocked, then =float32 (speed has the default)
 # then one summary, $OUT/gpu_results.json, with $OUT/gpu_check.log, $OUT/gpu_details.json (every raw
 # number) and $OUT/parity_history.csv. Exit status 1 if any step failed or any GPU test failed or skipped.
 # STEPS="preflight tests" runs only those steps; results of earlier calls on the same (warm) machine
@@ -86,7 +88,7 @@ MODE=gpu
 OUT=${OUT:-benchmarks/runs/gpu-check-$(date +%Y%m%d-%H%M%S)}
 WORK=${WORK:-/tmp/gpu-check}
 if [ -z "${STEPS:-}" ]; then  # a whole run starts from a clean work dir
-    STEPS="preflight tests accuracy speed launches memory parity speed-nokernels"
+    STEPS="preflight tests accuracy speed launches memory parity speed-nokernels speed-wgrad"
     rm -rf "$WORK"
 fi
 BUDGET=${GPU_CHECK_BUDGET:-560}  # seconds for every step together; a device command may run 600
@@ -168,7 +170,7 @@ if [ $rc -ne 0 ]; then
     exit 1
 fi
 step tests 200 python3 -m pytest -q -rs -p no:cacheprovider "${TESTS[@]}" --junitxml="$WORK/gpu_tests.xml"
-step accuracy 60 python3 benchmarks/gpu_probe.py accuracy --device $DEV "${PROBE_FILTERS[@]}" --json "$WORK/accuracy.json"
+step accuracy 75 python3 benchmarks/gpu_probe.py accuracy --device $DEV "${PROBE_FILTERS[@]}" --json "$WORK/accuracy.json"
 step speed 150 python3 benchmarks/epoch_speed.py --device $DEV --filters "${FILTERS[@]}" --batch-size 64 \
     --images $IMAGES --json "$WORK/speed.json"
 step launches 60 python3 benchmarks/gpu_probe.py launches --device $DEV "${PROBE_FILTERS[@]}" --json "$WORK/launches.json"
@@ -179,4 +181,8 @@ step parity-study 30 bash benchmarks/gpu_check.sh --parity-study "${STUDY_WORK:-
     "${PARITY_POINT:-lr~0.1/reg~0.0001/filters~32}" "$WORK"
 step speed-nokernels 90 env SCRATCHCNN_KERNELS=0 python3 benchmarks/epoch_speed.py --device $DEV --no-torch \
     --filters "${FILTERS[@]}" --batch-size 64 --images $IMAGES --json "$WORK/speed_nokernels.json"
+# the other two SCRATCHCNN_WGRAD modes' epoch seconds, beside the speed step's (the default, float64)
+step speed-wgrad 60 bash -c 'for mode in blocked float32; do SCRATCHCNN_WGRAD=$mode python3 benchmarks/epoch_speed.py \
+    --device $0 --no-torch --filters "${@:3}" --batch-size 64 --images $1 --json "$2/speed_wgrad_$mode.json" || exit; done' \
+    $DEV $IMAGES "$WORK" "${FILTERS[@]}"
 summary

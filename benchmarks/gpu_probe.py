@@ -209,13 +209,16 @@ def step_timing(backend, step, steps=200) -> dict:
     except Exception as exc:  # noqa: BLE001 - the wall time stands without it
         out["profiler_error"] = f"{type(exc).__name__}: {exc}"
         return out
-    if attr != "none":
-        busy: dict = {}
-        for name, us in events:
-            busy[name] = busy.get(name, 0.0) + us
+    busy: dict = {}
+    for name, us in events:
+        busy[name] = busy.get(name, 0.0) + (us or 0.0)
+    if attr != "none" and sum(busy.values()) > 0:  # all zeros: the attribute exists but was not filled
         out["device_ms_per_step"] = round(sum(busy.values()) / 1e3, 3)
         out["busiest_kernels_us"] = {k[:80]: round(v, 1) for k, v in sorted(busy.items(), key=lambda kv: -kv[1])[:12]}
         out["duration_attribute"] = attr
+    else:
+        out["device_ms_per_step"] = None
+        out["duration_attribute"] = f"{attr} (no durations recorded)"
     return out
 
 
@@ -243,6 +246,9 @@ def count_launches(backend, filters=64, batch=64) -> dict:
             out[f"{mode}_errors"] = errors
         out[f"{mode}_timing"] = step_timing(backend, step)
     os.environ["SCRATCHCNN_KERNELS"] = "1"
+    # 256 filters stayed furthest from half of PyTorch's time (0.78 on an H200): where its step goes
+    if filters != 256:
+        out["kernels_timing_256_filters"] = step_timing(backend, training_setup(backend, 256, batch, batch * 4)[-1])
     out.update(filters=filters, batch_size=batch)
     return out
 
@@ -288,40 +294,59 @@ def gradients(params, bn, x, y, arch, to_device=None):
     return grads, {f"conv{2 - i}": c for i, c in enumerate(rec.convs)}
 
 
-def errors(host, grads, convs, ref_grads, ref_convs) -> dict:
-    """Every weight gradient and each convolution's incoming gradient against the float64 run."""
+def tf32(a):
+    """float32 values rounded to TF32's 10 mantissa bits (to nearest), as float64."""
+    bits = np.ascontiguousarray(a, np.float32).view(np.uint32)
+    return ((bits + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32).astype(np.float64)
+
+
+def sequential_float32(d, cols):
+    """``d.T @ cols`` summed row after row in float32: the longest rounding chain any order can make."""
+    total = np.zeros((d.shape[1], cols.shape[1]), np.float32)
+    for r in range(d.shape[0]):
+        total += np.multiply.outer(d[r], cols[r])
+    return total
+
+
+def errors(host, grads, convs, ref_grads, ref_convs, simulate=False) -> dict:
+    """Every weight gradient and each convolution's incoming gradient against the float64 run.
+    ``simulate``: also the same products summed row after row in float32, and with TF32 operands."""
     out = {k: rel(ref_grads[k], host(grads[k])) for k in (*cnn.WEIGHT_NAMES, "gamma1", "gamma2", "beta1", "beta2")}
     for name, c in convs.items():
         out[f"{name}.dout"] = rel(ref_convs[name]["dout"], host(c["dout"]))
         # the product alone: this run's own float32 operands multiplied in float64 on the host
-        d, cols = (host(c[k]).astype(np.float64) for k in ("dout", "cols"))
-        f = d.shape[-1]
-        want = d.reshape(-1, f).T @ cols.reshape(d.reshape(-1, f).shape[0], -1)
+        f = c["dout"].shape[-1]
+        d32 = host(c["dout"]).reshape(-1, f)
+        c32 = host(c["cols"]).reshape(d32.shape[0], -1)
+        want = d32.astype(np.float64).T @ c32.astype(np.float64)
         out[f"{name}.product_alone"] = rel(want, host(c["dW"]).reshape(f, -1))
-        if host is not np.asarray:  # a cheaper cure than float64, measured beside it: float32 in blocks of rows
-            out[f"{name}.product_blocked_float32"] = rel(want, host(blocked_product(c["dout"], c["cols"])))
+        if simulate:  # which rounding can put a product as far from float64 as CuPy's was
+            out[f"{name}.product_sequential_float32"] = rel(want, sequential_float32(d32, c32))
+            out[f"{name}.product_tf32_operands"] = rel(want, tf32(d32).T @ tf32(c32))
     return {k: float(f"{v:.3g}") for k, v in out.items()}
 
 
-def blocked_product(dout, cols, rows=1024):
-    """``dout2.T @ cols`` in float32 over blocks of ``rows`` rows (one batched product), the blocks
-    added in float64: the NumPy path's cure for long float32 sums, tried on the weight gradients."""
-    import cupy
-
-    f = dout.shape[-1]
-    d2, c2 = dout.reshape(-1, f), cols.reshape(dout.size // f, -1)
-    blocks = d2.shape[0] // rows
-    head = blocks * rows
-    total = cupy.matmul(d2[:head].reshape(blocks, rows, f).transpose(0, 2, 1),
-                        c2[:head].reshape(blocks, rows, -1)).sum(axis=0, dtype=cupy.float64)  # fmt: skip
-    if head < d2.shape[0]:
-        total += d2[head:].T @ c2[head:]
-    return total
+def product_times(backend, convs, repeats=20) -> dict:
+    """Milliseconds per weight-gradient product in each SCRATCHCNN_WGRAD mode, on the recorded operands."""
+    out = {}
+    for name, c in convs.items():
+        f = c["dout"].shape[-1]
+        d2, cols = c["dout"].reshape(-1, f), c["cols"].reshape(c["dout"].size // f, -1)
+        for mode in layers.WGRAD_MODES:
+            os.environ["SCRATCHCNN_WGRAD"] = mode
+            layers.weight_gradient(d2, cols)
+            backend.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                layers.weight_gradient(d2, cols)
+            backend.synchronize()
+            out[f"{name}.{mode}"] = round(1e3 * (time.perf_counter() - t0) / repeats, 3)
+    return out
 
 
 def accuracy(backend, filters=256, batch=64) -> dict:
-    """NumPy float32 and CuPy (kernels on and off, weight-gradient products in float64 or float32,
-    cuBLAS in its pedantic mode) against NumPy float64 on the GPU tests' state, layer by layer."""
+    """NumPy float32 and CuPy (kernels on and off, each SCRATCHCNN_WGRAD mode, cuBLAS in its pedantic
+    mode) against NumPy float64 on the GPU tests' state, layer by layer; each mode's product time."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from gpu_problem import batch as make_batch
     from gpu_problem import random_state
@@ -333,20 +358,21 @@ def accuracy(backend, filters=256, batch=64) -> dict:
                                      {k: v.astype(np.float64) for k, v in bn.items()}, x.astype(np.float64), y, arch)  # fmt: skip
     ref_convs = {k: {"dout": v["dout"]} for k, v in ref_convs.items()}
     result = {"filters": filters, "batch": batch, "reference": "NumPy float64, same state and batch"}
-    result["numpy_float32"] = errors(np.asarray, *gradients(params, bn, x, y, arch), ref_grads, ref_convs)
+    result["numpy_float32"] = errors(np.asarray, *gradients(params, bn, x, y, arch), ref_grads, ref_convs, simulate=True)
     if backend.name != "cupy":
         return result
     import cupy
 
-    saved = os.environ.get("SCRATCHCNN_KERNELS"), layers.WGRAD_FLOAT64_ON_GPU
+    saved = {k: os.environ.get(k) for k in ("SCRATCHCNN_KERNELS", "SCRATCHCNN_WGRAD")}
     try:
         for kern in ("1", "0"):
-            for wgrad64 in (True, False):
-                os.environ["SCRATCHCNN_KERNELS"] = kern
-                layers.WGRAD_FLOAT64_ON_GPU = wgrad64
-                name = f"cupy_kernels_{'on' if kern == '1' else 'off'}_wgrad_{'float64' if wgrad64 else 'float32'}"
-                result[name] = errors(cupy.asnumpy, *gradients(params, bn, x, y, arch, cupy.asarray), ref_grads, ref_convs)
-        # cuBLAS's pedantic float32 (no reduced-precision shortcuts of any kind), float32 products
+            for mode in layers.WGRAD_MODES:
+                os.environ.update(SCRATCHCNN_KERNELS=kern, SCRATCHCNN_WGRAD=mode)
+                name = f"cupy_kernels_{'on' if kern == '1' else 'off'}_wgrad_{mode}"
+                grads, convs = gradients(params, bn, x, y, arch, cupy.asarray)
+                result[name] = errors(cupy.asnumpy, grads, convs, ref_grads, ref_convs)
+        result["product_ms"] = product_times(backend, convs)
+        # cuBLAS's pedantic float32 (no reduced-precision shortcuts of any kind), plain float32 products
         key = "cupy_kernels_on_wgrad_float32_pedantic"
         try:
             from cupy._core import _routines_linalg as linalg
@@ -357,16 +383,18 @@ def accuracy(backend, filters=256, batch=64) -> dict:
         else:
             try:
                 linalg.set_compute_type(np.float32, 2)  # COMPUTE_TYPE_PEDANTIC
-                os.environ["SCRATCHCNN_KERNELS"] = "1"
-                layers.WGRAD_FLOAT64_ON_GPU = False
+                os.environ.update(SCRATCHCNN_KERNELS="1", SCRATCHCNN_WGRAD="float32")
                 result[key] = errors(cupy.asnumpy, *gradients(params, bn, x, y, arch, cupy.asarray), ref_grads, ref_convs)
             except Exception as exc:  # noqa: BLE001
                 result[key] = f"{type(exc).__name__}: {exc}"
             finally:
                 linalg.set_compute_type(np.float32, before)
     finally:
-        os.environ["SCRATCHCNN_KERNELS"] = saved[0] if saved[0] is not None else "1"
-        layers.WGRAD_FLOAT64_ON_GPU = saved[1]
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return result
 
 

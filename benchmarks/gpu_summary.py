@@ -109,6 +109,17 @@ def verdict(results: dict) -> list[str]:
     return lines
 
 
+def wgrad_lines(work: Path) -> list[str]:
+    """Our epoch seconds in each SCRATCHCNN_WGRAD mode (the speed step ran the default, float64)."""
+    runs = {"float64": read_json(work / "speed.json")}
+    runs.update((m, read_json(work / f"speed_wgrad_{m}.json")) for m in ("blocked", "float32"))
+    seconds = {m: {str(r["filters"]): r.get("scratchcnn") for r in (run or {}).get("rows", [])} for m, run in runs.items()}
+    if not any(seconds["blocked"].values()) and not any(seconds["float32"].values()):
+        return []
+    filters = sorted({f for per in seconds.values() for f in per}, key=int)
+    return [f"{f} filters: " + ", ".join(f"{m} {seconds[m].get(f)}" for m in runs) for f in filters]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("work", type=Path)
@@ -128,6 +139,8 @@ def main(argv=None) -> int:
         args.details.write_text(json.dumps(raw, indent=1) + "\n")
     print(json.dumps(results, indent=2))
     print("\n".join(["", "issue 10:"] + ["  " + line for line in verdict(results)]))
+    if lines := wgrad_lines(args.work):
+        print("\n".join(["epoch seconds by SCRATCHCNN_WGRAD:"] + ["  " + line for line in lines]))
     if problems:
         print("FAILED:\n  " + "\n  ".join(problems))
         return 1

@@ -128,6 +128,30 @@ def test_graph_node_types_are_read_by_name_in_both_cuda_bindings_generations():
     assert gpu_probe.node_type_name(FastEnumKind()) == "kernel"
 
 
+@pytest.mark.parametrize(("events", "device_ms"), [
+    ([("gemm", 1500.0), ("bn", 1000.0), ("gemm", 500.0)], 3.0),
+    ([("gemm", 0.0), ("bn", 0.0)], None),  # durations present but never filled: no device time, not 0 ms
+])  # fmt: skip
+def test_step_timing_reports_device_time_only_when_the_profiler_recorded_some(monkeypatch, events, device_ms):
+    import gpu_probe
+
+    class Backend:
+        syncs = 0
+
+        def synchronize(self):
+            self.syncs += 1
+
+    steps = []
+    monkeypatch.setattr(gpu_probe, "profile_step", lambda step: (events, "device_time"))
+    out = gpu_probe.step_timing(Backend(), lambda: steps.append(1), steps=7)
+    assert len(steps) == 5 + 7 and out["wall_ms_per_step"] >= 0
+    assert out["device_ms_per_step"] == device_ms
+    if device_ms is None:
+        assert "busiest_kernels_us" not in out and "no durations" in out["duration_attribute"]
+    else:
+        assert out["busiest_kernels_us"] == {"gemm": 2000.0, "bn": 1000.0}
+
+
 @pytest.mark.parametrize("launches", [{"kernels": 0, "no_kernels": 0, "method": "CUDA graph"}, None])
 def test_summary_fails_when_the_launches_step_counted_nothing(tmp_path, capsys, launches):
     work = work_dir(tmp_path, [("tests", 0), ("launches", 0)], [""])
@@ -176,3 +200,29 @@ def test_a_parity_run_cut_off_still_returns_the_epochs_it_finished(tmp_path):
     assert "parity cut off after 3 epochs" in done.stdout, done.stdout + done.stderr
     history = pd.read_csv(tmp_path / "out" / "parity_history.csv")
     assert list(history.columns) == list(HISTORY_COLUMNS) and history["val_acc"].tolist() == pytest.approx([0.28, 0.56, 0.84])
+
+
+def test_accuracy_probe_runs_every_weight_gradient_mode_on_the_cupy_stand_in(tmp_path):
+    """The device session's accuracy probe, on tests/fake_cupy: every row and every product time."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("tests/fake_cupy", "workflow", "benchmarks"))}
+    env.pop("SCRATCHCNN_WGRAD", None)
+    done = subprocess.run([sys.executable, "tests/fake_cupy/run_script.py", "benchmarks/gpu_probe.py", "accuracy",
+                           "--device", "gpu", "--filters", "8", "--json", str(tmp_path / "a.json")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "a.json").read_text())
+    for kern in ("on", "off"):
+        for mode in ("float64", "blocked", "float32"):
+            row = result[f"cupy_kernels_{kern}_wgrad_{mode}"]
+            assert max(row[k] for k in ("W1", "W2", "W3", "conv1.product_alone", "conv2.product_alone")) < 1e-5, (kern, mode)
+    assert sorted(result["product_ms"]) == sorted(f"conv{i}.{m}" for i in (1, 2) for m in ("float64", "blocked", "float32"))
+    assert all(v > 0 for v in result["product_ms"].values())
+
+
+def test_summary_prints_epoch_seconds_by_weight_gradient_mode(tmp_path):
+    rows = lambda *s: {"rows": [{"filters": f, "scratchcnn": v} for f, v in zip((64, 256), s)]}  # noqa: E731
+    assert gpu_summary.wgrad_lines(tmp_path) == []  # the step did not run: nothing to print
+    (tmp_path / "speed.json").write_text(json.dumps(rows(1.3, 3.1)))
+    (tmp_path / "speed_wgrad_blocked.json").write_text(json.dumps(rows(1.2, 2.4)))
+    assert gpu_summary.wgrad_lines(tmp_path) == ["64 filters: float64 1.3, blocked 1.2, float32 None",
+                                                 "256 filters: float64 3.1, blocked 2.4, float32 None"]  # fmt: skip
