@@ -8,7 +8,7 @@
 #   full    `snakemake results/final/test_metrics.json report/report.tex` (every figure with it),
 #           train.jobs_per_gpu=N, --resources gpu=N for FULL_JOBS=N (N+mps: under CUDA MPS, or without
 #           it if the daemon will not start): from archive to report.tex, stopped early enough to
-#           leave the points step $POINTS_RESERVE_S seconds (default 60)
+#           leave the points step $POINTS_RESERVE_S seconds (default 40: 15 checkpoints, 8 at a time)
 #   points  every grid point's checkpoint evaluated on the test set (the README's table), also
 #           after a full run cut short, for the points it finished; $PARITY_POINT (issue 10's recipe)
 #           first, so that it is tested even if time runs out
@@ -205,7 +205,7 @@ if has full && [ $FAILED = 0 ]; then
     fi
     # the points step evaluates whatever the sweeps left, even when the pipeline runs out of time: keep
     # it time, and the 11 s a stopped run may still take (timeout's --kill-after, then mps_stop)
-    limit=$(($(left) - $(has points && echo $((${POINTS_RESERVE_S:-60} + 11)) || echo 0)))
+    limit=$(($(left) - $(has points && echo $((${POINTS_RESERVE_S:-40} + 11)) || echo 0)))
     if [ "$limit" -lt 30 ]; then
         echo "== full: not started, ${limit} s left"
         FAILED=1
