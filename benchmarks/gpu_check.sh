@@ -156,7 +156,7 @@ else
     DEV=cpu FILTERS=(4) IMAGES=128 EVAL_IMAGES=100 PROBE_FILTERS=(--filters 4)
     TESTS=(tests/test_kernels.py)  # the GPU tests skip without CuPy; these exercise the same plumbing
 fi
-echo "gpu_check ($MODE) commit $COMMIT, work dir $WORK, out $OUT, budget ${BUDGET}s, SCRATCHCNN_KERNELS=$SCRATCHCNN_KERNELS" | tee -a "$LOG"
+echo "gpu_check ($MODE) commit $COMMIT, work dir $WORK, out $OUT, budget ${BUDGET}s, SCRATCHCNN_KERNELS=$SCRATCHCNN_KERNELS, SCRATCHCNN_WGRAD=${SCRATCHCNN_WGRAD:-float64}" | tee -a "$LOG"
 
 step preflight 120 python3 benchmarks/gpu_probe.py preflight --device $DEV --json "$WORK/preflight.json"
 rc=$?

@@ -110,9 +110,9 @@ def verdict(results: dict) -> list[str]:
 
 
 def wgrad_lines(work: Path) -> list[str]:
-    """Our epoch seconds in each SCRATCHCNN_WGRAD mode (the speed step ran the default, float64)."""
-    runs = {"float64": read_json(work / "speed.json")}
-    runs.update((m, read_json(work / f"speed_wgrad_{m}.json")) for m in ("blocked", "float32"))
+    """Our epoch seconds in each SCRATCHCNN_WGRAD mode (the speed step ran the caller's, float64 unless set)."""
+    runs = {os.environ.get("SCRATCHCNN_WGRAD") or "float64": read_json(work / "speed.json")}
+    runs.update((m, read_json(work / f"speed_wgrad_{m}.json")) for m in ("blocked", "float32") if m not in runs)
     seconds = {m: {str(r["filters"]): r.get("scratchcnn") for r in (run or {}).get("rows", [])} for m, run in runs.items()}
     if not any(seconds["blocked"].values()) and not any(seconds["float32"].values()):
         return []
@@ -136,6 +136,7 @@ def main(argv=None) -> int:
         raw["steps"] = [dict(zip(("step", "exit", "seconds"), line.split("\t"))) for line in steps]
         raw["problems"] = problems
         raw["scratchcnn_kernels"] = os.environ.get("SCRATCHCNN_KERNELS", "1")  # "0": the fallback without them
+        raw["scratchcnn_wgrad"] = os.environ.get("SCRATCHCNN_WGRAD") or "float64"  # the speed and study steps' mode
         args.details.write_text(json.dumps(raw, indent=1) + "\n")
     print(json.dumps(results, indent=2))
     print("\n".join(["", "issue 10:"] + ["  " + line for line in verdict(results)]))

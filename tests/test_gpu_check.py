@@ -219,10 +219,13 @@ def test_accuracy_probe_runs_every_weight_gradient_mode_on_the_cupy_stand_in(tmp
     assert all(v > 0 for v in result["product_ms"].values())
 
 
-def test_summary_prints_epoch_seconds_by_weight_gradient_mode(tmp_path):
+def test_summary_prints_epoch_seconds_by_weight_gradient_mode(tmp_path, monkeypatch):
+    monkeypatch.delenv("SCRATCHCNN_WGRAD", raising=False)
     rows = lambda *s: {"rows": [{"filters": f, "scratchcnn": v} for f, v in zip((64, 256), s)]}  # noqa: E731
     assert gpu_summary.wgrad_lines(tmp_path) == []  # the step did not run: nothing to print
     (tmp_path / "speed.json").write_text(json.dumps(rows(1.3, 3.1)))
     (tmp_path / "speed_wgrad_blocked.json").write_text(json.dumps(rows(1.2, 2.4)))
     assert gpu_summary.wgrad_lines(tmp_path) == ["64 filters: float64 1.3, blocked 1.2, float32 None",
                                                  "256 filters: float64 3.1, blocked 2.4, float32 None"]  # fmt: skip
+    monkeypatch.setenv("SCRATCHCNN_WGRAD", "blocked")  # the speed step then ran blocked; speed-wgrad's blocked run is left out
+    assert gpu_summary.wgrad_lines(tmp_path)[0] == "64 filters: blocked 1.3, float32 None"
