@@ -229,3 +229,18 @@ def test_summary_prints_epoch_seconds_by_weight_gradient_mode(tmp_path, monkeypa
                                                  "256 filters: float64 3.1, blocked 2.4, float32 None"]  # fmt: skip
     monkeypatch.setenv("SCRATCHCNN_WGRAD", "blocked")  # the speed step then ran blocked; speed-wgrad's blocked run is left out
     assert gpu_summary.wgrad_lines(tmp_path)[0] == "64 filters: blocked 1.3, float32 None"
+
+
+def test_the_accuracy_probes_simulations():
+    """TF32 keeps 10 mantissa bits, rounded to nearest; the sequential sum is the product, row by row in float32."""
+    import gpu_probe
+    import numpy as np
+
+    x = np.array([1 + 2**-12, 1 + 2**-11 + 2**-13, 1 + 2**-10, -3 * (1 + 2**-12), 0.0], np.float32)
+    assert gpu_probe.tf32(x).tolist() == [1.0, 1 + 2**-10, 1 + 2**-10, -3.0, 0.0]
+    assert gpu_probe.tf32(x).dtype == np.float64
+    rng = np.random.default_rng(1)
+    d, cols = rng.standard_normal((50, 3)).astype(np.float32), rng.standard_normal((50, 4)).astype(np.float32)
+    seq = gpu_probe.sequential_float32(d, cols)
+    assert seq.dtype == np.float32
+    np.testing.assert_allclose(seq, d.astype(np.float64).T @ cols.astype(np.float64), rtol=1e-5, atol=1e-5)
