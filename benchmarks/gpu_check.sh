@@ -16,7 +16,7 @@
 #   parity-study     instead of parity (not in the default steps): the same recipe's point of the grid, taken
 #                    from benchmarks/gpu_study.sh's run in $STUDY_WORK (point $PARITY_POINT); see device_run.sh
 #   speed-nokernels  our epoch seconds with SCRATCHCNN_KERNELS=0
-#   speed-wgrad      our epoch seconds with SCRATCHCNN_WGRAD=blocked, then =float32 (speed has the default)
+#   speed-wgrad      our epoch seconds in the two SCRATCHCNN_WGRAD modes the speed step did not run
 # then one summary, $OUT/gpu_results.json, with $OUT/gpu_check.log, $OUT/gpu_details.json (every raw
 # number) and $OUT/parity_history.csv. Exit status 1 if any step failed or any GPU test failed or skipped.
 # STEPS="preflight tests" runs only those steps; results of earlier calls on the same (warm) machine
@@ -181,8 +181,8 @@ step parity-study 30 bash benchmarks/gpu_check.sh --parity-study "${STUDY_WORK:-
     "${PARITY_POINT:-lr~0.1/reg~0.0001/filters~32}" "$WORK"
 step speed-nokernels 90 env SCRATCHCNN_KERNELS=0 python3 benchmarks/epoch_speed.py --device $DEV --no-torch \
     --filters "${FILTERS[@]}" --batch-size 64 --images $IMAGES --json "$WORK/speed_nokernels.json"
-# the other two SCRATCHCNN_WGRAD modes' epoch seconds, beside the speed step's (the default, float64)
-step speed-wgrad 60 bash -c 'for mode in blocked float32; do SCRATCHCNN_WGRAD=$mode python3 benchmarks/epoch_speed.py \
-    --device $0 --no-torch --filters "${@:3}" --batch-size 64 --images $1 --json "$2/speed_wgrad_$mode.json" || exit; done' \
-    $DEV $IMAGES "$WORK" "${FILTERS[@]}"
+# the other two SCRATCHCNN_WGRAD modes' epoch seconds, beside the speed step's (the caller's mode, float64 unless set)
+step speed-wgrad 60 bash -c 'for mode in float64 blocked float32; do [ "$mode" = "${SCRATCHCNN_WGRAD:-float64}" ] && continue
+    SCRATCHCNN_WGRAD=$mode python3 benchmarks/epoch_speed.py --device $0 --no-torch --filters "${@:3}" --batch-size 64 \
+        --images $1 --json "$2/speed_wgrad_$mode.json" || exit; done' $DEV $IMAGES "$WORK" "${FILTERS[@]}"
 summary

@@ -301,7 +301,7 @@ def tf32(a):
 
 
 def sequential_float32(d, cols):
-    """``d.T @ cols`` summed row after row in float32: the longest rounding chain any order can make."""
+    """``d.T @ cols`` summed row after row in float32: the longest chain of roundings, the worst usual order."""
     total = np.zeros((d.shape[1], cols.shape[1]), np.float32)
     for r in range(d.shape[0]):
         total += np.multiply.outer(d[r], cols[r])

@@ -123,9 +123,23 @@ def test_weight_gradient_modes(mode, rows, monkeypatch):
     rng = np.random.default_rng(rows)
     dout2, cols = (rng.standard_normal(shape).astype(np.float32) for shape in ((rows, 6), (rows, 27)))
     want = dout2.astype(np.float64).T @ cols.astype(np.float64)
+    products, matmul = [], cp.matmul
+
+    def recorded(a, b, *args, **kw):  # which products the mode ran: (dimensions, dtype) of each
+        products.append((a.ndim, a.dtype.name))
+        return matmul(a, b, *args, **kw)
+
+    monkeypatch.setattr(cp, "matmul", recorded)
     got = L.weight_gradient(cp.asarray(dout2), cp.asarray(cols))
     assert got.dtype == np.float32 and got.shape == (6, 27)
     assert rel(want, got) < 1e-6
+    blocks = rows // L.WGRAD_BLOCK_ROWS
+    expected = {"float64": [(2, "float64")], "float32": [(2, "float32")],
+                "blocked": [(3, "float32")] + [(2, "float32")] * (rows % L.WGRAD_BLOCK_ROWS > 0) if blocks >= 2
+                else [(2, "float32")]}[mode]  # fmt: skip
+    assert products == expected
+    if mode == "float32":  # the plain product, bit for bit
+        assert (cp.asnumpy(got) == cp.asnumpy(matmul(cp.asarray(dout2).T, cp.asarray(cols)))).all()
     flat = cp.zeros(6 * 27 + 5, np.float32)
     view = flat[5:].reshape(6, 27)
     assert L.weight_gradient(cp.asarray(dout2), cp.asarray(cols), out=view) is view
