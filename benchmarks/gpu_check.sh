@@ -182,7 +182,8 @@ step parity-study 30 bash benchmarks/gpu_check.sh --parity-study "${STUDY_WORK:-
 step speed-nokernels 90 env SCRATCHCNN_KERNELS=0 python3 benchmarks/epoch_speed.py --device $DEV --no-torch \
     --filters "${FILTERS[@]}" --batch-size 64 --images $IMAGES --json "$WORK/speed_nokernels.json"
 # the other two SCRATCHCNN_WGRAD modes' epoch seconds, beside the speed step's (the caller's mode, float64 unless set)
-step speed-wgrad 60 bash -c 'for mode in float64 blocked float32; do [ "$mode" = "${SCRATCHCNN_WGRAD:-float64}" ] && continue
+step speed-wgrad 60 bash -c 'for mode in $(python3 -c "from scratchcnn.layers import WGRAD_MODES; print(*WGRAD_MODES)"); do
+    [ "$mode" = "${SCRATCHCNN_WGRAD:-float64}" ] && continue
     SCRATCHCNN_WGRAD=$mode python3 benchmarks/epoch_speed.py --device $0 --no-torch --filters "${@:3}" --batch-size 64 \
         --images $1 --json "$2/speed_wgrad_$mode.json" || exit; done' $DEV $IMAGES "$WORK" "${FILTERS[@]}"
 summary

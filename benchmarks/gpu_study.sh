@@ -53,7 +53,7 @@ mkdir -p "$OUT" "$WORK/timing"
 LOG=$OUT/study.log
 START=$SECONDS
 FAILED=0 SKIPPED=""
-PARITY_POINT=${PARITY_POINT:-$([ $MODE = gpu ] && echo lr~0.1/reg~0.0001/filters~32 || echo lr~0.05/reg~0.001/filters~8)}
+PARITY_POINT=${PARITY_POINT:-}  # device_run.sh names it; tested first by the points step
 export PYTHONUNBUFFERED=1 SCRATCHCNN_GIT_COMMIT=$COMMIT
 export CUPY_CACHE_DIR=${CUPY_CACHE_DIR:-/tmp/cupy-kernel-cache}  # writable, shared by the jobs
 export MPLCONFIGDIR=${MPLCONFIGDIR:-/tmp/mplconfig}

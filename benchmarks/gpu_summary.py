@@ -112,10 +112,11 @@ def verdict(results: dict) -> list[str]:
 def wgrad_lines(work: Path) -> list[str]:
     """Our epoch seconds in each SCRATCHCNN_WGRAD mode (the speed step ran the caller's, float64 unless set)."""
     runs = {os.environ.get("SCRATCHCNN_WGRAD") or "float64": read_json(work / "speed.json")}
-    runs.update((m, read_json(work / f"speed_wgrad_{m}.json")) for m in ("float64", "blocked", "float32") if m not in runs)
-    seconds = {m: {str(r["filters"]): r.get("scratchcnn") for r in (run or {}).get("rows", [])} for m, run in runs.items()}
-    if not any(any(per.values()) for per in list(seconds.values())[1:]):  # the speed-wgrad step did not run
+    for f in sorted(work.glob("speed_wgrad_*.json")):  # the speed-wgrad step: the other modes
+        runs.setdefault(f.stem.removeprefix("speed_wgrad_"), read_json(f))
+    if len(runs) == 1:  # the speed-wgrad step did not run
         return []
+    seconds = {m: {str(r["filters"]): r.get("scratchcnn") for r in (run or {}).get("rows", [])} for m, run in runs.items()}
     filters = sorted({f for per in seconds.values() for f in per}, key=int)
     return [f"{f} filters: " + ", ".join(f"{m} {seconds[m].get(f)}" for m in runs) for f in filters]
 

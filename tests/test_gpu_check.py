@@ -225,11 +225,10 @@ def test_summary_prints_epoch_seconds_by_weight_gradient_mode(tmp_path, monkeypa
     assert gpu_summary.wgrad_lines(tmp_path) == []  # the step did not run: nothing to print
     (tmp_path / "speed.json").write_text(json.dumps(rows(1.3, 3.1)))
     (tmp_path / "speed_wgrad_blocked.json").write_text(json.dumps(rows(1.2, 2.4)))
-    assert gpu_summary.wgrad_lines(tmp_path) == ["64 filters: float64 1.3, blocked 1.2, float32 None",
-                                                 "256 filters: float64 3.1, blocked 2.4, float32 None"]  # fmt: skip
+    assert gpu_summary.wgrad_lines(tmp_path) == ["64 filters: float64 1.3, blocked 1.2", "256 filters: float64 3.1, blocked 2.4"]
     monkeypatch.setenv("SCRATCHCNN_WGRAD", "blocked")  # the speed step ran blocked, speed-wgrad the other two
     (tmp_path / "speed_wgrad_float64.json").write_text(json.dumps(rows(1.5, 3.3)))
-    assert gpu_summary.wgrad_lines(tmp_path)[0] == "64 filters: blocked 1.3, float64 1.5, float32 None"
+    assert gpu_summary.wgrad_lines(tmp_path)[0] == "64 filters: blocked 1.3, float64 1.5"
 
 
 def test_the_accuracy_probes_simulations():

@@ -148,15 +148,15 @@ def weight_gradient(dout2, cols, out=None):
     """
     xp = array_module(dout2)
     mode = "float32" if xp.__name__ == "numpy" or dout2.dtype != xp.float32 else wgrad_mode()
+    rows, f = dout2.shape
+    if mode == "blocked" and rows < 2 * WGRAD_BLOCK_ROWS:  # a short sum: one float32 product is as close
+        mode = "float32"
     if mode == "float32":
         return xp.matmul(dout2.T, cols, out=out)
     if mode == "float64":
         total = xp.matmul(dout2.astype(xp.float64).T, cols.astype(xp.float64))
     else:
-        rows, f = dout2.shape
         blocks = rows // WGRAD_BLOCK_ROWS
-        if blocks < 2:  # a short sum: one float32 product is as close
-            return xp.matmul(dout2.T, cols, out=out)
         head = blocks * WGRAD_BLOCK_ROWS
         parts = xp.matmul(dout2[:head].reshape(blocks, WGRAD_BLOCK_ROWS, f).transpose(0, 2, 1),
                           cols[:head].reshape(blocks, WGRAD_BLOCK_ROWS, -1))  # fmt: skip
