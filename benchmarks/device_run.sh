@@ -6,7 +6,8 @@
 #   call  carry                       command                                   work (device seconds, cap)
 #   1     .gpudata/part1 .whl/1       bash benchmarks/device_run.sh 1           preflight, GPU tests, gradients
 #                                                                               against float64, launches and
-#                                                                               time per step (160)
+#                                                                               time per step, where a step
+#                                                                               goes (160)
 #   2     .gpudata/part2 .whl/2       bash benchmarks/device_run.sh 2           install Snakemake; epoch speed
 #                                                                               against PyTorch, memory, epoch
 #                                                                               speed in the other weight-
@@ -91,7 +92,7 @@ check() {  # BUDGET STEPS: benchmarks/gpu_check.sh with those steps, results kep
 call1() {
     stash || return 1
     # the preflight's first CuPy use compiles kernels into an empty cache, and it imports PyTorch
-    if [ -n "${STUDY_ONLY:-}" ]; then check "${BUDGET:-90}" preflight; else check "${BUDGET:-160}" "preflight tests accuracy launches"; fi
+    if [ -n "${STUDY_ONLY:-}" ]; then check "${BUDGET:-90}" preflight; else check "${BUDGET:-160}" "preflight tests accuracy launches stages"; fi
 }
 
 call2() {

@@ -10,6 +10,9 @@
 #   speed            epoch seconds per filter count, ours (printed first), then PyTorch eager's
 #   launches         kernel launches per training step, custom kernels on and off (CUDA graph node count,
 #                    else PyTorch's profiler), and wall and device milliseconds per step
+#   stages           where a training step goes at 32 and 256 filters: each layer, then each part of a layer
+#                    (im2col, col2im, the weight-gradient product in each SCRATCHCNN_WGRAD mode, the column
+#                    sums), timed one call at a time; each matrix product as written and transposed
 #   memory           peak training (256 filters, batch 64) and evaluation (batches of 1000) memory
 #   parity           prepare + train + evaluate: 32 filters, lr 0.1, L2 1e-4, 20 epochs, seed 0, on the
 #                    stand-in archive joined by benchmarks/device_data.sh
@@ -88,7 +91,7 @@ MODE=gpu
 OUT=${OUT:-benchmarks/runs/gpu-check-$(date +%Y%m%d-%H%M%S)}
 WORK=${WORK:-/tmp/gpu-check}
 if [ -z "${STEPS:-}" ]; then  # a whole run starts from a clean work dir
-    STEPS="preflight tests accuracy speed launches memory parity speed-nokernels speed-wgrad"
+    STEPS="preflight tests accuracy speed launches stages memory parity speed-nokernels speed-wgrad"
     rm -rf "$WORK"
 fi
 BUDGET=${GPU_CHECK_BUDGET:-560}  # seconds for every step together; a device command may run 600
@@ -150,10 +153,10 @@ EOF
 }
 
 if [ "$MODE" = gpu ]; then
-    DEV=gpu FILTERS=(32 64 128 256) IMAGES=45000 EVAL_IMAGES=5000 PROBE_FILTERS=()
+    DEV=gpu FILTERS=(32 64 128 256) IMAGES=45000 EVAL_IMAGES=5000 PROBE_FILTERS=() STAGE_FILTERS=(--filters 32 256)
     TESTS=(-m gpu tests/test_cupy.py)
 else
-    DEV=cpu FILTERS=(4) IMAGES=128 EVAL_IMAGES=100 PROBE_FILTERS=(--filters 4)
+    DEV=cpu FILTERS=(4) IMAGES=128 EVAL_IMAGES=100 PROBE_FILTERS=(--filters 4) STAGE_FILTERS=(--filters 4)
     TESTS=(tests/test_kernels.py)  # the GPU tests skip without CuPy; these exercise the same plumbing
 fi
 echo "gpu_check ($MODE) commit $COMMIT, work dir $WORK, out $OUT, budget ${BUDGET}s, SCRATCHCNN_KERNELS=$SCRATCHCNN_KERNELS, SCRATCHCNN_WGRAD=${SCRATCHCNN_WGRAD:-float64}" | tee -a "$LOG"
@@ -174,6 +177,7 @@ step accuracy 75 python3 benchmarks/gpu_probe.py accuracy --device $DEV "${PROBE
 step speed 150 python3 benchmarks/epoch_speed.py --device $DEV --filters "${FILTERS[@]}" --batch-size 64 \
     --images $IMAGES --json "$WORK/speed.json"
 step launches 60 python3 benchmarks/gpu_probe.py launches --device $DEV "${PROBE_FILTERS[@]}" --json "$WORK/launches.json"
+step stages 60 python3 benchmarks/gpu_probe.py stages --device $DEV "${STAGE_FILTERS[@]}" --json "$WORK/stages.json"
 step memory 60 python3 benchmarks/gpu_probe.py memory --device $DEV "${PROBE_FILTERS[@]}" \
     --eval-images $EVAL_IMAGES --json "$WORK/memory.json"
 step parity 300 bash benchmarks/gpu_check.sh --parity $DEV "$WORK"

@@ -4,6 +4,7 @@
     python3 benchmarks/gpu_probe.py launches --json launches.json  # kernel launches per training step
     python3 benchmarks/gpu_probe.py memory --json memory.json    # peak training and evaluation memory
     python3 benchmarks/gpu_probe.py accuracy --json accuracy.json  # gradients against float64, layer by layer
+    python3 benchmarks/gpu_probe.py stages --json stages.json    # where a training step's time goes
 
 ``--device cpu`` runs the same code on NumPy with small sizes (a dry run of
 the script's plumbing); memory is then NumPy's allocations seen by tracemalloc.
@@ -215,6 +216,8 @@ def step_timing(backend, step, steps=200) -> dict:
     if attr != "none" and sum(busy.values()) > 0:  # all zeros: the attribute exists but was not filled
         out["device_ms_per_step"] = round(sum(busy.values()) / 1e3, 3)
         out["busiest_kernels_us"] = {k[:80]: round(v, 1) for k, v in sorted(busy.items(), key=lambda kv: -kv[1])[:12]}
+        # in launch order, so that each product's kernel can be told from the others of its name
+        out["kernels_in_order_us"] = [[name[:60], round(us or 0.0, 1)] for name, us in events]
         out["duration_attribute"] = attr
     else:
         out["device_ms_per_step"] = None
@@ -399,6 +402,159 @@ def accuracy(backend, filters=256, batch=64) -> dict:
 
 
 # --------------------------------------------------------------------------- #
+# Where a training step's time goes, stage by stage
+
+# The functions timed, at two depths, each in runs of its own (one depth's synchronisations would
+# blur the other's host times): the layers as the model calls them, and the parts of a layer
+# where the choices lie (the window copies, the weight-gradient product, the column sums).
+STAGES = {
+    "layers": ((layers, ("conv2d_forward", "bn_relu_pool_forward", "affine_forward", "softmax_cross_entropy",
+                         "l2_penalty", "affine_backward", "bn_relu_pool_backward", "conv2d_backward")),
+               (training.FlatSGD, ("step",))),
+    "parts": ((layers, ("im2col", "col2im", "weight_gradient", "column_sum")),),
+}  # fmt: skip
+
+
+class StageClock:
+    """Times every call of ``targets`` ((owner, names) pairs) on its own, the device synchronised
+    before and after it. ``records`` gets ``(name, host_s, total_s)`` per call in call order: host
+    until the call returned (Python and launching), total until its device work was done as well."""
+
+    def __init__(self, backend, targets):
+        self.backend, self.targets, self.records, self._saved = backend, targets, [], []
+
+    def _timed(self, name, original):
+        def timed(*args, **kwargs):
+            self.backend.synchronize()
+            t0 = time.perf_counter()
+            result = original(*args, **kwargs)
+            t1 = time.perf_counter()
+            self.backend.synchronize()
+            self.records.append((name, t1 - t0, time.perf_counter() - t0))
+            return result
+
+        return timed
+
+    def __enter__(self):
+        for owner, names in self.targets:
+            for name in names:
+                original = owner.__dict__[name]
+                self._saved.append((owner, name, original))
+                setattr(owner, name, self._timed(name, original))
+        return self
+
+    def __exit__(self, *exc):
+        for owner, name, original in reversed(self._saved):
+            setattr(owner, name, original)
+        self._saved.clear()
+
+
+def median_ms(values) -> float:
+    return round(1e3 * float(np.median(values)), 4)
+
+
+def timed_steps(backend, step, targets, steps) -> dict:
+    """Medians over ``steps`` steps: each timed call, labelled by its place among the step's timed
+    calls and its name (the model runs layer 1 then 2 forward, 2 then 1 backward), the step with
+    its calls timed, and what lies outside them."""
+    with StageClock(backend, targets) as clock:
+        for _ in range(2):  # warm: a new setting's first calls compile or allocate
+            step()
+        totals, calls = [], {}
+        for _ in range(steps):
+            clock.records.clear()
+            backend.synchronize()
+            t0 = time.perf_counter()
+            step()
+            backend.synchronize()
+            totals.append(time.perf_counter() - t0)
+            for i, (name, host, total) in enumerate(clock.records, 1):
+                calls.setdefault(f"{i:02d} {name}", []).append((host, total))
+    stages = {label: {"host_ms": median_ms([h for h, _ in v]), "total_ms": median_ms([t for _, t in v])}
+              for label, v in calls.items()}  # fmt: skip
+    step_ms = median_ms(totals)
+    return {"step_ms": step_ms, "outside_ms": round(step_ms - sum(v["total_ms"] for v in stages.values()), 4),
+            "stages": stages}  # fmt: skip
+
+
+def products(backend, arch, batch) -> dict:
+    """The step's matrix products on random operands, each as the code writes it and transposed
+    (the same product with the operands swapped, so cuBLAS picks another kernel), with its flops."""
+    rng = np.random.default_rng(0)
+
+    def r(*shape):
+        return backend.asarray(rng.standard_normal(shape, dtype=np.float32))
+
+    shapes = cnn.layer_shapes(arch)
+    k, c = arch["kernel_size"], arch["input_shape"][2]
+    (h1, w1, f1), (h2, w2, f2) = shapes["conv1"], shapes["conv2"]
+    m1, m2, k1, k2, d = batch * h1 * w1, batch * h2 * w2, k * k * c, k * k * f1, int(np.prod(shapes["pool2"]))
+    cols1, w1m, d1, cols2, w2m, d2 = r(m1, k1), r(f1, k1), r(m1, f1), r(m2, k2), r(f2, k2), r(m2, f2)
+    x3, w3, d3 = r(batch, d), r(d, arch["num_classes"]), r(batch, arch["num_classes"])
+    pad = -k1 % 32  # conv1's 27 columns padded to a multiple of 32, as an im2col could write them
+    cols1p, w1p = r(m1, k1 + pad), r(f1, k1 + pad)
+    cases = {  # name: (as the code writes it, the same product transposed, flops)
+        "conv1.forward": (lambda: cols1 @ w1m.T, lambda: (w1m @ cols1.T).T, m1 * k1 * f1),
+        "conv1.forward_k_padded": (lambda: cols1p @ w1p.T, lambda: (w1p @ cols1p.T).T, m1 * (k1 + pad) * f1),
+        "conv1.weights": (lambda: d1.T @ cols1, lambda: (cols1.T @ d1).T, m1 * k1 * f1),
+        "conv2.forward": (lambda: cols2 @ w2m.T, lambda: (w2m @ cols2.T).T, m2 * k2 * f2),
+        "conv2.weights": (lambda: d2.T @ cols2, lambda: (cols2.T @ d2).T, m2 * k2 * f2),
+        "conv2.input": (lambda: d2 @ w2m, lambda: (w2m.T @ d2.T).T, m2 * k2 * f2),
+        "fc.forward": (lambda: x3 @ w3, lambda: (w3.T @ x3.T).T, batch * d * arch["num_classes"]),
+        "fc.weights": (lambda: x3.T @ d3, lambda: (d3.T @ x3).T, batch * d * arch["num_classes"]),
+        "fc.input": (lambda: d3 @ w3.T, lambda: (w3 @ d3.T).T, batch * d * arch["num_classes"]),
+    }
+    out = {}
+    for name, (as_written, transposed, flops) in cases.items():
+        row = {"flops": 2 * flops}
+        for key, fn in (("ms", as_written), ("transposed_ms", transposed)):
+            fn()
+            backend.synchronize()
+            repeats, t0 = 0, time.perf_counter()
+            while repeats < 5 or (repeats < 200 and time.perf_counter() - t0 < 0.05):
+                fn()
+                repeats += 1
+            backend.synchronize()
+            row[key] = round(1e3 * (time.perf_counter() - t0) / repeats, 4)
+        row["tflops"] = round(2 * flops / (1e-3 * min(row["ms"], row["transposed_ms"])) / 1e12, 2)
+        out[name] = row
+    return out
+
+
+def stage_times(backend, filters_list, batch=64, steps=20) -> dict:
+    """Where a training step goes at each filter count: the layers and their parts, timed one call
+    at a time; the parts once per SCRATCHCNN_WGRAD mode on CuPy (NumPy has one product); the step
+    untimed; the matrix products alone."""
+    saved = os.environ.get("SCRATCHCNN_WGRAD")
+    mode = (saved or "float64") if backend.name == "cupy" else "float32"  # NumPy has one product
+    out = {"batch": batch, "steps": steps, "wgrad_mode": mode, "kernels": kernels.enabled()}
+    try:
+        for filters in filters_list:
+            arch, _, _, _, _, step = training_setup(backend, filters, batch, batch * 4)
+            for _ in range(3):
+                step()
+            backend.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            backend.synchronize()
+            row = {"step_ms_untimed": round(1e3 * (time.perf_counter() - t0) / steps, 4)}
+            row["layers"] = timed_steps(backend, step, STAGES["layers"], steps)
+            for m in layers.WGRAD_MODES if backend.name == "cupy" else (mode,):
+                os.environ["SCRATCHCNN_WGRAD"] = m
+                row[f"parts_wgrad_{m}"] = timed_steps(backend, step, STAGES["parts"], steps)
+            os.environ["SCRATCHCNN_WGRAD"] = saved or "float64"
+            row["products"] = products(backend, arch, batch)
+            out[str(filters)] = row
+    finally:
+        if saved is None:
+            os.environ.pop("SCRATCHCNN_WGRAD", None)
+        else:
+            os.environ["SCRATCHCNN_WGRAD"] = saved
+    return out
+
+
+# --------------------------------------------------------------------------- #
 # Peak memory
 
 
@@ -453,12 +609,16 @@ def peak_memory(backend, filters, train_batch, eval_images, steps=5) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["preflight", "launches", "memory", "accuracy"])
+    p.add_argument("what", choices=["preflight", "launches", "memory", "accuracy", "stages"])
     p.add_argument("--device", default="gpu", choices=["gpu", "cpu"])
-    p.add_argument("--filters", type=int, default=None, help="default: 64 (launches), 256 (memory, accuracy)")
+    p.add_argument("--filters", type=int, nargs="+", default=None,
+                   help="default: 64 (launches), 256 (memory, accuracy), 32 and 256 (stages, which takes several)")
     p.add_argument("--eval-images", type=int, default=5000)
+    p.add_argument("--steps", type=int, default=20, help="stages: training steps per median (default 20)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
+    if args.filters and len(args.filters) > 1 and args.what != "stages":
+        p.error(f"{args.what} takes one filter count, not {len(args.filters)}")
     t0 = time.perf_counter()
     try:
         backend = get_backend(args.device)
@@ -468,12 +628,14 @@ def main(argv=None) -> int:
     try:
         if args.what == "preflight":
             result = preflight(backend)
+        elif args.what == "stages":
+            result = stage_times(backend, args.filters or [32, 256], steps=args.steps)
         elif args.what == "accuracy":
-            result = accuracy(backend, args.filters or 256)
+            result = accuracy(backend, (args.filters or [256])[0])
         elif args.what == "launches":
-            result = count_launches(backend, args.filters or 64)
+            result = count_launches(backend, (args.filters or [64])[0])
         else:
-            result = peak_memory(backend, args.filters or 256, 64, args.eval_images)
+            result = peak_memory(backend, (args.filters or [256])[0], 64, args.eval_images)
     except Exception as exc:
         print(f"gpu_probe {args.what}: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

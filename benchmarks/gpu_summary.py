@@ -4,7 +4,7 @@
 
 Reads from WORK_DIR: steps.tsv (each step's exit status), preflight.json,
 gpu_tests.xml (pytest's JUnit report), speed.json, launches.json,
-memory.json and parity/{metrics,test_metrics}.json, whichever exist; a
+memory.json, stages.json and parity/{metrics,test_metrics}.json, whichever exist; a
 missing number is null. Prints the summary and what issue 10 asks of it.
 Exit status 1 when a step failed, a GPU test failed or was skipped, the
 tests step ran no test, or the launches step counted none on CuPy.
@@ -121,6 +121,26 @@ def wgrad_lines(work: Path) -> list[str]:
     return [f"{f} filters: " + ", ".join(f"{m} {seconds[m].get(f)}" for m in runs) for f in filters]
 
 
+def stage_lines(work: Path, top=6) -> list[str]:
+    """Where a step goes (the stages step): per filter count the step, its slowest timed layers and
+    parts, and each product as written against transposed."""
+    stages = read_json(work / "stages.json") or {}
+    lines = []
+    for filters, row in stages.items():
+        if not isinstance(row, dict) or "layers" not in row:
+            continue
+        for key in ["layers"] + [k for k in row if k.startswith("parts_")]:
+            timed = row[key]
+            slowest = sorted(timed["stages"].items(), key=lambda kv: -kv[1]["total_ms"])[:top]
+            lines.append(f"{filters} filters, {key}: step {timed['step_ms']} ms timed one call at a time "
+                         f"({row['step_ms_untimed']} untimed), slowest (total/host ms): "
+                         + ", ".join(f"{k} {v['total_ms']}/{v['host_ms']}" for k, v in slowest)
+                         + f", outside {timed['outside_ms']}")  # fmt: skip
+        lines.append(f"{filters} filters, products (ms as written/transposed, TFLOPS): "
+                     + ", ".join(f"{k} {v['ms']}/{v['transposed_ms']} {v['tflops']}" for k, v in row["products"].items()))  # fmt: skip
+    return lines
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("work", type=Path)
@@ -143,6 +163,8 @@ def main(argv=None) -> int:
     print("\n".join(["", "issue 10:"] + ["  " + line for line in verdict(results)]))
     if lines := wgrad_lines(args.work):
         print("\n".join(["epoch seconds by SCRATCHCNN_WGRAD:"] + ["  " + line for line in lines]))
+    if lines := stage_lines(args.work):
+        print("\n".join(["where a step goes:"] + ["  " + line for line in lines]))
     if problems:
         print("FAILED:\n  " + "\n  ".join(problems))
         return 1

@@ -150,6 +150,7 @@ def test_step_timing_reports_device_time_only_when_the_profiler_recorded_some(mo
         assert "busiest_kernels_us" not in out and "no durations" in out["duration_attribute"]
     else:
         assert out["busiest_kernels_us"] == {"gemm": 2000.0, "bn": 1000.0}
+        assert out["kernels_in_order_us"] == [["gemm", 1500.0], ["bn", 1000.0], ["gemm", 500.0]]
 
 
 @pytest.mark.parametrize("launches", [{"kernels": 0, "no_kernels": 0, "method": "CUDA graph"}, None])
@@ -244,3 +245,57 @@ def test_the_accuracy_probes_simulations():
     seq = gpu_probe.sequential_float32(d, cols)
     assert seq.dtype == np.float32
     np.testing.assert_allclose(seq, d.astype(np.float64).T @ cols.astype(np.float64), rtol=1e-5, atol=1e-5)
+
+
+def test_stage_probe_times_each_layer_and_part_in_call_order_and_restores_them():
+    import gpu_probe
+    from scratchcnn import layers, training
+    from scratchcnn.backend import get_backend
+
+    originals = {name: layers.__dict__[name] for _, names in gpu_probe.STAGES["parts"] for name in names}
+    originals["step"] = training.FlatSGD.__dict__["step"]
+    result = gpu_probe.stage_times(get_backend("cpu"), [4], batch=8, steps=3)
+    row = result["4"]
+    # the model's order: two convolutions and sandwiches forward, the FC layer and the loss, then back
+    assert [k.split(" ", 1)[1] for k in row["layers"]["stages"]] == [
+        "conv2d_forward", "bn_relu_pool_forward", "conv2d_forward", "bn_relu_pool_forward", "affine_forward",
+        "softmax_cross_entropy", "affine_backward", "bn_relu_pool_backward", "conv2d_backward",
+        "bn_relu_pool_backward", "conv2d_backward", "l2_penalty", "step"]  # fmt: skip
+    assert list(row["layers"]["stages"])[0] == "01 conv2d_forward" and list(row["layers"]["stages"])[-1] == "13 step"
+    assert list(row) == ["step_ms_untimed", "layers", "parts_wgrad_float32", "products"]  # NumPy: one product
+    parts = [k.split(" ", 1)[1] for k in row["parts_wgrad_float32"]["stages"]]
+    assert parts.count("im2col") == 2 and parts.count("weight_gradient") == 2 and parts.count("col2im") == 1
+    for key in ("layers", "parts_wgrad_float32"):
+        timed = row[key]
+        assert all(0 < v["host_ms"] <= v["total_ms"] for v in timed["stages"].values())
+        assert timed["step_ms"] == pytest.approx(sum(v["total_ms"] for v in timed["stages"].values()) + timed["outside_ms"], abs=1e-3)
+    assert set(row["products"]) >= {"conv1.forward", "conv1.weights", "conv2.forward", "conv2.weights", "conv2.input"}
+    # conv1's 27 columns padded to 32; conv2 at 4 filters: 8 * 14 * 14 rows, 9 * 4 columns, 4 outputs, 2 flops each
+    assert row["products"]["conv2.forward"]["flops"] == 2 * 8 * 14 * 14 * 36 * 4
+    assert row["products"]["conv1.forward_k_padded"]["flops"] == 2 * 8 * 32 * 32 * 32 * 4
+    assert all(v["ms"] > 0 and v["transposed_ms"] > 0 for v in row["products"].values())
+    # the timed functions are the originals again
+    assert all(layers.__dict__[name] is f for name, f in originals.items() if name != "step")
+    assert training.FlatSGD.__dict__["step"] is originals["step"]
+
+
+def test_stage_probe_runs_the_parts_in_every_weight_gradient_mode_on_the_cupy_stand_in(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("tests/fake_cupy", "workflow", "benchmarks"))}
+    env["SCRATCHCNN_WGRAD"] = "blocked"
+    done = subprocess.run([sys.executable, "tests/fake_cupy/run_script.py", "benchmarks/gpu_probe.py", "stages",
+                           "--device", "gpu", "--filters", "4", "--steps", "1", "--json", str(tmp_path / "stages.json")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "stages.json").read_text())
+    assert result["wgrad_mode"] == "blocked" and result["kernels"] is True
+    assert [k for k in result["4"] if k.startswith("parts_")] == [f"parts_wgrad_{m}" for m in ("float64", "blocked", "float32")]
+    lines = gpu_summary.stage_lines(tmp_path)  # what the summary prints of it
+    assert len(lines) == 5 and lines[0].startswith("4 filters, layers: step ") and lines[-1].startswith("4 filters, products ")
+
+
+def test_probe_filters_take_several_values_only_for_the_stages(capsys):
+    import gpu_probe
+
+    with pytest.raises(SystemExit):
+        gpu_probe.main(["launches", "--device", "cpu", "--filters", "4", "8"])
+    assert "launches takes one filter count, not 2" in capsys.readouterr().err
