@@ -191,20 +191,25 @@ def launches_by_profiler(step) -> tuple[int, dict, str]:
     return len(events), {"events": len(events)}, "PyTorch profiler (CUPTI) over one step"
 
 
-def step_timing(backend, step, steps=200) -> dict:
-    """Wall time per step over ``steps`` steps, and the device time of one step's kernels (profiler):
-    a device busy for most of the wall time is the limit; a device mostly idle waits for the launches."""
-    for _ in range(5):
+def run_steps(backend, step, steps, warmup=5) -> tuple[float, float]:
+    """Seconds for ``steps`` steps back to back after ``warmup``: until the device finished them,
+    and until the host had queued them."""
+    for _ in range(warmup):
         step()
     backend.synchronize()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
-    queued = time.perf_counter()
+    queued = time.perf_counter() - t0
     backend.synchronize()
-    wall = time.perf_counter() - t0
-    out = {"wall_ms_per_step": round(1e3 * wall / steps, 3),
-           "queued_ms_per_step": round(1e3 * (queued - t0) / steps, 3)}  # fmt: skip
+    return time.perf_counter() - t0, queued
+
+
+def step_timing(backend, step, steps=200) -> dict:
+    """Wall time per step over ``steps`` steps, and the device time of one step's kernels (profiler):
+    a device busy for most of the wall time is the limit; a device mostly idle waits for the launches."""
+    wall, queued = run_steps(backend, step, steps)
+    out = {"wall_ms_per_step": round(1e3 * wall / steps, 3), "queued_ms_per_step": round(1e3 * queued / steps, 3)}
     try:
         events, attr = profile_step(step)
     except Exception as exc:  # noqa: BLE001 - the wall time stands without it
@@ -337,14 +342,19 @@ def product_times(backend, convs, repeats=20) -> dict:
         d2, cols = c["dout"].reshape(-1, f), c["cols"].reshape(c["dout"].size // f, -1)
         for mode in layers.WGRAD_MODES:
             os.environ["SCRATCHCNN_WGRAD"] = mode
-            layers.weight_gradient(d2, cols)
-            backend.synchronize()
-            t0 = time.perf_counter()
-            for _ in range(repeats):
-                layers.weight_gradient(d2, cols)
-            backend.synchronize()
-            out[f"{name}.{mode}"] = round(1e3 * (time.perf_counter() - t0) / repeats, 3)
+            out[f"{name}.{mode}"] = round(ms_per_call(backend, lambda: layers.weight_gradient(d2, cols), repeats), 3)
     return out
+
+
+def ms_per_call(backend, fn, repeats=20) -> float:
+    """Milliseconds per call of ``fn`` over ``repeats`` calls back to back, after one to warm up."""
+    fn()
+    backend.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    backend.synchronize()
+    return 1e3 * (time.perf_counter() - t0) / repeats
 
 
 def accuracy(backend, filters=256, batch=64) -> dict:
@@ -506,16 +516,8 @@ def products(backend, arch, batch) -> dict:
     }
     out = {}
     for name, (as_written, transposed, flops) in cases.items():
-        row = {"flops": 2 * flops}
-        for key, fn in (("ms", as_written), ("transposed_ms", transposed)):
-            fn()
-            backend.synchronize()
-            repeats, t0 = 0, time.perf_counter()
-            while repeats < 5 or (repeats < 200 and time.perf_counter() - t0 < 0.05):
-                fn()
-                repeats += 1
-            backend.synchronize()
-            row[key] = round(1e3 * (time.perf_counter() - t0) / repeats, 4)
+        row = {"flops": 2 * flops, "ms": round(ms_per_call(backend, as_written), 4),
+               "transposed_ms": round(ms_per_call(backend, transposed), 4)}  # fmt: skip
         row["tflops"] = round(2 * flops / (1e-3 * min(row["ms"], row["transposed_ms"])) / 1e12, 2)
         out[name] = row
     return out
@@ -531,14 +533,7 @@ def stage_times(backend, filters_list, batch=64, steps=20) -> dict:
     try:
         for filters in filters_list:
             arch, _, _, _, _, step = training_setup(backend, filters, batch, batch * 4)
-            for _ in range(3):
-                step()
-            backend.synchronize()
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                step()
-            backend.synchronize()
-            row = {"step_ms_untimed": round(1e3 * (time.perf_counter() - t0) / steps, 4)}
+            row = {"step_ms_untimed": round(1e3 * run_steps(backend, step, steps, warmup=3)[0] / steps, 4)}
             row["layers"] = timed_steps(backend, step, STAGES["layers"], steps)
             for m in layers.WGRAD_MODES if backend.name == "cupy" else (mode,):
                 os.environ["SCRATCHCNN_WGRAD"] = m
