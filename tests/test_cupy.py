@@ -18,7 +18,7 @@ from scratchcnn import layers as L  # noqa: E402
 from scratchcnn import model as cnn  # noqa: E402
 from scratchcnn import training as tr  # noqa: E402
 from scratchcnn.backend import BackendError, get_backend  # noqa: E402
-from gpu_problem import batch, random_state  # noqa: E402
+from gpu_problem import batch, random_state, route_like  # noqa: E402
 from recipe import train_config  # noqa: E402
 
 try:
@@ -77,12 +77,12 @@ def to_gpu(d):
 
 
 @functools.lru_cache(maxsize=None)
-def cpu_reference(filters, n):
-    """NumPy loss, gradients, logits and BN state for one (filters, batch), computed once."""
+def problem(filters, n):
+    """The network, its state and a batch for one (filters, batch), on the host."""
     arch = cnn.make_arch(filters)
     params, bn = random_state(arch, filters)
     x, y = batch(n, n)
-    return arch, params, bn, x, y, cnn.loss_and_grads(params, bn, x, y, arch, 1e-3, momentum=0.8)
+    return arch, params, bn, x, y
 
 
 def assert_bias_gradients_are_noise(grads_c, grads_g):
@@ -94,21 +94,38 @@ def assert_bias_gradients_are_noise(grads_c, grads_g):
         assert float(cp.abs(grads_g[b]).max()) < 1e-4 * scale, b
 
 
-def float64_reference(filters, n):
-    """NumPy float64 gradients on the state of :func:`cpu_reference` (the truth both backends approach)."""
-    arch, params, bn, x, y, _ = cpu_reference(filters, n)
-    as64 = {k: v.astype(np.float64) for k, v in params.items()}
-    bn64 = {k: v.astype(np.float64) for k, v in bn.items()}
-    return cnn.loss_and_grads(as64, bn64, x.astype(np.float64), y, arch, 1e-3, momentum=0.8)[2]
+def device_run(filters, n):
+    """The device's loss_and_grads on :func:`problem`'s state and batch, and its forward caches."""
+    arch, params, bn, x, y = problem(filters, n)
+    args = (to_gpu(params), to_gpu(bn), cp.asarray(x))
+    caches = cnn.forward(*args, arch, train=True, momentum=0.8)[1]
+    return cnn.loss_and_grads(*args, cp.asarray(y), arch, 1e-3, momentum=0.8), caches
 
 
-def test_weight_gradients_stay_near_float64_at_256_filters(kernel_mode):
-    """The first run on a GPU (an H200) put CuPy's float32 W1 and W2 gradients 3.3e-4 from float64 at
-    256 filters and batch 64 (NumPy's float32: 1e-6); the weight gradients' products are float64 since."""
-    arch, params, bn, x, y, _ = cpu_reference(256, 64)
-    want = float64_reference(256, 64)
-    grads = cnn.loss_and_grads(to_gpu(params), to_gpu(bn), cp.asarray(x), cp.asarray(y), arch, 1e-3,
-                               momentum=0.8)[2]  # fmt: skip
+def reference_routed_like(filters, n, dev_caches, monkeypatch, dtype=np.float32):
+    """NumPy's loss_and_grads (in ``dtype``) on :func:`problem`'s state and batch, its max pooling
+    routed as the device's where the two differ (gpu_problem.route_like: near-ties only, a few at most)."""
+    arch, params, bn, x, y = problem(filters, n)
+    forward, changed = cnn.forward, []
+
+    def routed(*args, **kw):
+        logits, caches, state = forward(*args, **kw)
+        changed.append(route_like(caches, dev_caches))
+        return logits, caches, state
+
+    monkeypatch.setattr(cnn, "forward", routed)
+    cast = {k: v.astype(dtype) for k, v in params.items()}, {k: v.astype(dtype) for k, v in bn.items()}
+    result = cnn.loss_and_grads(*cast, x.astype(dtype), y, arch, 1e-3, momentum=0.8)
+    monkeypatch.setattr(cnn, "forward", forward)
+    assert changed[0] <= 4, f"{changed[0]} pooled positions routed differently: more than near-ties explain"
+    return result
+
+
+def test_gradients_stay_near_float64_at_256_filters(kernel_mode, monkeypatch):
+    """CuPy's float32 weight gradients against NumPy float64's, pooling routed alike: within 1e-5.
+    (The first GPU run saw 3.3e-4 here, from one near-tied pooling window routed the other way.)"""
+    (_, _, grads, _, _), caches = device_run(256, 64)
+    want = reference_routed_like(256, 64, caches, monkeypatch, np.float64)[2]
     for k in cnn.WEIGHT_NAMES:
         assert rel(want[k], grads[k]) < 1e-5, k
 
@@ -160,11 +177,9 @@ def test_tf32_is_off():
 
 @pytest.mark.parametrize("n", [1, 7, 64], ids=lambda n: f"batch{n}")
 @pytest.mark.parametrize("filters", [16, 64, 256], ids=lambda f: f"filters{f}")
-def test_training_forward_loss_gradients_and_bn_stats_agree(filters, n, kernel_mode):
-    arch, params, bn, x, y, (loss_c, data_c, grads_c, logits_c, bn_c) = cpu_reference(filters, n)
-    loss_g, data_g, grads_g, logits_g, bn_g = cnn.loss_and_grads(
-        to_gpu(params), to_gpu(bn), cp.asarray(x), cp.asarray(y), arch, 1e-3, momentum=0.8
-    )
+def test_training_forward_loss_gradients_and_bn_stats_agree(filters, n, kernel_mode, monkeypatch):
+    (loss_g, data_g, grads_g, logits_g, bn_g), caches = device_run(filters, n)
+    loss_c, data_c, grads_c, logits_c, bn_c = reference_routed_like(filters, n, caches, monkeypatch)
     assert rel(logits_c, logits_g) < TOL
     assert abs(float(loss_c) - float(loss_g)) < TOL * abs(float(loss_c))
     assert abs(float(data_c) - float(data_g)) < TOL * abs(float(data_c))
