@@ -5,21 +5,19 @@
 #   preflight        an elementwise op, a reduction, a matmul and a custom kernel on the GPU; stops all if it fails
 #   tests            pytest -rs -m gpu tests/test_cupy.py; a skipped test counts as a failure
 #   accuracy         gradients at 256 filters against NumPy float64, layer by layer, with the kernels on and
-#                    off, in each SCRATCHCNN_WGRAD mode (float64, blocked, float32), and each mode's product
-#                    time (informative)
+#                    off, the reference's near-tied pooling windows routed as each run's (informative)
 #   speed            epoch seconds per filter count, ours (printed first), then PyTorch eager's
 #   launches         kernel launches per training step, custom kernels on and off (CUDA graph node count,
 #                    else PyTorch's profiler), and wall and device milliseconds per step
 #   stages           where a training step goes at 32 and 256 filters: each layer, then each part of a layer
-#                    (im2col, col2im, the weight-gradient product in each SCRATCHCNN_WGRAD mode, the column
-#                    sums), timed one call at a time; each matrix product as written and transposed
+#                    (im2col, col2im, the weight-gradient product, the column sums), timed one call at a
+#                    time; each matrix product as written and transposed
 #   memory           peak training (256 filters, batch 64) and evaluation (batches of 1000) memory
 #   parity           prepare + train + evaluate: 32 filters, lr 0.1, L2 1e-4, 20 epochs, seed 0, on the
 #                    stand-in archive joined by benchmarks/device_data.sh
 #   parity-study     instead of parity (not in the default steps): the same recipe's point of the grid, taken
 #                    from benchmarks/gpu_study.sh's run in $STUDY_WORK (point $PARITY_POINT); see device_run.sh
 #   speed-nokernels  our epoch seconds with SCRATCHCNN_KERNELS=0
-#   speed-wgrad      our epoch seconds in the two SCRATCHCNN_WGRAD modes the speed step did not run
 # then one summary, $OUT/gpu_results.json, with $OUT/gpu_check.log, $OUT/gpu_details.json (every raw
 # number) and $OUT/parity_history.csv. Exit status 1 if any step failed or any GPU test failed or skipped.
 # STEPS="preflight tests" runs only those steps; results of earlier calls on the same (warm) machine
@@ -91,7 +89,7 @@ MODE=gpu
 OUT=${OUT:-benchmarks/runs/gpu-check-$(date +%Y%m%d-%H%M%S)}
 WORK=${WORK:-/tmp/gpu-check}
 if [ -z "${STEPS:-}" ]; then  # a whole run starts from a clean work dir
-    STEPS="preflight tests accuracy speed launches stages memory parity speed-nokernels speed-wgrad"
+    STEPS="preflight tests accuracy speed launches stages memory parity speed-nokernels"
     rm -rf "$WORK"
 fi
 BUDGET=${GPU_CHECK_BUDGET:-560}  # seconds for every step together; a device command may run 600
@@ -159,7 +157,7 @@ else
     DEV=cpu FILTERS=(4) IMAGES=128 EVAL_IMAGES=100 PROBE_FILTERS=(--filters 4) STAGE_FILTERS=(--filters 4)
     TESTS=(tests/test_kernels.py)  # the GPU tests skip without CuPy; these exercise the same plumbing
 fi
-echo "gpu_check ($MODE) commit $COMMIT, work dir $WORK, out $OUT, budget ${BUDGET}s, SCRATCHCNN_KERNELS=$SCRATCHCNN_KERNELS, SCRATCHCNN_WGRAD=${SCRATCHCNN_WGRAD:-float64}" | tee -a "$LOG"
+echo "gpu_check ($MODE) commit $COMMIT, work dir $WORK, out $OUT, budget ${BUDGET}s, SCRATCHCNN_KERNELS=$SCRATCHCNN_KERNELS" | tee -a "$LOG"
 
 step preflight 120 python3 benchmarks/gpu_probe.py preflight --device $DEV --json "$WORK/preflight.json"
 rc=$?
@@ -185,9 +183,4 @@ step parity-study 30 bash benchmarks/gpu_check.sh --parity-study "${STUDY_WORK:-
     "${PARITY_POINT:-lr~0.1/reg~0.0001/filters~32}" "$WORK"
 step speed-nokernels 90 env SCRATCHCNN_KERNELS=0 python3 benchmarks/epoch_speed.py --device $DEV --no-torch \
     --filters "${FILTERS[@]}" --batch-size 64 --images $IMAGES --json "$WORK/speed_nokernels.json"
-# the other two SCRATCHCNN_WGRAD modes' epoch seconds, beside the speed step's (the caller's mode, float64 unless set)
-step speed-wgrad 60 bash -c 'for mode in $(python3 -c "from scratchcnn.layers import WGRAD_MODES; print(*WGRAD_MODES)"); do
-    [ "$mode" = "${SCRATCHCNN_WGRAD:-float64}" ] && continue
-    SCRATCHCNN_WGRAD=$mode python3 benchmarks/epoch_speed.py --device $0 --no-torch --filters "${@:3}" --batch-size 64 \
-        --images $1 --json "$2/speed_wgrad_$mode.json" || exit; done' $DEV $IMAGES "$WORK" "${FILTERS[@]}"
 summary

@@ -33,10 +33,13 @@ from scratchcnn.backend import BackendError, get_backend
 
 from epoch_speed import RECIPE, random_problem  # noqa: E402  (the config's recipe and the random data, once there)
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from gpu_problem import batch as make_batch  # noqa: E402  (the GPU tests' state and batch, and their routing)
+from gpu_problem import random_state, route_like  # noqa: E402
+
 # Where neither a CUDA graph nor a profiler can count: one training step at 64 filters, batch 64.
-# PyTorch's profiler counted 56 and 282 on an H200 (2026-11-28, commit 5a115e5); the float64 weight
-# gradients since add 3 launches per convolution (two casts in, one back).
-LAUNCH_ESTIMATE = {"kernels": 62, "no_kernels": 288}
+# PyTorch's profiler counted these on an H200 (2026-11-28, commit 5a115e5; the step is the same since).
+LAUNCH_ESTIMATE = {"kernels": 56, "no_kernels": 282}
 
 
 def preflight(backend) -> dict:
@@ -271,78 +274,60 @@ def rel(a, b) -> float:
 
 
 class Recorder:
-    """Each convolution's backward inputs and weight gradient, layer 2 first (the order backward runs)."""
+    """Each convolution's backward inputs and weight gradient (layer 2 first, the order backward runs),
+    and the forward caches; ``routed_like`` (another run's forward caches): the max pooling of this
+    (NumPy) run is routed as that run's where the two differ, near-ties only (gpu_problem.route_like),
+    and ``moved`` counts the positions."""
 
-    def __init__(self):
-        self.convs = []
+    def __init__(self, routed_like=None):
+        self.convs, self.caches, self.routed_like, self.moved = [], None, routed_like, 0
 
     def __enter__(self):
-        self.original = layers.conv2d_backward
+        self.originals = layers.conv2d_backward, cnn.forward
+        backward, forward = self.originals
 
         def recorded(dout, cache, *args, **kw):
-            dx, dW, db = self.original(dout, cache, *args, **kw)
+            dx, dW, db = backward(dout, cache, *args, **kw)
             # a copy: the L2 term is added to the gradient in place afterwards
             self.convs.append({"dout": dout, "cols": cache[0], "dW": dW.copy()})
             return dx, dW, db
 
-        layers.conv2d_backward = recorded
+        def routed(*args, **kw):
+            logits, self.caches, state = forward(*args, **kw)
+            if self.routed_like is not None:
+                self.moved = route_like(self.caches, self.routed_like)
+            return logits, self.caches, state
+
+        layers.conv2d_backward, cnn.forward = recorded, routed
         return self
 
     def __exit__(self, *exc):
-        layers.conv2d_backward = self.original
+        layers.conv2d_backward, cnn.forward = self.originals
 
 
-def gradients(params, bn, x, y, arch, to_device=None):
-    """Loss gradients and the convolutions' recorded backward inputs, on NumPy or (with ``to_device``) CuPy."""
+def gradients(params, bn, x, y, arch, to_device=None, routed_like=None):
+    """Loss gradients and a :class:`Recorder` of the run, on NumPy or (with ``to_device``) CuPy."""
     if to_device is not None:
         params, bn = ({k: to_device(v) for k, v in d.items()} for d in (params, bn))
         x, y = to_device(x), to_device(y)
-    with Recorder() as rec:
+    with Recorder(routed_like) as rec:
         grads = cnn.loss_and_grads(params, bn, x, y, arch, 1e-3, momentum=0.8)[2]
-    return grads, {f"conv{2 - i}": c for i, c in enumerate(rec.convs)}
+    rec.convs = {f"conv{2 - i}": c for i, c in enumerate(rec.convs)}
+    return grads, rec
 
 
-def tf32(a):
-    """float32 values rounded to TF32's 10 mantissa bits (to nearest), as float64."""
-    bits = np.ascontiguousarray(a, np.float32).view(np.uint32)
-    return ((bits + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32).astype(np.float64)
-
-
-def sequential_float32(d, cols):
-    """``d.T @ cols`` summed row after row in float32: the longest chain of roundings, the worst usual order."""
-    total = np.zeros((d.shape[1], cols.shape[1]), np.float32)
-    for r in range(d.shape[0]):
-        total += np.multiply.outer(d[r], cols[r])
-    return total
-
-
-def errors(host, grads, convs, ref_grads, ref_convs, simulate=False) -> dict:
-    """Every weight gradient and each convolution's incoming gradient against the float64 run.
-    ``simulate``: also the same products summed row after row in float32, and with TF32 operands."""
+def errors(host, grads, rec, ref_grads, ref) -> dict:
+    """Every weight gradient and each convolution's incoming gradient against the float64 run, and
+    each weight-gradient product alone (this run's float32 operands multiplied in float64 on the host)."""
     out = {k: rel(ref_grads[k], host(grads[k])) for k in (*cnn.WEIGHT_NAMES, "gamma1", "gamma2", "beta1", "beta2")}
-    for name, c in convs.items():
-        out[f"{name}.dout"] = rel(ref_convs[name]["dout"], host(c["dout"]))
-        # the product alone: this run's own float32 operands multiplied in float64 on the host
+    for name, c in rec.convs.items():
+        out[f"{name}.dout"] = rel(host(ref.convs[name]["dout"]), host(c["dout"]))
         f = c["dout"].shape[-1]
         d32 = host(c["dout"]).reshape(-1, f)
-        c32 = host(c["cols"]).reshape(d32.shape[0], -1)
-        want = d32.astype(np.float64).T @ c32.astype(np.float64)
+        want = d32.astype(np.float64).T @ host(c["cols"]).reshape(d32.shape[0], -1).astype(np.float64)
         out[f"{name}.product_alone"] = rel(want, host(c["dW"]).reshape(f, -1))
-        if simulate:  # which rounding can put a product as far from float64 as CuPy's was
-            out[f"{name}.product_sequential_float32"] = rel(want, sequential_float32(d32, c32))
-            out[f"{name}.product_tf32_operands"] = rel(want, tf32(d32).T @ tf32(c32))
-    return {k: float(f"{v:.3g}") for k, v in out.items()}
-
-
-def product_times(backend, convs, repeats=20) -> dict:
-    """Milliseconds per weight-gradient product in each SCRATCHCNN_WGRAD mode, on the recorded operands."""
-    out = {}
-    for name, c in convs.items():
-        f = c["dout"].shape[-1]
-        d2, cols = c["dout"].reshape(-1, f), c["cols"].reshape(c["dout"].size // f, -1)
-        for mode in layers.WGRAD_MODES:
-            os.environ["SCRATCHCNN_WGRAD"] = mode
-            out[f"{name}.{mode}"] = round(ms_per_call(backend, lambda: layers.weight_gradient(d2, cols), repeats), 3)
+    out = {k: float(f"{v:.3g}") for k, v in out.items()}
+    out["pooling_routed_differently"] = ref.moved  # near-ties the float64 reference was routed alike at
     return out
 
 
@@ -358,56 +343,35 @@ def ms_per_call(backend, fn, repeats=20) -> float:
 
 
 def accuracy(backend, filters=256, batch=64) -> dict:
-    """NumPy float32 and CuPy (kernels on and off, each SCRATCHCNN_WGRAD mode, cuBLAS in its pedantic
-    mode) against NumPy float64 on the GPU tests' state, layer by layer; each mode's product time."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from gpu_problem import batch as make_batch
-    from gpu_problem import random_state
-
+    """NumPy float32 and CuPy (kernels on and off) against NumPy float64 on the GPU tests' state, layer
+    by layer, the float64 run's max pooling routed as each one's where they differ (near-ties only:
+    there a correct float32 run may pick the other pixel, tests/gpu_problem.py)."""
     arch = cnn.make_arch(filters)
     params, bn = random_state(arch, filters)
     x, y = make_batch(batch, batch)
-    ref_grads, ref_convs = gradients({k: v.astype(np.float64) for k, v in params.items()},
-                                     {k: v.astype(np.float64) for k, v in bn.items()}, x.astype(np.float64), y, arch)  # fmt: skip
-    ref_convs = {k: {"dout": v["dout"]} for k, v in ref_convs.items()}
-    result = {"filters": filters, "batch": batch, "reference": "NumPy float64, same state and batch"}
-    result["numpy_float32"] = errors(np.asarray, *gradients(params, bn, x, y, arch), ref_grads, ref_convs, simulate=True)
+    as64 = ({k: v.astype(np.float64) for k, v in params.items()}, {k: v.astype(np.float64) for k, v in bn.items()})
+
+    def row(host, to_device=None):
+        grads, rec = gradients(params, bn, x, y, arch, to_device)
+        ref_grads, ref = gradients(*as64, x.astype(np.float64), y, arch, routed_like=rec.caches)
+        return errors(host, grads, rec, ref_grads, ref)
+
+    result = {"filters": filters, "batch": batch, "reference": "NumPy float64, same state and batch, pooling routed alike"}
+    result["numpy_float32"] = row(np.asarray)
     if backend.name != "cupy":
         return result
     import cupy
 
-    saved = {k: os.environ.get(k) for k in ("SCRATCHCNN_KERNELS", "SCRATCHCNN_WGRAD")}
+    saved = os.environ.get("SCRATCHCNN_KERNELS")
     try:
         for kern in ("1", "0"):
-            for mode in layers.WGRAD_MODES:
-                os.environ.update(SCRATCHCNN_KERNELS=kern, SCRATCHCNN_WGRAD=mode)
-                name = f"cupy_kernels_{'on' if kern == '1' else 'off'}_wgrad_{mode}"
-                grads, convs = gradients(params, bn, x, y, arch, cupy.asarray)
-                result[name] = errors(cupy.asnumpy, grads, convs, ref_grads, ref_convs)
-        result["product_ms"] = product_times(backend, convs)
-        # cuBLAS's pedantic float32 (no reduced-precision shortcuts of any kind), plain float32 products
-        key = "cupy_kernels_on_wgrad_float32_pedantic"
-        try:
-            from cupy._core import _routines_linalg as linalg
-
-            before = linalg.get_compute_type(np.float32)
-        except Exception as exc:  # noqa: BLE001 - report it; the other rows stand
-            result[key] = f"{type(exc).__name__}: {exc}"
-        else:
-            try:
-                linalg.set_compute_type(np.float32, 2)  # COMPUTE_TYPE_PEDANTIC
-                os.environ.update(SCRATCHCNN_KERNELS="1", SCRATCHCNN_WGRAD="float32")
-                result[key] = errors(cupy.asnumpy, *gradients(params, bn, x, y, arch, cupy.asarray), ref_grads, ref_convs)
-            except Exception as exc:  # noqa: BLE001
-                result[key] = f"{type(exc).__name__}: {exc}"
-            finally:
-                linalg.set_compute_type(np.float32, before)
+            os.environ["SCRATCHCNN_KERNELS"] = kern
+            result[f"cupy_kernels_{'on' if kern == '1' else 'off'}"] = row(cupy.asnumpy, cupy.asarray)
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        if saved is None:
+            os.environ.pop("SCRATCHCNN_KERNELS")
+        else:
+            os.environ["SCRATCHCNN_KERNELS"] = saved
     return result
 
 
@@ -525,27 +489,15 @@ def products(backend, arch, batch) -> dict:
 
 def stage_times(backend, filters_list, batch=64, steps=20) -> dict:
     """Where a training step goes at each filter count: the layers and their parts, timed one call
-    at a time; the parts once per SCRATCHCNN_WGRAD mode on CuPy (NumPy has one product); the step
-    untimed; the matrix products alone."""
-    saved = os.environ.get("SCRATCHCNN_WGRAD")
-    mode = (saved or "float64") if backend.name == "cupy" else "float32"  # NumPy has one product
-    out = {"batch": batch, "steps": steps, "wgrad_mode": mode, "kernels": kernels.enabled()}
-    try:
-        for filters in filters_list:
-            arch, _, _, _, _, step = training_setup(backend, filters, batch, batch * 4)
-            row = {"step_ms_untimed": round(1e3 * run_steps(backend, step, steps, warmup=3)[0] / steps, 4)}
-            row["layers"] = timed_steps(backend, step, STAGES["layers"], steps)
-            for m in layers.WGRAD_MODES if backend.name == "cupy" else (mode,):
-                os.environ["SCRATCHCNN_WGRAD"] = m
-                row[f"parts_wgrad_{m}"] = timed_steps(backend, step, STAGES["parts"], steps)
-            os.environ["SCRATCHCNN_WGRAD"] = saved or "float64"
-            row["products"] = products(backend, arch, batch)
-            out[str(filters)] = row
-    finally:
-        if saved is None:
-            os.environ.pop("SCRATCHCNN_WGRAD", None)
-        else:
-            os.environ["SCRATCHCNN_WGRAD"] = saved
+    at a time; the step untimed; the matrix products alone."""
+    out = {"batch": batch, "steps": steps, "kernels": backend.name == "cupy" and kernels.enabled()}
+    for filters in filters_list:
+        arch, _, _, _, _, step = training_setup(backend, filters, batch, batch * 4)
+        row = {"step_ms_untimed": round(1e3 * run_steps(backend, step, steps, warmup=3)[0] / steps, 4)}
+        for depth, targets in STAGES.items():
+            row[depth] = timed_steps(backend, step, targets, steps)
+        row["products"] = products(backend, arch, batch)
+        out[str(filters)] = row
     return out
 
 

@@ -69,7 +69,7 @@ export PATH=$WORK/bin:$PATH
 
 main() {
 trap mps_stop EXIT  # a daemon of ours never outlives the script
-echo "gpu_study ($MODE) commit $COMMIT, steps '$STEPS', work $WORK, out $OUT, budget ${BUDGET}s, SCRATCHCNN_KERNELS=$SCRATCHCNN_KERNELS, SCRATCHCNN_WGRAD=${SCRATCHCNN_WGRAD:-float64}"
+echo "gpu_study ($MODE) commit $COMMIT, steps '$STEPS', work $WORK, out $OUT, budget ${BUDGET}s, SCRATCHCNN_KERNELS=$SCRATCHCNN_KERNELS"
 has() { [[ " $STEPS " == *" $1 "* ]]; }
 left() { echo $((BUDGET - (SECONDS - START) - 20)); }  # 20 s stay for the bundle
 

@@ -109,18 +109,6 @@ def verdict(results: dict) -> list[str]:
     return lines
 
 
-def wgrad_lines(work: Path) -> list[str]:
-    """Our epoch seconds in each SCRATCHCNN_WGRAD mode (the speed step ran the caller's, float64 unless set)."""
-    runs = {os.environ.get("SCRATCHCNN_WGRAD") or "float64": read_json(work / "speed.json")}
-    for f in sorted(work.glob("speed_wgrad_*.json")):  # the speed-wgrad step: the other modes
-        runs.setdefault(f.stem.removeprefix("speed_wgrad_"), read_json(f))
-    if len(runs) == 1:  # the speed-wgrad step did not run
-        return []
-    seconds = {m: {str(r["filters"]): r.get("scratchcnn") for r in (run or {}).get("rows", [])} for m, run in runs.items()}
-    filters = sorted({f for per in seconds.values() for f in per}, key=int)
-    return [f"{f} filters: " + ", ".join(f"{m} {seconds[m].get(f)}" for m in runs) for f in filters]
-
-
 def stage_lines(work: Path, top=6) -> list[str]:
     """Where a step goes (the stages step): per filter count the step, its slowest timed layers and
     parts, and each product as written against transposed."""
@@ -129,7 +117,7 @@ def stage_lines(work: Path, top=6) -> list[str]:
     for filters, row in stages.items():
         if not isinstance(row, dict) or "layers" not in row:
             continue
-        for key in ["layers"] + [k for k in row if k.startswith("parts_")]:
+        for key in ("layers", "parts"):
             timed = row[key]
             slowest = sorted(timed["stages"].items(), key=lambda kv: -kv[1]["total_ms"])[:top]
             lines.append(f"{filters} filters, {key}: step {timed['step_ms']} ms timed one call at a time "
@@ -157,12 +145,9 @@ def main(argv=None) -> int:
         raw["steps"] = [dict(zip(("step", "exit", "seconds"), line.split("\t"))) for line in steps]
         raw["problems"] = problems
         raw["scratchcnn_kernels"] = os.environ.get("SCRATCHCNN_KERNELS", "1")  # "0": the fallback without them
-        raw["scratchcnn_wgrad"] = os.environ.get("SCRATCHCNN_WGRAD") or "float64"  # the speed and study steps' mode
         args.details.write_text(json.dumps(raw, indent=1) + "\n")
     print(json.dumps(results, indent=2))
     print("\n".join(["", "issue 10:"] + ["  " + line for line in verdict(results)]))
-    if lines := wgrad_lines(args.work):
-        print("\n".join(["epoch seconds by SCRATCHCNN_WGRAD:"] + ["  " + line for line in lines]))
     if lines := stage_lines(args.work):
         print("\n".join(["where a step goes:"] + ["  " + line for line in lines]))
     if problems:

@@ -130,46 +130,6 @@ def test_gradients_stay_near_float64_at_256_filters(kernel_mode, monkeypatch):
         assert rel(want[k], grads[k]) < 1e-5, k
 
 
-@pytest.mark.parametrize("mode", L.WGRAD_MODES)
-@pytest.mark.parametrize("rows", [3 * L.WGRAD_BLOCK_ROWS + 77, 2 * L.WGRAD_BLOCK_ROWS, 700])
-def test_weight_gradient_modes(mode, rows, monkeypatch):
-    """Each SCRATCHCNN_WGRAD mode gives dout2.T @ cols (blocks, the rows left over, short sums), also
-    written into a view of a flat buffer; how close each comes where the sums cancel is
-    benchmarks/gpu_probe.py accuracy's to measure."""
-    monkeypatch.setenv("SCRATCHCNN_WGRAD", mode)
-    rng = np.random.default_rng(rows)
-    dout2, cols = (rng.standard_normal(shape).astype(np.float32) for shape in ((rows, 6), (rows, 27)))
-    want = dout2.astype(np.float64).T @ cols.astype(np.float64)
-    products, matmul = [], cp.matmul
-
-    def recorded(a, b, *args, **kw):  # which products the mode ran: (dimensions, dtype) of each
-        products.append((a.ndim, a.dtype.name))
-        return matmul(a, b, *args, **kw)
-
-    monkeypatch.setattr(cp, "matmul", recorded)
-    got = L.weight_gradient(cp.asarray(dout2), cp.asarray(cols))
-    assert got.dtype == np.float32 and got.shape == (6, 27)
-    assert rel(want, got) < 1e-6
-    blocks = rows // L.WGRAD_BLOCK_ROWS
-    expected = {"float64": [(2, "float64")], "float32": [(2, "float32")],
-                "blocked": [(3, "float32")] + [(2, "float32")] * (rows % L.WGRAD_BLOCK_ROWS > 0) if blocks >= 2
-                else [(2, "float32")]}[mode]  # fmt: skip
-    assert products == expected
-    if mode == "float32":  # the plain product, bit for bit
-        assert (cp.asnumpy(got) == cp.asnumpy(matmul(cp.asarray(dout2).T, cp.asarray(cols)))).all()
-    flat = cp.zeros(6 * 27 + 5, np.float32)
-    view = flat[5:].reshape(6, 27)
-    assert L.weight_gradient(cp.asarray(dout2), cp.asarray(cols), out=view) is view
-    assert rel(want, view) < 1e-6 and not cp.asnumpy(flat[:5]).any()
-
-
-def test_weight_gradient_mode_must_be_known(monkeypatch):
-    monkeypatch.setenv("SCRATCHCNN_WGRAD", "float16")
-    a = cp.ones((8, 3), np.float32)
-    with pytest.raises(ValueError, match="SCRATCHCNN_WGRAD='float16' in the environment: expected one of float64"):
-        L.weight_gradient(a, a)
-
-
 def test_tf32_is_off():
     # CuPy uses TF32 for float32 products only when asked; the tolerances below assume full float32
     assert os.environ.get("CUPY_TF32", "0") == "0"

@@ -54,7 +54,7 @@ def test_training_on_the_cupy_path_follows_the_numpy_path(runs):
     assert cpu["backend"] == "numpy" and gpu["backend"] == "cupy" and gpu["device"] == "fake GPU (NumPy)"
     assert gpu["provenance"]["settings"]["device"] == "gpu" and gpu["best_epoch"] == cpu["best_epoch"]
     # what changes a CuPy run's rounding is recorded beside its recipe (the env has neither switch set)
-    assert gpu["provenance"]["gpu_numerics"] == {"custom_kernels": True, "tf32": False, "weight_gradients": "float64"}
+    assert gpu["provenance"]["gpu_numerics"] == {"custom_kernels": True, "tf32": False}
     assert "gpu_numerics" not in cpu["provenance"]
     h_cpu, h_gpu = (pd.read_csv(runs[d] / "history.csv") for d in ("cpu", "gpu"))
     numbers = ["train_loss", "train_ce", "train_l2", "train_acc", "val_loss", "val_acc"]
@@ -71,4 +71,4 @@ def test_evaluation_on_the_cupy_path_predicts_what_numpy_predicts(runs):
     np.testing.assert_allclose(p_gpu["probs"], p_cpu["probs"], rtol=1e-4, atol=1e-6)
     m_cpu, m_gpu = (json.loads((runs[d] / "test_metrics.json").read_text()) for d in ("cpu", "gpu"))
     assert m_gpu["test_accuracy"] == m_cpu["test_accuracy"] and m_gpu["n_test"] == 20
-    assert m_gpu["provenance"]["gpu_numerics"] == {"custom_kernels": True, "tf32": False, "weight_gradients": "float64"}
+    assert m_gpu["provenance"]["gpu_numerics"] == {"custom_kernels": True, "tf32": False}

@@ -14,7 +14,6 @@ On CuPy float32 arrays some steps run as custom CUDA kernels
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
@@ -120,53 +119,9 @@ def conv2d_backward(dout, cache, need_dx=True, *, dW=None, db=None):
     return col2im(dcols, x_shape, stride, pad), dW, db
 
 
-# How CuPy forms a convolution's weight gradient (see weight_gradient): SCRATCHCNN_WGRAD
-WGRAD_MODES = ("float64", "blocked", "float32")
-WGRAD_BLOCK_ROWS = 1024  # rows per float32 partial sum in the "blocked" mode
-
-
-def wgrad_mode() -> str:
-    """``SCRATCHCNN_WGRAD`` from the environment (default ``float64``); a clear error for anything else."""
-    mode = os.environ.get("SCRATCHCNN_WGRAD", "") or "float64"
-    if mode not in WGRAD_MODES:
-        raise ValueError(f"SCRATCHCNN_WGRAD={mode!r} in the environment: expected one of {', '.join(WGRAD_MODES)}")
-    return mode
-
-
 def weight_gradient(dout2, cols, out=None):
-    """``dout2.T @ cols``: a sum over every output pixel of the batch (65,536 rows in the first layer).
-
-    Batch norm leaves ``dout2`` summing to zero per channel, so these sums cancel heavily and carry
-    their rounding into the result. NumPy's BLAS keeps float32 within 1e-6 of float64 here. On an
-    H200 (2026-11-28, benchmarks/NOTES.md) CuPy's float32 W1 and W2 gradients at 256 filters, batch
-    64, were 3.3e-4 from float64, with and without our kernels, against 1e-6 at 64 filters. On CuPy
-    float32 arrays ``SCRATCHCNN_WGRAD`` chooses the product: ``float64`` (the default: both operands
-    cast, one cuBLAS DGEMM, cast back; slow on cards with little float64 throughput), ``blocked``
-    (float32 products over blocks of ``WGRAD_BLOCK_ROWS`` rows in one batched call, the blocks added
-    in float64) or ``float32`` (one plain product). ``benchmarks/gpu_probe.py accuracy`` measures
-    each one's error and time on a GPU.
-    """
-    xp = array_module(dout2)
-    mode = "float32" if xp.__name__ == "numpy" or dout2.dtype != xp.float32 else wgrad_mode()
-    rows, f = dout2.shape
-    if mode == "blocked" and rows < 2 * WGRAD_BLOCK_ROWS:  # a short sum: one float32 product is as close
-        mode = "float32"
-    if mode == "float32":
-        return xp.matmul(dout2.T, cols, out=out)
-    if mode == "float64":
-        total = xp.matmul(dout2.astype(xp.float64).T, cols.astype(xp.float64))
-    else:
-        blocks = rows // WGRAD_BLOCK_ROWS
-        head = blocks * WGRAD_BLOCK_ROWS
-        parts = xp.matmul(dout2[:head].reshape(blocks, WGRAD_BLOCK_ROWS, f).transpose(0, 2, 1),
-                          cols[:head].reshape(blocks, WGRAD_BLOCK_ROWS, -1))  # fmt: skip
-        total = parts.sum(axis=0, dtype=xp.float64)
-        if head < rows:
-            total += xp.matmul(dout2[head:].T, cols[head:])
-    if out is None:
-        return total.astype(dout2.dtype)
-    out[...] = total
-    return out
+    """``dout2.T @ cols``: a convolution's weight gradient, summed over every output pixel of the batch."""
+    return array_module(dout2).matmul(dout2.T, cols, out=out)
 
 
 def _matrix_view(a, rows):

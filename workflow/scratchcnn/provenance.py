@@ -58,12 +58,10 @@ def blas_threads() -> int | None:
 
 def gpu_numerics() -> dict:
     """The environment's choices that change a CuPy run's rounding, not its recipe: our CUDA
-    kernels on or off (``SCRATCHCNN_KERNELS``), TF32 products (``CUPY_TF32``) and how the weight
-    gradients are summed (``SCRATCHCNN_WGRAD``)."""
-    from . import kernels, layers
+    kernels on or off (``SCRATCHCNN_KERNELS``) and TF32 products (``CUPY_TF32``)."""
+    from . import kernels
 
-    return {"custom_kernels": kernels.enabled(), "tf32": os.environ.get("CUPY_TF32", "0") not in ("", "0"),
-            "weight_gradients": layers.wgrad_mode()}  # fmt: skip
+    return {"custom_kernels": kernels.enabled(), "tf32": os.environ.get("CUPY_TF32", "0") not in ("", "0")}
 
 
 def provenance(config: dict, backend, settings: dict | None = None) -> dict:

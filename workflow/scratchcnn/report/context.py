@@ -77,8 +77,7 @@ def _env_context(prov: dict) -> dict:
         "snakemake": tex_escape(versions["snakemake"]) if versions.get("snakemake") else None,
         "scratchcnn": tex_escape(versions["scratchcnn"]) if versions.get("scratchcnn") else None,
         "git_commit": tex_escape(commit) if commit else None,
-        # CuPy runs: custom_kernels, tf32 (booleans), weight_gradients (None in results made before it was recorded)
-        "gpu_numerics": {"weight_gradients": None, **prov["gpu_numerics"]} if prov.get("gpu_numerics") else None,
+        "gpu_numerics": prov.get("gpu_numerics"),  # CuPy runs: custom_kernels, tf32 (booleans)
         "created": tex_escape(prov.get("created", "?")),
         "created_date": tex_escape(str(prov.get("created", "?"))[:10]),
     }
