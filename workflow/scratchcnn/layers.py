@@ -14,7 +14,6 @@ On CuPy float32 arrays some steps run as custom CUDA kernels
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from . import kernels
