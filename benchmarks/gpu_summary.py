@@ -124,8 +124,9 @@ def stage_lines(work: Path, top=6) -> list[str]:
                          f"({row['step_ms_untimed']} untimed), slowest (total/host ms): "
                          + ", ".join(f"{k} {v['total_ms']}/{v['host_ms']}" for k, v in slowest)
                          + f", outside {timed['outside_ms']}")  # fmt: skip
-        lines.append(f"{filters} filters, products (ms as written/transposed, TFLOPS): "
-                     + ", ".join(f"{k} {v['ms']}/{v['transposed_ms']} {v['tflops']}" for k, v in row["products"].items()))  # fmt: skip
+        lines.append(f"{filters} filters, products (ms as written/transposed[/per image], best TFLOPS): "
+                     + ", ".join(f"{k} {v['ms']}/{v['transposed_ms']}" + (f"/{v['per_image_ms']}" if "per_image_ms" in v else "")
+                                 + f" {v['tflops']}" for k, v in row["products"].items()))  # fmt: skip
     return lines
 
 

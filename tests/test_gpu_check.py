@@ -265,6 +265,7 @@ def test_stage_probe_times_each_layer_and_part_in_call_order_and_restores_them()
     assert row["products"]["conv2.forward"]["flops"] == 2 * 8 * 14 * 14 * 36 * 4
     assert row["products"]["conv1.forward_k_padded"]["flops"] == 2 * 8 * 32 * 32 * 32 * 4
     assert all(v["ms"] > 0 and v["transposed_ms"] > 0 for v in row["products"].values())
+    assert [k for k, v in row["products"].items() if "per_image_ms" in v] == ["conv1.weights", "conv2.weights"]
     # the timed functions are the originals again
     assert all(layers.__dict__[name] is f for name, f in originals.items() if name != "step")
     assert training.FlatSGD.__dict__["step"] is originals["step"]
