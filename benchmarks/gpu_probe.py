@@ -13,6 +13,7 @@ the script's plumbing); memory is then NumPy's allocations seen by tracemalloc.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -35,7 +36,7 @@ from epoch_speed import RECIPE, random_problem  # noqa: E402  (the config's reci
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from gpu_problem import batch as make_batch  # noqa: E402  (the GPU tests' state and batch, and their routing)
-from gpu_problem import random_state, route_like  # noqa: E402
+from gpu_problem import random_state, routed_like  # noqa: E402
 
 # Where neither a CUDA graph nor a profiler can count: one training step at 64 filters, batch 64.
 # PyTorch's profiler counted these on an H200 (2026-11-28, commit 5a115e5; the step is the same since).
@@ -275,12 +276,10 @@ def rel(a, b) -> float:
 
 class Recorder:
     """Each convolution's backward inputs and weight gradient (layer 2 first, the order backward runs),
-    and the forward caches; ``routed_like`` (another run's forward caches): the max pooling of this
-    (NumPy) run is routed as that run's where the two differ, near-ties only (gpu_problem.route_like),
-    and ``moved`` counts the positions."""
+    and the forward caches."""
 
-    def __init__(self, routed_like=None):
-        self.convs, self.caches, self.routed_like, self.moved = [], None, routed_like, 0
+    def __init__(self):
+        self.convs, self.caches = [], None
 
     def __enter__(self):
         self.originals = layers.conv2d_backward, cnn.forward
@@ -292,27 +291,28 @@ class Recorder:
             self.convs.append({"dout": dout, "cols": cache[0], "dW": dW.copy()})
             return dx, dW, db
 
-        def routed(*args, **kw):
+        def kept(*args, **kw):
             logits, self.caches, state = forward(*args, **kw)
-            if self.routed_like is not None:
-                self.moved = route_like(self.caches, self.routed_like)
             return logits, self.caches, state
 
-        layers.conv2d_backward, cnn.forward = recorded, routed
+        layers.conv2d_backward, cnn.forward = recorded, kept
         return self
 
     def __exit__(self, *exc):
         layers.conv2d_backward, cnn.forward = self.originals
 
 
-def gradients(params, bn, x, y, arch, to_device=None, routed_like=None):
-    """Loss gradients and a :class:`Recorder` of the run, on NumPy or (with ``to_device``) CuPy."""
+def gradients(params, bn, x, y, arch, to_device=None, routing=None):
+    """Loss gradients and a :class:`Recorder` of the run, on NumPy or (with ``to_device``) CuPy;
+    ``routing``: another run's forward caches, whose max-pooling choices this (NumPy) run takes
+    where the two differ, near-ties only (gpu_problem.routed_like); the Recorder's ``moved`` counts them."""
     if to_device is not None:
         params, bn = ({k: to_device(v) for k, v in d.items()} for d in (params, bn))
         x, y = to_device(x), to_device(y)
-    with Recorder(routed_like) as rec:
+    with routed_like(routing) if routing is not None else contextlib.nullcontext([0]) as moved, Recorder() as rec:
         grads = cnn.loss_and_grads(params, bn, x, y, arch, 1e-3, momentum=0.8)[2]
     rec.convs = {f"conv{2 - i}": c for i, c in enumerate(rec.convs)}
+    rec.moved = moved[0]
     return grads, rec
 
 
@@ -353,7 +353,7 @@ def accuracy(backend, filters=256, batch=64) -> dict:
 
     def row(host, to_device=None):
         grads, rec = gradients(params, bn, x, y, arch, to_device)
-        ref_grads, ref = gradients(*as64, x.astype(np.float64), y, arch, routed_like=rec.caches)
+        ref_grads, ref = gradients(*as64, x.astype(np.float64), y, arch, routing=rec.caches)
         return errors(host, grads, rec, ref_grads, ref)
 
     result = {"filters": filters, "batch": batch, "reference": "NumPy float64, same state and batch, pooling routed alike"}

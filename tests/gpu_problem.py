@@ -1,5 +1,6 @@
 """The state and batches the GPU tests compare on, shared with benchmarks/gpu_probe.py's accuracy probe."""
 
+import contextlib
 import sys
 
 import numpy as np
@@ -92,3 +93,22 @@ def route_like(ref_caches, dev_caches, near=NEAR_TIE) -> int:
                 window[i, j] = top
             changed += 1
     return changed
+
+
+@contextlib.contextmanager
+def routed_like(dev_caches):
+    """Within it, :func:`scratchcnn.model.forward` (on NumPy) routes its max pooling as
+    ``dev_caches`` (another run's forward caches) do, with :func:`route_like`; it yields a list that
+    gets the number of positions changed at each forward pass."""
+    forward, changed = cnn.forward, []
+
+    def routed(*args, **kw):
+        logits, caches, state = forward(*args, **kw)
+        changed.append(route_like(caches, dev_caches))
+        return logits, caches, state
+
+    cnn.forward = routed
+    try:
+        yield changed
+    finally:
+        cnn.forward = forward

@@ -18,7 +18,7 @@ from scratchcnn import layers as L  # noqa: E402
 from scratchcnn import model as cnn  # noqa: E402
 from scratchcnn import training as tr  # noqa: E402
 from scratchcnn.backend import BackendError, get_backend  # noqa: E402
-from gpu_problem import batch, random_state, route_like  # noqa: E402
+from gpu_problem import batch, random_state, routed_like  # noqa: E402
 from recipe import train_config  # noqa: E402
 
 try:
@@ -102,30 +102,22 @@ def device_run(filters, n):
     return cnn.loss_and_grads(*args, cp.asarray(y), arch, 1e-3, momentum=0.8), caches
 
 
-def reference_routed_like(filters, n, dev_caches, monkeypatch, dtype=np.float32):
+def reference_routed_like(filters, n, dev_caches, dtype=np.float32):
     """NumPy's loss_and_grads (in ``dtype``) on :func:`problem`'s state and batch, its max pooling
     routed as the device's where the two differ (gpu_problem.route_like: near-ties only, a few at most)."""
     arch, params, bn, x, y = problem(filters, n)
-    forward, changed = cnn.forward, []
-
-    def routed(*args, **kw):
-        logits, caches, state = forward(*args, **kw)
-        changed.append(route_like(caches, dev_caches))
-        return logits, caches, state
-
-    monkeypatch.setattr(cnn, "forward", routed)
     cast = {k: v.astype(dtype) for k, v in params.items()}, {k: v.astype(dtype) for k, v in bn.items()}
-    result = cnn.loss_and_grads(*cast, x.astype(dtype), y, arch, 1e-3, momentum=0.8)
-    monkeypatch.setattr(cnn, "forward", forward)
+    with routed_like(dev_caches) as changed:
+        result = cnn.loss_and_grads(*cast, x.astype(dtype), y, arch, 1e-3, momentum=0.8)
     assert changed[0] <= 4, f"{changed[0]} pooled positions routed differently: more than near-ties explain"
     return result
 
 
-def test_gradients_stay_near_float64_at_256_filters(kernel_mode, monkeypatch):
+def test_gradients_stay_near_float64_at_256_filters(kernel_mode):
     """CuPy's float32 weight gradients against NumPy float64's, pooling routed alike: within 1e-5.
     (The first GPU run saw 3.3e-4 here, from one near-tied pooling window routed the other way.)"""
     (_, _, grads, _, _), caches = device_run(256, 64)
-    want = reference_routed_like(256, 64, caches, monkeypatch, np.float64)[2]
+    want = reference_routed_like(256, 64, caches, np.float64)[2]
     for k in cnn.WEIGHT_NAMES:
         assert rel(want[k], grads[k]) < 1e-5, k
 
@@ -137,9 +129,9 @@ def test_tf32_is_off():
 
 @pytest.mark.parametrize("n", [1, 7, 64], ids=lambda n: f"batch{n}")
 @pytest.mark.parametrize("filters", [16, 64, 256], ids=lambda f: f"filters{f}")
-def test_training_forward_loss_gradients_and_bn_stats_agree(filters, n, kernel_mode, monkeypatch):
+def test_training_forward_loss_gradients_and_bn_stats_agree(filters, n, kernel_mode):
     (loss_g, data_g, grads_g, logits_g, bn_g), caches = device_run(filters, n)
-    loss_c, data_c, grads_c, logits_c, bn_c = reference_routed_like(filters, n, caches, monkeypatch)
+    loss_c, data_c, grads_c, logits_c, bn_c = reference_routed_like(filters, n, caches)
     assert rel(logits_c, logits_g) < TOL
     assert abs(float(loss_c) - float(loss_g)) < TOL * abs(float(loss_c))
     assert abs(float(data_c) - float(data_g)) < TOL * abs(float(data_c))

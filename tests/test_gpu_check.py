@@ -220,11 +220,12 @@ def test_accuracy_probe_on_the_cupy_stand_in(tmp_path):
 def test_accuracy_probe_routes_the_float64_reference_as_the_run_it_measures(monkeypatch):
     """Where a run picked the other pixel of a near-tied window, its float64 reference is routed alike."""
     import gpu_probe
+    import gpu_problem
     from gpu_problem import pooling_choices
     from scratchcnn.backend import get_backend
 
     moved = []
-    route_like = gpu_probe.route_like
+    route_like = gpu_problem.route_like
 
     def recorded(ref, dev):
         moved.append(route_like(ref, dev))
@@ -232,7 +233,7 @@ def test_accuracy_probe_routes_the_float64_reference_as_the_run_it_measures(monk
             assert all((a == b).all() for a, b in zip(pooling_choices(ref[name]), pooling_choices(dev[name])))
         return moved[-1]
 
-    monkeypatch.setattr(gpu_probe, "route_like", recorded)
+    monkeypatch.setattr(gpu_problem, "route_like", recorded)
     result = gpu_probe.accuracy(get_backend("cpu"), filters=4, batch=8)
     assert moved == [result["numpy_float32"]["pooling_routed_differently"]]
     assert result["numpy_float32"]["W1"] < 1e-5

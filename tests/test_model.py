@@ -3,6 +3,7 @@ import pytest
 
 from scratchcnn import model as cnn
 from gradcheck import numerical_gradient, rel_error
+from gpu_problem import routed_like
 
 
 def small_arch(**kw):
@@ -180,14 +181,18 @@ def test_eval_slices_are_large_enough_and_do_not_change_results(monkeypatch):
 
 def test_float32_gradients_stay_close_to_float64_over_a_full_batch():
     """Batch norm's per-channel sums over 65,536 rows (64 images of 32x32) in float32 must not drift:
-    added row after row they put 4e-4 of error into the first layer's gradients."""
+    added row after row they put 4e-4 of error into the first layer's gradients. The float64 run's
+    pooling is routed as the float32 run's where a near-tie sends them apart (tests/gpu_problem.py)."""
     arch = cnn.make_arch(64)
     params, bn_state = random_state(arch, 64)
     rng = np.random.default_rng(64)
     x = rng.random((64, 32, 32, 3), dtype=np.float32)
     y = rng.integers(0, 10, 64)
     g32 = cnn.loss_and_grads(params, bn_state, x, y, arch, 1e-3, momentum=0.9)[2]
-    g64 = cnn.loss_and_grads(float64(params), float64(bn_state), x.astype(np.float64), y, arch, 1e-3, momentum=0.9)[2]
+    caches32 = cnn.forward(params, bn_state, x, arch, train=True, momentum=0.9)[1]
+    with routed_like(caches32) as changed:
+        g64 = cnn.loss_and_grads(float64(params), float64(bn_state), x.astype(np.float64), y, arch, 1e-3, momentum=0.9)[2]
+    assert changed[0] <= 4
     for name in ("W1", "gamma1", "beta1", "W2", "gamma2", "beta2", "W3", "b3"):
         err = np.linalg.norm(g32[name] - g64[name]) / np.linalg.norm(g64[name])
         assert err < 1e-4, f"{name}: {err:.1e}"
