@@ -84,15 +84,21 @@ def preflight(backend) -> dict:
     return info
 
 
-def training_setup(backend, filters, batch, images):
+def training_setup(backend, filters, batch, images, totals=False):
+    """A training step on random data as a function of nothing; ``totals``: with the epoch's loss
+    sums that training.train keeps as well (epoch_speed and the launch counts leave them out)."""
     arch, opt, bn, x, y = random_problem(backend, filters, images)
-    correct = backend.xp.zeros((), dtype=np.int64)
-    state = {"bn": bn, "b": 0}
+    xp = backend.xp
+    correct = xp.zeros((), dtype=np.int64)
+    state = {"bn": bn, "b": 0, "ce": xp.zeros((), dtype=np.float32), "loss": xp.zeros((), dtype=np.float32)}
 
     def step():
         lo = state["b"] * batch % images
         idx = slice(lo, lo + batch)
-        _, state["bn"] = training.train_step(opt, state["bn"], x[idx], y[idx], arch, RECIPE, RECIPE.lr, correct)
+        loss, state["bn"] = training.train_step(opt, state["bn"], x[idx], y[idx], arch, RECIPE, RECIPE.lr, correct,
+                                                state["ce"] if totals else None)  # fmt: skip
+        if totals:
+            state["loss"] += loss * batch
         state["b"] += 1
 
     return arch, opt, state, x, y, step
@@ -500,11 +506,12 @@ def products(backend, arch, batch) -> dict:
 
 
 def stage_times(backend, filters_list, batch=64, steps=20) -> dict:
-    """Where a training step goes at each filter count: the layers and their parts, timed one call
-    at a time; the step untimed; the matrix products alone."""
+    """Where a training step goes at each filter count (with the loss sums training.train keeps,
+    which fall outside the timed calls): the layers and their parts, timed one call at a time; the
+    step untimed; the matrix products alone."""
     out = {"batch": batch, "steps": steps, "kernels": backend.name == "cupy" and kernels.enabled()}
     for filters in filters_list:
-        arch, _, _, _, _, step = training_setup(backend, filters, batch, batch * 4)
+        arch, _, _, _, _, step = training_setup(backend, filters, batch, batch * 4, totals=True)
         row = {"step_ms_untimed": round(1e3 * run_steps(backend, step, steps, warmup=3)[0] / steps, 4)}
         for depth, targets in STAGES.items():
             row[depth] = timed_steps(backend, step, targets, steps)
