@@ -193,6 +193,7 @@ def emulated(emulator_library, monkeypatch):
     monkeypatch.setattr(kernels, "_function", lambda name: EmulatedKernel(emulator_library, name))
     monkeypatch.setattr(kernels, "BLOCK", EMU_BLOCK)
     monkeypatch.setattr(kernels, "MAX_BLOCKS", 8)  # grid-stride loops go round several times
+    monkeypatch.setattr(kernels, "MAX_GRID_Y", 2)  # and the loops over images too
     return kernels
 
 
@@ -202,6 +203,7 @@ CONV_CASES = [  # n, h, w, c, k, stride, pad
     (2, 4, 6, 5, 3, 1, 2),
     (2, 6, 6, 7, 2, 2, 0),
     (1, 9, 9, 2, 3, 3, 0),
+    (5, 4, 3, 2, 3, 1, 1),  # more images than grid rows: the loop over images goes round
 ]
 
 
@@ -351,3 +353,12 @@ def test_no_kernel_result_depends_on_the_order_its_blocks_run_in(emulated, emula
     assert in_order.keys() == reversed_.keys() and len(in_order) == 21
     for name, value in in_order.items():
         assert np.asarray(value).tobytes() == np.asarray(reversed_[name]).tobytes(), name
+
+
+def test_the_per_pixel_kernels_grid_has_a_row_per_image_and_refuses_images_too_large_to_index():
+    big = types.SimpleNamespace(shape=(70000, 8, 8, 4), size=70000 * 256)
+    assert kernels._per_image_grid(big) == (1, kernels.MAX_GRID_Y)  # more images loop round the rows
+    assert kernels._per_image_grid(types.SimpleNamespace(shape=(3, 64, 64, 64), size=3 * 64**3)) == (1024, 3)
+    huge = types.SimpleNamespace(shape=(2, 2**16, 2**15, 1), size=2**32)
+    with pytest.raises(ValueError, match="2147483648 elements; the CUDA kernels take under 2\\*\\*31"):
+        kernels._per_image_grid(huge)

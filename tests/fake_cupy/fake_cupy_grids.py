@@ -5,6 +5,7 @@ from scratchcnn import kernels
 
 kernels.BLOCK = cupy.EMU_BLOCK
 kernels.MAX_BLOCKS = 4
+kernels.MAX_GRID_Y = 3  # the per-pixel kernels' loops over images go round too
 
 
 def _two_chunks(rows):

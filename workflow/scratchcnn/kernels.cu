@@ -132,31 +132,38 @@ extern "C" __global__ void softmax_xent(const float* __restrict__ logits,
 }
 
 // --------------------------------------------------------------------------------------
+// The per-pixel kernels below run on a grid of (blocks over one image's elements, images):
+// block row y takes images y, y + gridDim.y, ... and its blocks stride over that image, so
+// the index arithmetic within an image stays 32-bit (a GPU has no integer divider: a 64-bit
+// division is a long subroutine, a 32-bit one a few instructions). kernels.py checks that
+// one image's elements fit in an int.
+
 // im2col with the zero padding folded in: x (n, h, w, c) -> cols (n, ho, wo, kh, kw, c),
 // cols[b, oh, ow, i, j, ch] = x[b, oh * stride + i - pad, ow * stride + j - pad, ch], or 0
 // outside x. One thread per element of cols.
 extern "C" __global__ void im2col_pad(const float* __restrict__ x, float* __restrict__ cols,
                                       int n, int h, int w, int c, int kh, int kw, int stride,
                                       int pad, int ho, int wo) {
-    const long long total = (long long)n * ho * wo * kh * kw * c;
-    for (long long idx = (long long)blockIdx.x * BLOCK + threadIdx.x; idx < total;
-         idx += (long long)gridDim.x * BLOCK) {
-        long long t = idx;
-        const int ch = (int)(t % c);
-        t /= c;
-        const int j = (int)(t % kw);
-        t /= kw;
-        const int i = (int)(t % kh);
-        t /= kh;
-        const int ow = (int)(t % wo);
-        t /= wo;
-        const int oh = (int)(t % ho);
-        const long long b = t / ho;
-        const int ih = oh * stride + i - pad;
-        const int iw = ow * stride + j - pad;
-        float v = 0.0f;
-        if (ih >= 0 && ih < h && iw >= 0 && iw < w) v = x[((b * h + ih) * w + iw) * c + ch];
-        cols[idx] = v;
+    const int per_image = ho * wo * kh * kw * c;
+    for (long long b = blockIdx.y; b < n; b += gridDim.y) {
+        const float* xb = x + b * h * w * c;
+        float* colsb = cols + b * per_image;
+        for (int idx = blockIdx.x * BLOCK + threadIdx.x; idx < per_image; idx += gridDim.x * BLOCK) {
+            int t = idx;
+            const int ch = t % c;
+            t /= c;
+            const int j = t % kw;
+            t /= kw;
+            const int i = t % kh;
+            t /= kh;
+            const int ow = t % wo;
+            const int oh = t / wo;
+            const int ih = oh * stride + i - pad;
+            const int iw = ow * stride + j - pad;
+            float v = 0.0f;
+            if (ih >= 0 && ih < h && iw >= 0 && iw < w) v = xb[(ih * w + iw) * c + ch];
+            colsb[idx] = v;
+        }
     }
 }
 
@@ -166,31 +173,30 @@ extern "C" __global__ void im2col_pad(const float* __restrict__ x, float* __rest
 extern "C" __global__ void col2im_gather(const float* __restrict__ dcols, float* __restrict__ dx,
                                          int n, int h, int w, int c, int kh, int kw, int stride,
                                          int pad, int ho, int wo) {
-    const long long total = (long long)n * h * w * c;
-    for (long long idx = (long long)blockIdx.x * BLOCK + threadIdx.x; idx < total;
-         idx += (long long)gridDim.x * BLOCK) {
-        long long t = idx;
-        const int ch = (int)(t % c);
-        t /= c;
-        const int iw = (int)(t % w);
-        t /= w;
-        const int ih = (int)(t % h);
-        const long long b = t / h;
-        float acc = 0.0f;
-        for (int i = 0; i < kh; ++i) {
-            const int dh = ih + pad - i;  // = oh * stride for the window that reads (ih, iw) at i
-            if (dh < 0 || dh % stride != 0) continue;
-            const int oh = dh / stride;
-            if (oh >= ho) continue;
-            for (int j = 0; j < kw; ++j) {
-                const int dw = iw + pad - j;
-                if (dw < 0 || dw % stride != 0) continue;
-                const int ow = dw / stride;
-                if (ow >= wo) continue;
-                acc += dcols[((((b * ho + oh) * wo + ow) * kh + i) * kw + j) * c + ch];
+    const int per_image = h * w * c;
+    for (long long b = blockIdx.y; b < n; b += gridDim.y) {
+        for (int idx = blockIdx.x * BLOCK + threadIdx.x; idx < per_image; idx += gridDim.x * BLOCK) {
+            int t = idx;
+            const int ch = t % c;
+            t /= c;
+            const int iw = t % w;
+            const int ih = t / w;
+            float acc = 0.0f;
+            for (int i = 0; i < kh; ++i) {
+                const int dh = ih + pad - i;  // = oh * stride for the window that reads (ih, iw) at i
+                if (dh < 0 || dh % stride != 0) continue;
+                const int oh = dh / stride;
+                if (oh >= ho) continue;
+                for (int j = 0; j < kw; ++j) {
+                    const int dw = iw + pad - j;
+                    if (dw < 0 || dw % stride != 0) continue;
+                    const int ow = dw / stride;
+                    if (ow >= wo) continue;
+                    acc += dcols[((((b * ho + oh) * wo + ow) * kh + i) * kw + j) * c + ch];
+                }
             }
+            dx[b * per_image + idx] = acc;
         }
-        dx[idx] = acc;
     }
 }
 
@@ -296,31 +302,31 @@ extern "C" __global__ void bn_relu_pool_fwd(const float* __restrict__ x, int n, 
                                             const float* __restrict__ beta,
                                             float* __restrict__ out, unsigned char* arg,
                                             int want_arg) {
-    const long long total = (long long)n * ho * wo * c;
-    for (long long idx = (long long)blockIdx.x * BLOCK + threadIdx.x; idx < total;
-         idx += (long long)gridDim.x * BLOCK) {
-        long long t = idx;
-        const int ch = (int)(t % c);
-        t /= c;
-        const int ow = (int)(t % wo);
-        t /= wo;
-        const int oh = (int)(t % ho);
-        const long long b = t / ho;
-        const float mu = mean[ch], sc = scale[ch], be = beta[ch];
-        float best = 0.0f;
-        int best_at = 0;
-        for (int k = 0; k < size * size; ++k) {
-            const int ih = oh * stride + k / size, iw = ow * stride + k % size;
-            const float v = x[((b * h + ih) * w + iw) * c + ch];
-            float y = __fadd_rn(__fmul_rn(__fsub_rn(v, mu), sc), be);
-            y = y > 0.0f ? y : 0.0f;
-            if (k == 0 || y > best) {  // strictly greater: the first maximum wins a tie
-                best = y;
-                best_at = k;
+    const int per_image = ho * wo * c;
+    for (long long b = blockIdx.y; b < n; b += gridDim.y) {
+        for (int i = blockIdx.x * BLOCK + threadIdx.x; i < per_image; i += gridDim.x * BLOCK) {
+            int t = i;
+            const int ch = t % c;
+            t /= c;
+            const int ow = t % wo;
+            const int oh = t / wo;
+            const long long idx = b * per_image + i;
+            const float mu = mean[ch], sc = scale[ch], be = beta[ch];
+            float best = 0.0f;
+            int best_at = 0;
+            for (int k = 0; k < size * size; ++k) {
+                const int ih = oh * stride + k / size, iw = ow * stride + k % size;
+                const float v = x[((b * h + ih) * w + iw) * c + ch];
+                float y = __fadd_rn(__fmul_rn(__fsub_rn(v, mu), sc), be);
+                y = y > 0.0f ? y : 0.0f;
+                if (k == 0 || y > best) {  // strictly greater: the first maximum wins a tie
+                    best = y;
+                    best_at = k;
+                }
             }
+            out[idx] = best;
+            if (want_arg) arg[idx] = (unsigned char)best_at;
         }
-        out[idx] = best;
-        if (want_arg) arg[idx] = (unsigned char)best_at;
     }
 }
 
@@ -345,8 +351,9 @@ extern "C" __global__ void bn_relu_pool_bwd_stats(
         for (long long r = r0 + lane; r < r1; r += LANES) {
             const long long e = r * c + ch;
             if (!(out[e] > 0.0f)) continue;
-            const int ow = (int)(r % wo), oh = (int)((r / wo) % ho);
-            const long long b = r / ((long long)wo * ho);
+            const int ri = (int)r;  // kernels.py checks that the pooled rows fit in an int: 32-bit division
+            const int ow = ri % wo, oh = (ri / wo) % ho;
+            const long long b = ri / (wo * ho);
             const int k = arg[e];
             const int ih = oh * stride + k / size, iw = ow * stride + k % size;
             const double g = dout[e];
@@ -388,28 +395,28 @@ extern "C" __global__ void bn_relu_pool_bwd_dx(
     const float* __restrict__ mean, const float* __restrict__ scale,
     const float* __restrict__ k1, const float* __restrict__ k2, int n, int h, int w, int c,
     int size, int stride, int ho, int wo, float* __restrict__ dx) {
-    const long long total = (long long)n * h * w * c;
-    for (long long idx = (long long)blockIdx.x * BLOCK + threadIdx.x; idx < total;
-         idx += (long long)gridDim.x * BLOCK) {
-        long long t = idx;
-        const int ch = (int)(t % c);
-        t /= c;
-        const int iw = (int)(t % w);
-        t /= w;
-        const int ih = (int)(t % h);
-        const long long b = t / h;
-        float d = 0.0f;
-        for (int i = 0; i < size; ++i) {
-            const int dh = ih - i;
-            if (dh < 0 || dh % stride != 0 || dh / stride >= ho) continue;
-            for (int j = 0; j < size; ++j) {
-                const int dw = iw - j;
-                if (dw < 0 || dw % stride != 0 || dw / stride >= wo) continue;
-                const long long e = ((b * ho + dh / stride) * wo + dw / stride) * c + ch;
-                if (arg[e] == i * size + j && out[e] > 0.0f) d = __fadd_rn(d, dout[e]);
+    const int per_image = h * w * c;
+    for (long long b = blockIdx.y; b < n; b += gridDim.y) {
+        for (int i0 = blockIdx.x * BLOCK + threadIdx.x; i0 < per_image; i0 += gridDim.x * BLOCK) {
+            int t = i0;
+            const int ch = t % c;
+            t /= c;
+            const int iw = t % w;
+            const int ih = t / w;
+            const long long idx = b * per_image + i0;
+            float d = 0.0f;
+            for (int i = 0; i < size; ++i) {
+                const int dh = ih - i;
+                if (dh < 0 || dh % stride != 0 || dh / stride >= ho) continue;
+                for (int j = 0; j < size; ++j) {
+                    const int dw = iw - j;
+                    if (dw < 0 || dw % stride != 0 || dw / stride >= wo) continue;
+                    const long long e = ((b * ho + dh / stride) * wo + dw / stride) * c + ch;
+                    if (arg[e] == i * size + j && out[e] > 0.0f) d = __fadd_rn(d, dout[e]);
+                }
             }
+            const float centred = __fsub_rn(x[idx], mean[ch]);
+            dx[idx] = __fsub_rn(__fsub_rn(__fmul_rn(d, scale[ch]), __fmul_rn(centred, k1[ch])), k2[ch]);
         }
-        const float centred = __fsub_rn(x[idx], mean[ch]);
-        dx[idx] = __fsub_rn(__fsub_rn(__fmul_rn(d, scale[ch]), __fmul_rn(centred, k1[ch])), k2[ch]);
     }
 }

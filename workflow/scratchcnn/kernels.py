@@ -23,6 +23,7 @@ import numpy as np
 SOURCE = Path(__file__).with_name("kernels.cu")
 BLOCK = 256  # threads per block, passed to the source as -DBLOCK
 MAX_BLOCKS = 8192  # grid-stride loops cover larger arrays
+MAX_GRID_Y = 65535  # CUDA's limit on a grid's second dimension; the kernels loop over more images
 
 _modules: dict = {}  # device -> cupy.RawModule of kernels.cu, compiled at first use
 _functions: dict = {}  # (device, kernel name) -> its function, looked up once
@@ -69,6 +70,14 @@ def _blocks(total: int) -> int:
     return max(1, min(math.ceil(total / BLOCK), MAX_BLOCKS))
 
 
+def _per_image_grid(a) -> tuple[int, int]:
+    """The grid of the per-pixel kernels for ``a`` (n, ...): blocks over one image, one row per image."""
+    n, per_image = a.shape[0], a.size // max(a.shape[0], 1)
+    if per_image >= 2**31:  # the kernels index within an image in 32 bits
+        raise ValueError(f"one image of {a.shape} holds {per_image} elements; the CUDA kernels take under 2**31")
+    return _blocks(per_image), max(1, min(n, MAX_GRID_Y))
+
+
 def _i32(*values):
     return tuple(np.int32(v) for v in values)
 
@@ -85,7 +94,7 @@ def im2col(x, kh, kw, stride, pad, out_h, out_w):
     n, h, w, c = x.shape
     cols = cupy.empty((n, out_h, out_w, kh, kw, c), dtype=np.float32)
     _function("im2col_pad")(
-        (_blocks(cols.size),), (BLOCK,), (x, cols, *_i32(n, h, w, c, kh, kw, stride, pad, out_h, out_w))
+        _per_image_grid(cols), (BLOCK,), (x, cols, *_i32(n, h, w, c, kh, kw, stride, pad, out_h, out_w))
     )
     return cols
 
@@ -99,7 +108,7 @@ def col2im(cols, x_shape, stride, pad):
     n, h, w, c = x_shape
     dx = cupy.empty((n, h, w, c), dtype=np.float32)
     _function("col2im_gather")(
-        (_blocks(dx.size),), (BLOCK,), (cols, dx, *_i32(n, h, w, c, kh, kw, stride, pad, out_h, out_w))
+        _per_image_grid(dx), (BLOCK,), (cols, dx, *_i32(n, h, w, c, kh, kw, stride, pad, out_h, out_w))
     )
     return dx
 
@@ -217,7 +226,7 @@ def bn_relu_pool_forward(x, gamma, beta, running_mean, running_var, *, train, mo
     out = cupy.empty((n, ho, wo, c), dtype=np.float32)
     arg = cupy.empty((n, ho, wo, c), dtype=np.uint8) if need_cache else out  # `out` stands in, unwritten
     _function("bn_relu_pool_fwd")(
-        (_blocks(out.size),), (BLOCK,),
+        _per_image_grid(out), (BLOCK,),
         (x, *_i32(n, h, w, c, size, stride, ho, wo), mean, scale, cupy.ascontiguousarray(beta), out, arg,
          np.int32(need_cache)),
     )  # fmt: skip
@@ -233,6 +242,8 @@ def bn_relu_pool_backward(dout, cache: FusedBnReluPoolCache, *, dgamma=None, dbe
     x, size, stride = cache.x, cache.size, cache.stride
     n, h, w, c = x.shape
     _, ho, wo, _ = cache.out.shape
+    if n * ho * wo >= 2**31:  # bn_relu_pool_bwd_stats divides pooled row numbers in 32 bits
+        raise ValueError(f"{n * ho * wo} pooled rows; the CUDA kernels take under 2**31")
     chunks, per = _chunks(n * ho * wo)
     pd = cupy.empty((chunks, c), dtype=np.float64)
     pdc = cupy.empty((chunks, c), dtype=np.float64)
@@ -253,7 +264,7 @@ def bn_relu_pool_backward(dout, cache: FusedBnReluPoolCache, *, dgamma=None, dbe
     )  # fmt: skip
     dx = cupy.empty_like(x)
     _function("bn_relu_pool_bwd_dx")(
-        (_blocks(dx.size),), (BLOCK,),
+        _per_image_grid(dx), (BLOCK,),
         (dout, cache.out, cache.arg, x, cache.mean, cache.scale, k1, k2, *dims, dx),
     )  # fmt: skip
     return dx, dgamma, dbeta
