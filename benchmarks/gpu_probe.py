@@ -38,9 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from gpu_problem import batch as make_batch  # noqa: E402  (the GPU tests' state and batch, and their routing)
 from gpu_problem import random_state, routed_like  # noqa: E402
 
-# Where neither a CUDA graph nor a profiler can count: one training step at 64 filters, batch 64.
-# PyTorch's profiler counted these on an H200 (2026-11-28, commit 5a115e5; the step is the same since).
-LAUNCH_ESTIMATE = {"kernels": 56, "no_kernels": 282}
+# Where neither a CUDA graph nor a profiler can count: one training step at 64 filters, batch 64,
+# with the epoch's sums. PyTorch's profiler counted 56 and 282 on an H200 (2026-11-28, commit
+# 5a115e5) for the step without the sums. Since then the update's kernels keep the loss and the sums:
+# read from the code, 11 launches fewer (the L2 loss's three dot products, two kernels each in
+# cuBLAS, and five 0-d operations); the reference path adds the sums' four operations.
+LAUNCH_ESTIMATE = {"kernels": 45, "no_kernels": 286}
 
 
 def preflight(backend) -> dict:
@@ -84,21 +87,16 @@ def preflight(backend) -> dict:
     return info
 
 
-def training_setup(backend, filters, batch, images, totals=False):
-    """A training step on random data as a function of nothing; ``totals``: with the epoch's loss
-    sums that training.train keeps as well (epoch_speed and the launch counts leave them out)."""
+def training_setup(backend, filters, batch, images):
+    """A training step on random data as a function of nothing, keeping the epoch's sums as
+    training.train does."""
     arch, opt, bn, x, y = random_problem(backend, filters, images)
-    xp = backend.xp
-    correct = xp.zeros((), dtype=np.int64)
-    state = {"bn": bn, "b": 0, "ce": xp.zeros((), dtype=np.float32), "loss": xp.zeros((), dtype=np.float32)}
+    state = {"bn": bn, "b": 0, "sums": training.EpochSums.zeros(backend.xp)}
 
     def step():
         lo = state["b"] * batch % images
         idx = slice(lo, lo + batch)
-        loss, state["bn"] = training.train_step(opt, state["bn"], x[idx], y[idx], arch, RECIPE, RECIPE.lr, correct,
-                                                state["ce"] if totals else None)  # fmt: skip
-        if totals:
-            state["loss"] += loss * batch
+        state["bn"] = training.train_step(opt, state["bn"], x[idx], y[idx], arch, RECIPE, RECIPE.lr, state["sums"])
         state["b"] += 1
 
     return arch, opt, state, x, y, step
@@ -389,7 +387,7 @@ def accuracy(backend, filters=256, batch=64) -> dict:
 # where the choices lie (the window copies, the weight-gradient product, the column sums).
 STAGES = {
     "layers": ((layers, ("conv2d_forward", "bn_relu_pool_forward", "affine_forward", "softmax_cross_entropy",
-                         "l2_penalty", "affine_backward", "bn_relu_pool_backward", "conv2d_backward")),
+                         "affine_backward", "bn_relu_pool_backward", "conv2d_backward")),
                (training.FlatSGD, ("step",))),
     "parts": ((layers, ("im2col", "col2im", "weight_gradient", "column_sum")),),
 }  # fmt: skip
@@ -511,7 +509,7 @@ def stage_times(backend, filters_list, batch=64, steps=20) -> dict:
     step untimed; the matrix products alone."""
     out = {"batch": batch, "steps": steps, "kernels": backend.name == "cupy" and kernels.enabled()}
     for filters in filters_list:
-        arch, _, _, _, _, step = training_setup(backend, filters, batch, batch * 4, totals=True)
+        arch, _, _, _, _, step = training_setup(backend, filters, batch, batch * 4)
         row = {"step_ms_untimed": round(1e3 * run_steps(backend, step, steps, warmup=3)[0] / steps, 4)}
         for depth, targets in STAGES.items():
             row[depth] = timed_steps(backend, step, targets, steps)

@@ -245,24 +245,44 @@ def test_emulated_softmax_cross_entropy(n, k, need_grad, emulated):
         emulated.softmax_cross_entropy(logits, y, correct=np.zeros(1, np.int64))
 
 
+@pytest.mark.parametrize("sums", [False, True], ids=["no-sums", "sums"])
 @pytest.mark.parametrize("clip", [None, 5.0, 0.01], ids=["no-clip", "clip5", "clip0.01"])
 @pytest.mark.parametrize("reg", [0.0, 0.3], ids=["reg0", "reg0.3"])
-def test_emulated_fused_sgd(clip, reg, emulated):
-    """Segments of awkward sizes (1 element, odd, many blocks' worth), some decayed."""
+def test_emulated_fused_sgd(clip, reg, sums, emulated):
+    """Segments of awkward sizes (1 element, odd, many blocks' worth), some decayed; with the
+    epoch's sums, kept as FlatSGD.step keeps them on NumPy."""
     rng = np.random.default_rng(7)
     shapes = {"a": (1,), "W": (7, 3, 3, 5), "b": (3001,), "c": (33,), "V": (100, 10)}
     params = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
     grads = {k: (rng.standard_normal(s) * 3).astype(np.float32) for k, s in shapes.items()}
     decayed = ("W", "V")
-    ref = {k: v.copy() for k, v in params.items()}
-    tr.sgd_step(ref, grads, 0.1, clip, reg, decayed)
+    data_loss = np.array(2.25, np.float32)
+    ref, want = tr.FlatSGD(params, decayed), tr.EpochSums.zeros(np)
+    for k, g in grads.items():
+        ref.grads[k][...] = g
+    want.loss += 10.0
+    ref.step(0.1, clip, reg, want if sums else None, data_loss, 37)
     p_flat, views = tr.flatten(params)
     g_flat, _ = tr.flatten(grads)
     plan = emulated.SgdPlan([a.size for a in params.values()], [k in decayed for k in params])
     assert plan.parts > 1
-    emulated.sgd_update(plan, p_flat, g_flat, 0.1, clip, reg)
+    got = tr.EpochSums.zeros(np)
+    got.loss += 10.0
+    if sums:
+        emulated.sgd_update(plan, p_flat, g_flat, 0.1, clip, reg, got, data_loss, 37)
+    else:
+        emulated.sgd_update(plan, p_flat, g_flat, 0.1, clip, reg)
     for k in params:
-        np.testing.assert_allclose(views[k], ref[k], rtol=1e-6, atol=1e-7, err_msg=k)
+        np.testing.assert_allclose(views[k], ref.params[k], rtol=1e-6, atol=1e-7, err_msg=k)
+    assert float(got.loss) == pytest.approx(float(want.loss), rel=1e-6)
+    assert float(got.ce) == float(want.ce)
+    if sums:  # L2 entered the loss: 37 * (2.25 + reg / 2 * ||W, V||^2) on top of the 10 there
+        l2 = 0.5 * reg * sum(float((params[k].astype(np.float64) ** 2).sum()) for k in decayed)
+        assert float(got.loss) == pytest.approx(10 + 37 * (2.25 + l2), rel=1e-6) and float(got.ce) == 37 * 2.25
+    else:
+        assert float(got.loss) == 10.0 and float(got.ce) == 0.0
+    with pytest.raises(ValueError, match="data_loss must be a 0-d float32"):
+        emulated.sgd_update(plan, p_flat, g_flat, 0.1, clip, reg, got, np.zeros(1, np.float32), 37)
 
 
 FUSED_CASES = [  # n, h, w, c, size, stride
@@ -341,6 +361,10 @@ def test_no_kernel_result_depends_on_the_order_its_blocks_run_in(emulated, emula
         for clip in (None, 5.0, 0.01):
             out[f"sgd_clip{clip}"] = p = params.copy()
             emulated.sgd_update(plan, p, grads, 0.1, clip, 0.3)
+        out["sgd_sums_params"] = p = params.copy()
+        sums = tr.EpochSums.zeros(np)
+        emulated.sgd_update(plan, p, grads, 0.1, 5.0, 0.3, sums, np.array(1.5, np.float32), 64)
+        out["sgd_sums_loss"], out["sgd_sums_ce"] = sums.loss, sums.ce
         return out
 
     emulator_library.emu_set_reverse_blocks(0)
@@ -350,7 +374,7 @@ def test_no_kernel_result_depends_on_the_order_its_blocks_run_in(emulated, emula
         reversed_ = outputs()
     finally:
         emulator_library.emu_set_reverse_blocks(0)
-    assert in_order.keys() == reversed_.keys() and len(in_order) == 21
+    assert in_order.keys() == reversed_.keys() and len(in_order) == 24
     for name, value in in_order.items():
         assert np.asarray(value).tobytes() == np.asarray(reversed_[name]).tobytes(), name
 

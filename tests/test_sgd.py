@@ -52,35 +52,51 @@ def test_flatten_gives_views_of_one_buffer_with_copied_values():
 
 @pytest.mark.parametrize("clip", [5.0, 0.05, None], ids=["clip-5", "clip-0.05", "no-clip"])
 def test_train_step_equals_loss_and_grads_then_clipped_sgd(clip):
-    """The loop's step (flat buffers, L2 added in the update) is the textbook step."""
+    """The loop's step (flat buffers, L2 added in the update, the epoch's sums kept there) is the
+    textbook step."""
     arch, params, bn, x, y = problem()
     cfg = train_config(lr=0.05, reg=0.01, clip=clip, bn_momentum=0.8)
     # reference: gradients with the L2 term, then per-array clipped SGD
     ref = {k: v.copy() for k, v in params.items()}
-    _, _, grads, logits, ref_bn = cnn.loss_and_grads(ref, bn, x, y, arch, cfg.reg, momentum=0.8)
+    loss, data_loss, grads, logits, ref_bn = cnn.loss_and_grads(ref, bn, x, y, arch, cfg.reg, momentum=0.8)
     for name, p in ref.items():
         p -= cfg.lr * tr.clip_by_norm(grads[name], clip)
 
     opt = tr.FlatSGD(params)
-    correct = np.zeros((), np.int64)
-    loss, new_bn = tr.train_step(opt, bn, x, y, arch, cfg, cfg.lr, correct)
-    assert int(correct) == int((logits.argmax(1) == y).sum())
+    sums = tr.EpochSums.zeros(np)
+    sums.loss += 1.5  # the step adds to what is there
+    new_bn = tr.train_step(opt, bn, x, y, arch, cfg, cfg.lr, sums)
+    assert int(sums.correct) == int((logits.argmax(1) == y).sum())
     for name in cnn.PARAM_NAMES:
         np.testing.assert_allclose(opt.params[name], ref[name], rtol=1e-5, atol=1e-7, err_msg=name)
     for name in cnn.BN_STATE_NAMES:
         np.testing.assert_array_equal(new_bn[name], ref_bn[name])
-    # the step wrote every gradient into the flat buffer (no stale values left)
-    _, _, fresh, _, _ = cnn.loss_and_grads(params, bn, x, y, arch, cfg.reg, momentum=0.8, l2_grad=False)
+    # the step wrote every gradient, without L2, into the flat buffer (no stale values left)
+    _, _, fresh, _, _ = cnn.loss_and_grads(params, bn, x, y, arch, 0.0, momentum=0.8)
     for name in cnn.PARAM_NAMES:
         np.testing.assert_allclose(opt.grads[name], fresh[name], rtol=1e-6, atol=1e-9, err_msg=name)
-    assert float(loss) == pytest.approx(float(cnn.loss_and_grads(params, bn, x, y, arch, cfg.reg, momentum=0.8)[0]))
+    # the sums: the loss of the weights before the step, L2 included, and the cross-entropy, times the batch
+    assert sums.loss.dtype == sums.ce.dtype == np.float32 and sums.correct.dtype == np.int64
+    assert float(sums.loss) == float(np.float32(1.5) + loss * len(x))
+    assert float(sums.ce) == float(data_loss * len(x))
+    assert float(loss) - float(data_loss) == pytest.approx(
+        0.5 * cfg.reg * sum(float((params[w].astype(np.float64) ** 2).sum()) for w in cnn.WEIGHT_NAMES), rel=1e-5)
+
+
+def test_loss_and_grads_without_l2_does_no_l2_work(monkeypatch):
+    arch, params, bn, x, y = problem()
+    with_l2 = cnn.loss_and_grads(params, bn, x, y, arch, 0.01, momentum=0.8)
+    monkeypatch.setattr(cnn.layers, "l2_penalty", None)  # not called
+    loss, data_loss, grads, _, _ = cnn.loss_and_grads(params, bn, x, y, arch, 0.0, momentum=0.8)
+    assert loss is data_loss and data_loss == with_l2[1]
+    np.testing.assert_allclose(grads["W1"] + 0.01 * params["W1"], with_l2[2]["W1"], rtol=1e-6)
 
 
 def test_flat_sgd_leaves_the_arrays_it_was_given_alone():
     arch, params, bn, x, y = problem()
     before = {k: v.copy() for k, v in params.items()}
     opt = tr.FlatSGD(params)
-    tr.train_step(opt, bn, x, y, arch, train_config(lr=0.1), 0.1)
+    tr.train_step(opt, bn, x, y, arch, train_config(lr=0.1), 0.1, tr.EpochSums.zeros(np))
     for k in params:
         np.testing.assert_array_equal(params[k], before[k])
         assert not np.array_equal(opt.params[k], before[k]) or k in ("b1", "b2")

@@ -173,9 +173,9 @@ def test_training_and_evaluation_stay_in_float32():
     cfg = train_config(lr=0.1, reg=1e-4, batch_size=8, epochs=1)
     params, bn = cnn.init_params(arch, 0)
     opt = tr.FlatSGD(params)
-    correct, ce = np.zeros((), np.int64), np.zeros((), np.float32)
-    loss, bn = tr.train_step(opt, bn, data["x_train"][:8], data["y_train"][:8], arch, cfg, np.float64(0.1), correct, ce)
-    arrays = {"loss": loss, "ce_total": ce, **opt.params, **{f"grad {k}": v for k, v in opt.grads.items()},
+    sums = tr.EpochSums.zeros(np)
+    bn = tr.train_step(opt, bn, data["x_train"][:8], data["y_train"][:8], arch, cfg, np.float64(0.1), sums)
+    arrays = {"loss": sums.loss, "ce_total": sums.ce, **opt.params, **{f"grad {k}": v for k, v in opt.grads.items()},
               **{f"bn {k}": v for k, v in bn.items()}}  # fmt: skip
     assert {k: str(v.dtype) for k, v in arrays.items() if v.dtype != np.float32} == {}
     logits = cnn.predict_logits(opt.params | bn, arch, data["x_val"], numpy_backend(), batch_size=5)

@@ -28,40 +28,55 @@ __device__ T block_sum(T v, T* shm) {
 }
 
 // --------------------------------------------------------------------------------------
-// Clip + L2 + SGD over every parameter array at once (training.FlatSGD).
+// Clip + L2 + SGD over every parameter array at once (training.FlatSGD), and the step's loss.
 //
 // The parameters lie back to back in one flat buffer p, their gradients in g; segment s
 // is [seg[s], seg[s + 1]). For segment s the gradient is gt = g + r_s * p (r_s = reg where
 // decayed[s], else 0), and the update is p -= scale_s * gt with
 // scale_s = lr * clip / max(||gt||, clip), or lr when clip <= 0 (no clipping).
 // Grid: (parts, number of segments); block (x, s) covers a strided share of segment s.
+// With want_sums the pair also keeps the epoch's sums that training.EpochSums holds:
+// loss_sum += batch * (data_loss + reg / 2 * ||p||^2 over the decayed segments, before the
+// update) and ce_sum += batch * data_loss, rounded as the NumPy reference rounds them; the
+// loss and L2 term would otherwise cost a dozen launches of 0-d arithmetic a step.
 
-// Pass 1: partial[s * parts + x] = the share of ||gt||^2 that block (x, s) covers.
+// Pass 1: partial[s * parts + x] = the share of ||gt||^2 that block (x, s) covers, and
+// wsq[s * parts + x] the share of ||p||^2 where decayed[s] (0 elsewhere).
 extern "C" __global__ void sgd_sumsq(const float* __restrict__ p, const float* __restrict__ g,
                                      const long long* __restrict__ seg,
                                      const int* __restrict__ decayed, float reg,
-                                     double* __restrict__ partial) {
+                                     double* __restrict__ partial, double* __restrict__ wsq) {
     __shared__ double shm[BLOCK];
     const int s = blockIdx.y;
     const float r = decayed[s] ? reg : 0.0f;
     const long long end = seg[s + 1];
     const long long stride = (long long)gridDim.x * BLOCK;
-    double acc = 0.0;
+    double acc = 0.0, wacc = 0.0;
     for (long long i = seg[s] + (long long)blockIdx.x * BLOCK + threadIdx.x; i < end; i += stride) {
-        const float gt = __fadd_rn(g[i], __fmul_rn(r, p[i]));  // rounded as NumPy's g + reg * p
+        const float pi = p[i];
+        const float gt = __fadd_rn(g[i], __fmul_rn(r, pi));  // rounded as NumPy's g + reg * p
         acc += (double)gt * (double)gt;
+        wacc += (double)pi * (double)pi;
     }
     const double total = block_sum(acc, shm);
-    if (threadIdx.x == 0) partial[s * gridDim.x + blockIdx.x] = total;
+    const double wtotal = block_sum(decayed[s] ? wacc : 0.0, shm);
+    if (threadIdx.x == 0) {
+        partial[s * gridDim.x + blockIdx.x] = total;
+        wsq[s * gridDim.x + blockIdx.x] = wtotal;
+    }
 }
 
 // Pass 2: each block adds up its segment's partial sums (same order in every block) and
-// updates its share of the segment.
+// updates its share of the segment; block (0, 0) adds the step to the epoch's sums (it reads
+// wsq and data_loss, which no block of this launch writes).
 extern "C" __global__ void sgd_apply(float* __restrict__ p, const float* __restrict__ g,
                                      const long long* __restrict__ seg,
                                      const int* __restrict__ decayed, float reg,
                                      const double* __restrict__ partial, int parts, float lr,
-                                     float clip) {
+                                     float clip, const double* __restrict__ wsq,
+                                     const float* __restrict__ data_loss, float batch,
+                                     float* __restrict__ loss_sum, float* __restrict__ ce_sum,
+                                     int want_sums) {
     __shared__ float scale_s;
     const int s = blockIdx.y;
     if (threadIdx.x == 0) {
@@ -73,6 +88,15 @@ extern "C" __global__ void sgd_apply(float* __restrict__ p, const float* __restr
             scale = (float)((double)lr * (double)clip / (norm > (double)clip ? norm : (double)clip));
         }
         scale_s = scale;
+        if (want_sums && blockIdx.x == 0 && s == 0) {
+            double w = 0.0;
+            for (int b = 0; b < (int)gridDim.y * parts; ++b) w += wsq[b];
+            // NumPy: reg_loss = float32(0.5 * reg) * float32(||W||^2); loss = data_loss + reg_loss
+            const float l2 = __fmul_rn(0.5f * reg, (float)w);
+            const float dl = data_loss[0];
+            loss_sum[0] = __fadd_rn(loss_sum[0], __fmul_rn(__fadd_rn(dl, l2), batch));
+            ce_sum[0] = __fadd_rn(ce_sum[0], __fmul_rn(dl, batch));
+        }
     }
     __syncthreads();
     const float scale = scale_s;

@@ -157,18 +157,30 @@ class SgdPlan:
         # blocks per segment: enough for the largest array, bounded
         self.parts = max(1, min(math.ceil(max(sizes) / (BLOCK * 4)), 64))
         self.partial = cupy.empty(self.n_segments * self.parts, dtype=np.float64)
+        self.wsq = cupy.empty_like(self.partial)
 
 
-def sgd_update(plan: SgdPlan, p_flat, g_flat, lr, clip, reg):
-    """:func:`scratchcnn.training.sgd_step` over every segment in two launches (one without clip)."""
+def sgd_update(plan: SgdPlan, p_flat, g_flat, lr, clip, reg, sums=None, data_loss=None, batch=0):
+    """:func:`scratchcnn.training.sgd_step` over every segment in two launches (one without clip
+    or ``sums``), which also add the step to ``sums`` (a :class:`scratchcnn.training.EpochSums`)
+    as :meth:`scratchcnn.training.FlatSGD.step` does on NumPy: ``data_loss`` (0-d) plus the L2
+    term of the parameters before the update, times ``batch``."""
     grid = (plan.parts, plan.n_segments)
     clip = float(clip or 0.0)
-    if clip > 0:
-        _function("sgd_sumsq")(grid, (BLOCK,), (p_flat, g_flat, plan.seg, plan.decayed, np.float32(reg), plan.partial))
+    reg = np.float32(reg)
+    if sums is not None:
+        for name, a in (("data_loss", data_loss), ("sums.loss", sums.loss), ("sums.ce", sums.ce)):
+            if a is None or a.dtype != np.float32 or a.shape != ():
+                raise ValueError(f"{name} must be a 0-d float32 array, not {getattr(a, 'dtype', a)}")
+    if clip > 0 or sums is not None:
+        _function("sgd_sumsq")(grid, (BLOCK,), (p_flat, g_flat, plan.seg, plan.decayed, reg, plan.partial, plan.wsq))
+    # pointers that want_sums switches off are never read; plan.partial stands in for them
+    loss_sum, ce_sum, dl = (sums.loss, sums.ce, data_loss) if sums is not None else (plan.partial,) * 3
     _function("sgd_apply")(
         grid, (BLOCK,),
-        (p_flat, g_flat, plan.seg, plan.decayed, np.float32(reg), plan.partial, np.int32(plan.parts),
-         np.float32(lr), np.float32(clip)),
+        (p_flat, g_flat, plan.seg, plan.decayed, reg, plan.partial, np.int32(plan.parts),
+         np.float32(lr), np.float32(clip), plan.wsq, dl, np.float32(batch), loss_sum, ce_sum,
+         np.int32(sums is not None)),
     )  # fmt: skip
 
 

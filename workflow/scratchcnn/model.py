@@ -160,20 +160,21 @@ def backward(dlogits, caches, need_dx=False, out=None):
     return grads
 
 
-def loss_and_grads(params, bn_state, x, y, arch, reg, *, momentum, grads_out=None, l2_grad=True,
-                   correct=None):  # fmt: skip
+def loss_and_grads(params, bn_state, x, y, arch, reg, *, momentum, grads_out=None, correct=None):
     """Training-mode loss (cross-entropy + L2), gradients, logits and new BN state.
 
     ``loss`` and ``data_loss`` are 0-d arrays on the backend's device.
     ``grads_out`` receives the gradients in place (see :func:`backward`).
-    ``l2_grad=False`` leaves the L2 term out of the weight gradients (the
-    fused update in :mod:`scratchcnn.training` adds it); the loss always has it.
+    ``reg=0`` leaves L2 out of both, with no work for it (the training step's
+    update adds it, :class:`scratchcnn.training.FlatSGD`).
     ``correct`` (0-d integer array) has the batch's correct predictions added.
     """
     logits, caches, new_state = forward(params, bn_state, x, arch, train=True, momentum=momentum)
     data_loss, dlogits = layers.softmax_cross_entropy(logits, y, correct=correct)
     grads = backward(dlogits, caches, out=grads_out)
-    reg_loss, reg_grads = layers.l2_penalty([params[w] for w in WEIGHT_NAMES], reg, grads=l2_grad)
+    if not reg:
+        return data_loss, data_loss, grads, logits, new_state
+    reg_loss, reg_grads = layers.l2_penalty([params[w] for w in WEIGHT_NAMES], reg)
     for name, g in zip(WEIGHT_NAMES, reg_grads):
         grads[name] += g
     return data_loss + reg_loss, data_loss, grads, logits, new_state

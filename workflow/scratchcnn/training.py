@@ -106,14 +106,29 @@ def flatten(arrays: dict, fill=None):
     return flat, views
 
 
+@dataclass
+class EpochSums:
+    """What an epoch's log adds up over its batches, as 0-d device arrays (no host
+    synchronisation until the epoch ends): ``loss`` and ``ce`` are the batches' cross-entropy + L2
+    and cross-entropy, each times the batch size; ``correct`` counts correct predictions."""
+
+    loss: object
+    ce: object
+    correct: object
+
+    @classmethod
+    def zeros(cls, xp, dtype=np.float32) -> EpochSums:
+        return cls(xp.zeros((), dtype=dtype), xp.zeros((), dtype=dtype), xp.zeros((), dtype=xp.int64))
+
+
 class FlatSGD:
     """Per-array clipped SGD with L2 on the weights, its arrays in two flat buffers.
 
     ``params`` holds views into one buffer (copies of the arrays given) and
-    ``grads`` views into another, for ``loss_and_grads(..., grads_out=grads,
-    l2_grad=False)``. On the GPU one fused kernel pair then adds the L2 term,
-    clips and updates all arrays (instead of a chain of launches per array);
-    elsewhere :func:`sgd_step` does.
+    ``grads`` views into another, for ``loss_and_grads(..., reg=0.0,
+    grads_out=grads)``: the step adds the L2 term. On the GPU one fused kernel
+    pair adds it, clips and updates all arrays, and keeps the epoch's sums
+    (instead of a chain of launches per array); elsewhere :func:`sgd_step` does.
     """
 
     def __init__(self, params: dict, decayed=cnn.WEIGHT_NAMES):
@@ -122,34 +137,38 @@ class FlatSGD:
         self.decayed = tuple(decayed)
         self._plan = None
 
-    def step(self, lr, clip, reg) -> None:
-        """``sgd_step(params, grads, lr, clip, reg, decayed)``, in place."""
+    def step(self, lr, clip, reg, sums: EpochSums | None = None, data_loss=None, batch=0) -> None:
+        """``sgd_step(params, grads, lr, clip, reg, decayed)``, in place; first, with ``sums``,
+        ``sums.loss += batch * (data_loss + reg / 2 * ||W||^2)`` over the decayed arrays as they
+        are before the step (the training loss), and ``sums.ce += batch * data_loss``."""
         if kernels.use(self._p_flat):
             if self._plan is None:
                 self._plan = kernels.SgdPlan(
                     [a.size for a in self.params.values()], [name in self.decayed for name in self.params]
                 )
-            kernels.sgd_update(self._plan, self._p_flat, self._g_flat, lr, clip, reg)
-        else:
-            sgd_step(self.params, self.grads, lr, clip, reg, self.decayed)
+            kernels.sgd_update(self._plan, self._p_flat, self._g_flat, lr, clip, reg, sums, data_loss, batch)
+            return
+        if sums is not None:
+            loss = data_loss
+            if reg:
+                loss = loss + layers.l2_penalty([self.params[k] for k in self.decayed], reg, grads=False)[0]
+            sums.loss += loss * batch
+            sums.ce += data_loss * batch
+        sgd_step(self.params, self.grads, lr, clip, reg, self.decayed)
 
 
-def train_step(opt: FlatSGD, bn_state: dict, x, y, arch: dict, cfg: TrainConfig, lr: float, correct=None,
-               ce_total=None):  # fmt: skip
-    """One SGD step on the batch ``x``, ``y``, in place on ``opt.params``.
+def train_step(opt: FlatSGD, bn_state: dict, x, y, arch: dict, cfg: TrainConfig, lr: float,
+               sums: EpochSums | None = None) -> dict:  # fmt: skip
+    """One SGD step on the batch ``x``, ``y``, in place on ``opt.params``; returns the new BN state.
 
-    Returns the loss (cross-entropy + L2, a 0-d device array) and the new BN
-    state; ``correct`` (0-d int64) has the batch's correct predictions added,
-    ``ce_total`` (0-d) its summed cross-entropy, the loss without the L2 term.
+    ``sums`` has the batch's losses and correct predictions added (:class:`EpochSums`).
     """
-    loss, data_loss, _, _, bn_state = cnn.loss_and_grads(
-        opt.params, bn_state, x, y, arch, cfg.reg, momentum=cfg.bn_momentum,
-        grads_out=opt.grads, l2_grad=False, correct=correct,
+    _, data_loss, _, _, bn_state = cnn.loss_and_grads(
+        opt.params, bn_state, x, y, arch, 0.0, momentum=cfg.bn_momentum, grads_out=opt.grads,
+        correct=None if sums is None else sums.correct,
     )  # fmt: skip
-    if ce_total is not None:
-        ce_total += data_loss * len(x)
-    opt.step(lr, cfg.clip, cfg.reg)
-    return loss, bn_state
+    opt.step(lr, cfg.clip, cfg.reg, sums, data_loss, len(x))
+    return bn_state
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -181,9 +200,7 @@ def train(state: TrainState, data: dict, arch: dict, cfg: TrainConfig, backend: 
         lr = step_decay(cfg.lr, cfg.lr_decay, cfg.lr_step, epoch)
         start = time.perf_counter()
         order = backend.asarray(epoch_permutation(cfg.seed, epoch, n))
-        total_loss = xp.zeros((), dtype=x_train.dtype)
-        total_ce = xp.zeros((), dtype=x_train.dtype)
-        correct = xp.zeros((), dtype=xp.int64)
+        sums = EpochSums.zeros(xp, x_train.dtype)
         for b in range(n_batches):
             if progress_every and b and b % progress_every == 0:
                 # no device values here: progress must not force a GPU synchronisation
@@ -192,19 +209,18 @@ def train(state: TrainState, data: dict, arch: dict, cfg: TrainConfig, backend: 
                     f"{spent:.0f}s, about {spent * (n_batches - b) / b:.0f}s left in this epoch")  # fmt: skip
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             xb, yb = x_train[idx], y_train[idx]
-            loss, state.bn_state = train_step(opt, state.bn_state, xb, yb, arch, cfg, lr, correct, total_ce)
-            total_loss += loss * len(idx)
+            state.bn_state = train_step(opt, state.bn_state, xb, yb, arch, cfg, lr, sums)
         val_loss, val_acc = cnn.evaluate(state.params, state.bn_state, data["x_val"], data["y_val"], arch)
         # one host synchronisation per epoch; the training loss in its two parts, so that it
         # compares like with like with the validation loss (cross-entropy alone)
-        train_loss, train_ce = float(total_loss) / n, float(total_ce) / n
+        train_loss, train_ce = float(sums.loss) / n, float(sums.ce) / n
         row = {
             "epoch": epoch + 1,
             "lr": lr,
             "train_loss": train_loss,
             "train_ce": train_ce,
             "train_l2": train_loss - train_ce,
-            "train_acc": float(correct) / n,
+            "train_acc": float(sums.correct) / n,
             "val_loss": float(val_loss),
             "val_acc": float(val_acc),
             "seconds": time.perf_counter() - start,
