@@ -503,6 +503,25 @@ def products(backend, arch, batch) -> dict:
     return out
 
 
+def column_sums(backend, arch, batch) -> dict:
+    """The step's column sums (the bias gradients) on random operands: ``ms`` as the step runs them
+    (layers.column_sum: the kernel pair where the kernels run), and on CuPy ``cupy_ms`` with CuPy's
+    own reduction over the rows (added in float64, cast back), which the kernels replaced: by a
+    reading of CuPy's block sizes it sums the first layer's 65,536 rows of 32 columns in one block."""
+    rng = np.random.default_rng(0)
+    shapes = cnn.layer_shapes(arch)
+    (h1, w1, f1), (h2, w2, f2) = shapes["conv1"], shapes["conv2"]
+    xp, out = backend.xp, {}
+    for name, (m, c) in {"conv1.bias": (batch * h1 * w1, f1), "conv2.bias": (batch * h2 * w2, f2),
+                         "fc.bias": (batch, arch["num_classes"])}.items():  # fmt: skip
+        a = backend.asarray(rng.standard_normal((m, c), dtype=np.float32))
+        row = {"rows": m, "columns": c, "ms": round(ms_per_call(backend, lambda a=a: layers.column_sum(a)), 4)}
+        if backend.name == "cupy":
+            row["cupy_ms"] = round(ms_per_call(backend, lambda a=a: xp.sum(a, axis=0, dtype=xp.float64).astype(a.dtype)), 4)
+        out[name] = row
+    return out
+
+
 def stage_times(backend, filters_list, batch=64, steps=20) -> dict:
     """Where a training step goes at each filter count (with the loss sums training.train keeps,
     which fall outside the timed calls): the layers and their parts, timed one call at a time; the
@@ -514,6 +533,7 @@ def stage_times(backend, filters_list, batch=64, steps=20) -> dict:
         for depth, targets in STAGES.items():
             row[depth] = timed_steps(backend, step, targets, steps)
         row["products"] = products(backend, arch, batch)
+        row["column_sums"] = column_sums(backend, arch, batch)
         out[str(filters)] = row
     return out
 

@@ -111,7 +111,7 @@ def verdict(results: dict) -> list[str]:
 
 def stage_lines(work: Path, top=6) -> list[str]:
     """Where a step goes (the stages step): per filter count the step, its slowest timed layers and
-    parts, and each product as written against transposed."""
+    parts, each product as written against transposed, and the column sums against CuPy's."""
     stages = read_json(work / "stages.json") or {}
     lines = []
     for filters, row in stages.items():
@@ -127,6 +127,10 @@ def stage_lines(work: Path, top=6) -> list[str]:
         lines.append(f"{filters} filters, products (ms as written/transposed[/per image], best TFLOPS): "
                      + ", ".join(f"{k} {v['ms']}/{v['transposed_ms']}" + (f"/{v['per_image_ms']}" if "per_image_ms" in v else "")
                                  + f" {v['tflops']}" for k, v in row["products"].items()))  # fmt: skip
+        if "column_sums" in row:
+            lines.append(f"{filters} filters, column sums (ms as the step runs them[/CuPy's reduction]): "
+                         + ", ".join(f"{k} {v['rows']}x{v['columns']} {v['ms']}" + (f"/{v['cupy_ms']}" if "cupy_ms" in v else "")
+                                     for k, v in row["column_sums"].items()))  # fmt: skip
     return lines
 
 

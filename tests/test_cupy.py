@@ -32,7 +32,7 @@ TOL = 1e-4
 
 
 KERNEL_ENTRIES = ("im2col", "col2im", "softmax_cross_entropy", "sgd_update", "bn_relu_pool_forward",
-                  "bn_relu_pool_backward")  # fmt: skip
+                  "bn_relu_pool_backward", "column_sum")  # fmt: skip
 
 
 def count_kernel_calls(monkeypatch) -> dict:
@@ -142,7 +142,7 @@ def test_training_forward_loss_gradients_and_bn_stats_agree(filters, n, kernel_m
     for k in cnn.BN_STATE_NAMES:
         assert rel(bn_c[k], bn_g[k]) < TOL, k
     assert kernel_mode.ran("im2col", "col2im", "softmax_cross_entropy", "bn_relu_pool_forward",
-                           "bn_relu_pool_backward"), kernel_mode.calls  # fmt: skip
+                           "bn_relu_pool_backward", "column_sum"), kernel_mode.calls  # fmt: skip
 
 
 @pytest.mark.parametrize("filters", [16, 64, 256], ids=lambda f: f"filters{f}")
@@ -282,7 +282,7 @@ def test_conv_layer_with_kernels_forward_and_backward(case, monkeypatch):
     dout = rng.standard_normal(out.shape).astype(np.float32)
     for want, got in zip(L.conv2d_backward(dout, cache), L.conv2d_backward(cp.asarray(dout), cache_g)):
         assert rel(want, got) < 1e-5
-    assert calls["im2col"] == 1 and calls["col2im"] == 1, calls  # the NumPy reference calls none
+    assert calls["im2col"] == calls["col2im"] == calls["column_sum"] == 1, calls  # the NumPy reference calls none
 
 
 SOFTMAX_CASES = [(1, 10), (7, 3), (64, 10), (300, 10), (1000, 10), (5, 1)]
@@ -314,20 +314,40 @@ def test_softmax_cross_entropy_kernel(n, k, need_grad, monkeypatch):
 @pytest.mark.parametrize("clip", [None, 5.0, 0.01], ids=["no-clip", "clip5", "clip0.01"])
 @pytest.mark.parametrize("reg", [0.0, 0.3], ids=["reg0", "reg0.3"])
 def test_fused_sgd_kernel(clip, reg, monkeypatch):
-    """Segments of awkward sizes (1 element, odd, larger than one block's share), some decayed."""
+    """Segments of awkward sizes (1 element, odd, larger than one block's share), some decayed;
+    the epoch's sums kept as FlatSGD.step keeps them on NumPy."""
     kernels_on(monkeypatch)
     rng = np.random.default_rng(7)
     shapes = {"a": (1,), "W": (7, 3, 3, 5), "b": (70001,), "c": (33,), "V": (1000, 10)}
     params = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
     grads = {k: (rng.standard_normal(s) * 3).astype(np.float32) for k, s in shapes.items()}
-    ref = {k: v.copy() for k, v in params.items()}
-    tr.sgd_step(ref, grads, 0.1, clip, reg, decayed=("W", "V"))
-    opt = tr.FlatSGD(to_gpu(params), decayed=("W", "V"))
-    for k in grads:
-        opt.grads[k][...] = cp.asarray(grads[k])
-    opt.step(0.1, clip, reg)
+    results = []
+    for xp in (np, cp):
+        opt = tr.FlatSGD({k: xp.asarray(v) for k, v in params.items()}, decayed=("W", "V"))
+        for k in grads:
+            opt.grads[k][...] = xp.asarray(grads[k])
+        sums = tr.EpochSums.zeros(xp)
+        opt.step(0.1, clip, reg, sums, xp.asarray(np.float32(2.25)), 64)
+        results.append((opt.params, float(sums.loss), float(sums.ce)))
+    (ref, loss_c, ce_c), (got, loss_g, ce_g) = results
     for k in params:
-        assert rel(ref[k], opt.params[k]) < 1e-6, k
+        assert rel(ref[k], got[k]) < 1e-6, k
+    assert loss_g == pytest.approx(loss_c, rel=1e-6) and ce_g == ce_c == 64 * 2.25
+
+
+COLUMN_SUM_CASES = [(1, 1), (7, 33), (255, 3), (257, 40), (5000, 10), (65536, 32), (12544, 256)]
+
+
+@pytest.mark.parametrize("m,c", COLUMN_SUM_CASES, ids=[f"rows{m}-columns{c}" for m, c in COLUMN_SUM_CASES])
+def test_column_sum_kernel(m, c, monkeypatch):
+    """One chunk, a chunk boundary, more columns than a tile, and the study's bias gradients."""
+    kernels_on(monkeypatch)
+    x = np.random.default_rng(m + c).standard_normal((m, c)).astype(np.float32)
+    want = x.sum(axis=0, dtype=np.float64)
+    out = cp.full(c, np.nan, dtype=cp.float32)
+    got = L.column_sum(cp.asarray(x), out=out)
+    assert got is out
+    np.testing.assert_allclose(cp.asnumpy(got), want, rtol=1e-6, atol=1e-6 * np.abs(x).sum(axis=0).max())
 
 
 FUSED_CASES = [  # n, h, w, c, size, stride

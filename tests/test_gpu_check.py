@@ -254,7 +254,10 @@ def test_stage_probe_times_each_layer_and_part_in_call_order_and_restores_them()
         "softmax_cross_entropy", "affine_backward", "bn_relu_pool_backward", "conv2d_backward",
         "bn_relu_pool_backward", "conv2d_backward", "step"]  # fmt: skip
     assert list(row["layers"]["stages"])[0] == "01 conv2d_forward" and list(row["layers"]["stages"])[-1] == "12 step"
-    assert list(row) == ["step_ms_untimed", "layers", "parts", "products"]
+    assert list(row) == ["step_ms_untimed", "layers", "parts", "products", "column_sums"]
+    assert {k: (v["rows"], v["columns"]) for k, v in row["column_sums"].items()} == {
+        "conv1.bias": (8 * 32 * 32, 4), "conv2.bias": (8 * 14 * 14, 4), "fc.bias": (8, 10)}
+    assert all(v["ms"] > 0 and "cupy_ms" not in v for v in row["column_sums"].values())
     parts = [k.split(" ", 1)[1] for k in row["parts"]["stages"]]
     assert parts.count("im2col") == 2 and parts.count("weight_gradient") == 2 and parts.count("col2im") == 1
     for key in ("layers", "parts"):
@@ -279,9 +282,12 @@ def test_stage_probe_on_the_cupy_stand_in(tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads((tmp_path / "stages.json").read_text())
-    assert result["kernels"] is True and list(result["4"]) == ["step_ms_untimed", "layers", "parts", "products"]
+    assert result["kernels"] is True
+    assert list(result["4"]) == ["step_ms_untimed", "layers", "parts", "products", "column_sums"]
+    assert all(v["cupy_ms"] > 0 for v in result["4"]["column_sums"].values())  # against CuPy's own reduction
     lines = gpu_summary.stage_lines(tmp_path)  # what the summary prints of it
-    assert len(lines) == 3 and lines[0].startswith("4 filters, layers: step ") and lines[-1].startswith("4 filters, products ")
+    assert len(lines) == 4 and lines[0].startswith("4 filters, layers: step ") and lines[2].startswith("4 filters, products ")
+    assert lines[-1].startswith("4 filters, column sums (ms as the step runs them[/CuPy's reduction]): conv1.bias 65536x4 ")
 
 
 def test_probe_filters_take_several_values_only_for_the_stages(capsys):

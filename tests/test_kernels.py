@@ -285,6 +285,21 @@ def test_emulated_fused_sgd(clip, reg, sums, emulated):
         emulated.sgd_update(plan, p_flat, g_flat, 0.1, clip, reg, got, np.zeros(1, np.float32), 37)
 
 
+@pytest.mark.parametrize("m,c", [(1, 1), (7, 33), (255, 3), (257, 40), (5000, 10)])
+def test_emulated_column_sum(m, c, emulated):
+    """One chunk of rows, a chunk boundary, more columns than a tile, many chunks."""
+    x = np.random.default_rng(m + c).standard_normal((m, c)).astype(np.float32)
+    want = x.sum(axis=0, dtype=np.float64)
+    got = emulated.column_sum(x)
+    assert got.dtype == np.float32 and got.shape == (c,)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * np.abs(x).sum(axis=0).max())
+    out = np.full(c, np.nan, np.float32)
+    assert emulated.column_sum(x, out) is out
+    np.testing.assert_array_equal(out, got)
+    with pytest.raises(ValueError, match=f"contiguous float32 array of {c} values"):
+        emulated.column_sum(x, np.zeros(c + 1, np.float32))
+
+
 FUSED_CASES = [  # n, h, w, c, size, stride
     (1, 4, 4, 3, 2, 2),  # batch of 1, odd channel count
     (2, 5, 7, 33, 2, 2),  # a border no window covers; more channels than one tile
@@ -365,6 +380,7 @@ def test_no_kernel_result_depends_on_the_order_its_blocks_run_in(emulated, emula
         sums = tr.EpochSums.zeros(np)
         emulated.sgd_update(plan, p, grads, 0.1, 5.0, 0.3, sums, np.array(1.5, np.float32), 64)
         out["sgd_sums_loss"], out["sgd_sums_ce"] = sums.loss, sums.ce
+        out["column_sum"] = emulated.column_sum(rng.standard_normal((3000, 40)).astype(np.float32))
         return out
 
     emulator_library.emu_set_reverse_blocks(0)
@@ -374,7 +390,7 @@ def test_no_kernel_result_depends_on_the_order_its_blocks_run_in(emulated, emula
         reversed_ = outputs()
     finally:
         emulator_library.emu_set_reverse_blocks(0)
-    assert in_order.keys() == reversed_.keys() and len(in_order) == 24
+    assert in_order.keys() == reversed_.keys() and len(in_order) == 25
     for name, value in in_order.items():
         assert np.asarray(value).tobytes() == np.asarray(reversed_[name]).tobytes(), name
 

@@ -240,8 +240,8 @@ extern "C" __global__ void col2im_gather(const float* __restrict__ dcols, float*
 static_assert(BLOCK % CT == 0, "BLOCK must be a multiple of CT");
 
 // A tile's two partial column sums: each lane's (s, q) for its channel, added up in lane order
-// and written as this row chunk's (blockIdx.y) entries of out_s and out_q. ss, sq: BLOCK doubles
-// of shared memory.
+// and written as this row chunk's (blockIdx.y) entries of out_s and out_q (q not written where
+// out_q is null). ss, sq: BLOCK doubles of shared memory.
 __device__ void tile_partials(double s, double q, double* ss, double* sq, int c,
                               double* __restrict__ out_s, double* __restrict__ out_q) {
     const int t = threadIdx.x, cx = t % CT, lane = t / CT;
@@ -256,14 +256,17 @@ __device__ void tile_partials(double s, double q, double* ss, double* sq, int c,
             Q += sq[k * CT + cx];
         }
         out_s[blockIdx.y * (long long)c + ch] = S;
-        out_q[blockIdx.y * (long long)c + ch] = Q;
+        if (out_q) out_q[blockIdx.y * (long long)c + ch] = Q;
     }
 }
 
-// partial sums of x and x^2 per (row chunk, channel). Grid: (ceil(c / CT), chunks).
+// partial sums of x and, when want_sq, x^2 per (row chunk, channel). Grid: (ceil(c / CT), chunks).
+// Without want_sq these are layers.column_sum's partial sums (col_sum_finalize adds them up):
+// CuPy's own reduction over the rows gives each block 32 columns (read in its _get_block_specs),
+// so one block would sum all 65,536 rows of the first layer's 32 channels at batch 64.
 extern "C" __global__ void bn_stats(const float* __restrict__ x, long long m, int c,
                                     long long rows_per_chunk, double* __restrict__ psum,
-                                    double* __restrict__ psq) {
+                                    double* __restrict__ psq, int want_sq) {
     __shared__ double ss[BLOCK];
     __shared__ double sq[BLOCK];
     const int t = threadIdx.x, cx = t % CT, lane = t / CT;
@@ -278,7 +281,18 @@ extern "C" __global__ void bn_stats(const float* __restrict__ x, long long m, in
             q += v * v;
         }
     }
-    tile_partials(s, q, ss, sq, c, psum, psq);
+    tile_partials(s, q, ss, sq, c, psum, want_sq ? psq : nullptr);
+}
+
+// out[ch] = the column's partial sums from bn_stats added in chunk order, as float32.
+// One thread per channel.
+extern "C" __global__ void col_sum_finalize(const double* __restrict__ psum, int chunks, int c,
+                                            float* __restrict__ out) {
+    const int ch = blockIdx.x * BLOCK + threadIdx.x;
+    if (ch >= c) return;
+    double S = 0.0;
+    for (int k = 0; k < chunks; ++k) S += psum[k * (long long)c + ch];
+    out[ch] = (float)S;
 }
 
 // Per channel: the batch statistics (train) or the running ones, the updated running

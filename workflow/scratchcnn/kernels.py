@@ -211,6 +211,25 @@ def _chunks(rows: int) -> tuple[int, int]:
     return -(-rows // per), per
 
 
+def column_sum(x2, out=None):
+    """:func:`scratchcnn.layers.column_sum` of a float32 (m, c) array in two launches: partial
+    sums over up to 128 chunks of rows, added in float64, then added per column in chunk order."""
+    import cupy
+
+    x2 = cupy.ascontiguousarray(x2)
+    m, c = x2.shape
+    if out is None:
+        out = cupy.empty(c, dtype=np.float32)
+    elif not (out.flags.c_contiguous and out.dtype == np.float32 and out.shape == (c,)):
+        raise ValueError(f"column_sum: out must be a contiguous float32 array of {c} values, not {out.dtype} {out.shape}")
+    chunks, per = _chunks(m)
+    psum = cupy.empty((chunks, c), dtype=np.float64)
+    # psum stands in for the squares' sums, which want_sq = 0 leaves unwritten
+    _function("bn_stats")((-(-c // CT), chunks), (BLOCK,), (x2, np.int64(m), np.int32(c), np.int64(per), psum, psum, np.int32(0)))
+    _function("col_sum_finalize")((-(-c // BLOCK),), (BLOCK,), (psum, np.int32(chunks), np.int32(c), out))
+    return out
+
+
 def bn_relu_pool_forward(x, gamma, beta, running_mean, running_var, *, train, momentum, eps, size, stride,
                          need_cache):  # fmt: skip
     """:func:`scratchcnn.layers.bn_relu_pool_forward`: 3 launches in training, 2 in evaluation."""
@@ -225,7 +244,9 @@ def bn_relu_pool_forward(x, gamma, beta, running_mean, running_var, *, train, mo
         chunks, per = _chunks(m)
         psum = cupy.empty((chunks, c), dtype=np.float64)
         psq = cupy.empty((chunks, c), dtype=np.float64)
-        _function("bn_stats")((-(-c // CT), chunks), (BLOCK,), (x, np.int64(m), np.int32(c), np.int64(per), psum, psq))
+        _function("bn_stats")(
+            (-(-c // CT), chunks), (BLOCK,), (x, np.int64(m), np.int32(c), np.int64(per), psum, psq, np.int32(1))
+        )
         rm, rv = cupy.empty(c, dtype=np.float32), cupy.empty(c, dtype=np.float32)
     else:
         chunks, psum, psq, rm, rv = 0, mean, mean, running_mean, running_var  # psum/psq unread
