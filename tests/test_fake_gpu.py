@@ -72,3 +72,58 @@ def test_evaluation_on_the_cupy_path_predicts_what_numpy_predicts(runs):
     m_cpu, m_gpu = (json.loads((runs[d] / "test_metrics.json").read_text()) for d in ("cpu", "gpu"))
     assert m_gpu["test_accuracy"] == m_cpu["test_accuracy"] and m_gpu["n_test"] == 20
     assert m_gpu["provenance"]["gpu_numerics"] == {"custom_kernels": True, "tf32": False}
+
+
+COUNT_STEP = """
+import json, os, sys
+import numpy as np
+import fake_cupy_grids  # noqa: F401 - small grids
+import cupy
+from scratchcnn import model as cnn, training
+from scratchcnn.backend import get_backend
+from recipe import train_config
+
+backend = get_backend("gpu")
+arch = cnn.make_arch(8)
+params, bn = cnn.init_params(arch, 0, backend)
+opt, sums, cfg = training.FlatSGD(params), training.EpochSums.zeros(cupy), train_config()
+rng = np.random.default_rng(0)
+x_train = cupy.asarray(rng.random((32, 32, 32, 3), dtype=np.float32))
+y_train = cupy.asarray(rng.integers(0, 10, 32))
+order = cupy.asarray(rng.permutation(32))
+for b in range(2):  # the training loop's step; the second one counted
+    cupy.launches.clear()
+    idx = order[b * 8 : (b + 1) * 8]
+    bn = training.train_step(opt, bn, x_train[idx], y_train[idx], arch, cfg, cfg.lr, sums)
+print(json.dumps(cupy.launches))
+"""
+
+
+def test_the_training_step_on_the_kernels_launches_what_the_code_says():
+    """The device operations of one step of training.train's loop on the kernels, counted on the
+    stand-in by kind: the number the GPU work drives down (a GPU's profiler counts more: cuBLAS may
+    run several kernels for one product). The loss, L2 and the epoch's sums add none: the update's
+    kernels keep them."""
+    env = {**{k: v for k, v in os.environ.items() if k not in ("SCRATCHCNN_KERNELS", "CUPY_TF32")},
+           "PYTHONPATH": os.pathsep.join(str(p) for p in (FAKE, ROOT / "workflow", ROOT / "tests"))}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", COUNT_STEP], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    counted = json.loads(done.stdout.splitlines()[-1])
+    assert counted == {
+        "copy (fancy indexing)": 2,  # the batch's images and labels
+        "ufunc matmul": 8,  # 3 forward (2 convolutions, FC), 5 backward (3 weight gradients, FC and conv2 inputs)
+        "ufunc add": 3,  # the biases, forward
+        "raw im2col_pad": 2,
+        "raw bn_stats": 2 + 3,  # batch norm's statistics, and the three bias gradients' column sums
+        "raw bn_finalize": 2,
+        "raw bn_relu_pool_fwd": 2,
+        "raw softmax_xent": 1,
+        "raw bn_relu_pool_bwd_stats": 2,
+        "raw bn_grad_finalize": 2,
+        "raw bn_relu_pool_bwd_dx": 2,
+        "raw col2im_gather": 1,
+        "raw col_sum_finalize": 3,
+        "raw sgd_sumsq": 1,
+        "raw sgd_apply": 1,
+    }, counted
+    assert sum(counted.values()) == 37

@@ -9,6 +9,7 @@ float64 here, as a stand-in for CuPy's tree sums). Usage, from the repository:
     PYTHONPATH=tests/fake_cupy:workflow python -m pytest -p fake_cupy_grids tests/test_cupy.py
 """
 
+import collections
 import ctypes
 import functools
 import re
@@ -23,6 +24,12 @@ import numpy as _np
 ROOT = Path(__file__).resolve().parents[3]
 __version__ = "0+fake"
 
+# What would be kernel launches on CuPy, by kind: elementwise operations and matrix products
+# ("ufunc"), reductions, copies (fancy indexing, assignments, astype), the CUDA kernels ("raw").
+# A count of the code's device operations, not of a GPU's launches (cuBLAS may run several kernels
+# for one product): tests/test_fake_gpu.py holds the training step to it.
+launches = collections.Counter()
+
 
 def _host(a):
     # CuPy refuses a host ndarray of any ndim, 0-d included (NumPy scalars and Python numbers pass)
@@ -35,6 +42,7 @@ class ndarray(_np.ndarray):
         # so does this stand-in, where NumPy would quietly compute on the host
         if any(_host(a) for a in inputs + (out or ())):
             raise TypeError(f"fake cupy: {ufunc.__name__} mixes a host NumPy array with a CuPy array")
+        launches[f"ufunc {ufunc.__name__}" + ("" if method == "__call__" else f".{method}")] += 1
         args = tuple(a.view(_np.ndarray) if isinstance(a, ndarray) else a for a in inputs)
         if out is not None:
             kwargs["out"] = tuple(o.view(_np.ndarray) if isinstance(o, ndarray) else o for o in out)
@@ -42,6 +50,24 @@ class ndarray(_np.ndarray):
         if out is not None:
             return out[0] if len(out) == 1 else out
         return _wrap(result)
+
+
+    def __getitem__(self, key):
+        if isinstance(key, _np.ndarray) or (isinstance(key, tuple) and any(isinstance(k, _np.ndarray) for k in key)):
+            launches["copy (fancy indexing)"] += 1
+        return super().__getitem__(key)
+
+    def __setitem__(self, key, value):
+        launches["copy (assignment)"] += 1
+        super().__setitem__(key, value)
+
+    def astype(self, *args, **kwargs):
+        launches["copy (astype)"] += 1
+        return super().astype(*args, **kwargs)
+
+    def copy(self, *args, **kwargs):
+        launches["copy"] += 1
+        return super().copy(*args, **kwargs)
 
 
 ndarray.__module__ = "cupy"
@@ -89,6 +115,7 @@ def asnumpy(a):
 def sum(a, axis=None, dtype=None, out=None, keepdims=False):  # noqa: A001 - CuPy's name
     # CuPy adds float32 in float32 unless given a dtype, each thread a run of thousands of rows;
     # NumPy's row-after-row order over axis 0 here drifts at least as far (a harsher stand-in)
+    launches["reduction"] += 1
     r = _np.asarray(_np.sum(_np.asarray(a), axis=axis, dtype=dtype, keepdims=keepdims))
     if out is not None:
         out[...] = r
@@ -160,4 +187,10 @@ class RawModule:
         import test_kernels
 
         test_kernels.EMU_BLOCK = EMU_BLOCK
-        return test_kernels.EmulatedKernel(_emulator(), name)
+        kernel = test_kernels.EmulatedKernel(_emulator(), name)
+
+        def launch(*args, **kwargs):
+            launches[f"raw {name}"] += 1
+            return kernel(*args, **kwargs)
+
+        return launch
