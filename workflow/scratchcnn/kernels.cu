@@ -38,7 +38,7 @@ __device__ T block_sum(T v, T* shm) {
 // With want_sums the pair also keeps the epoch's sums that training.EpochSums holds:
 // loss_sum += batch * (data_loss + reg / 2 * ||p||^2 over the decayed segments, before the
 // update) and ce_sum += batch * data_loss, rounded as the NumPy reference rounds them; the
-// loss and L2 term would otherwise cost a dozen launches of 0-d arithmetic a step.
+// L2 term's dot products and the sums' 0-d arithmetic would otherwise cost 15 launches a step.
 
 // Pass 1: partial[s * parts + x] = the share of ||gt||^2 that block (x, s) covers, and
 // wsq[s * parts + x] the share of ||p||^2 where decayed[s] (0 elsewhere).
