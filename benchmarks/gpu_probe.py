@@ -511,13 +511,13 @@ def column_sums(backend, arch, batch) -> dict:
     rng = np.random.default_rng(0)
     shapes = cnn.layer_shapes(arch)
     (h1, w1, f1), (h2, w2, f2) = shapes["conv1"], shapes["conv2"]
-    xp, out = backend.xp, {}
+    out = {}
     for name, (m, c) in {"conv1.bias": (batch * h1 * w1, f1), "conv2.bias": (batch * h2 * w2, f2),
                          "fc.bias": (batch, arch["num_classes"])}.items():  # fmt: skip
         a = backend.asarray(rng.standard_normal((m, c), dtype=np.float32))
         row = {"rows": m, "columns": c, "ms": round(ms_per_call(backend, lambda a=a: layers.column_sum(a)), 4)}
         if backend.name == "cupy":
-            row["cupy_ms"] = round(ms_per_call(backend, lambda a=a: xp.sum(a, axis=0, dtype=xp.float64).astype(a.dtype)), 4)
+            row["cupy_ms"] = round(ms_per_call(backend, lambda a=a: layers.cupy_column_sum(a)), 4)
         out[name] = row
     return out
 
@@ -530,6 +530,11 @@ def stage_times(backend, filters_list, batch=64, steps=20) -> dict:
     for filters in filters_list:
         arch, _, _, _, _, step = training_setup(backend, filters, batch, batch * 4)
         row = {"step_ms_untimed": round(1e3 * run_steps(backend, step, steps, warmup=3)[0] / steps, 4)}
+        if out["kernels"]:  # the same step with the bias gradients summed by CuPy's reduction, as before 2026-11-29
+            with contextlib.ExitStack() as undo:
+                undo.callback(setattr, kernels, "column_sum", kernels.column_sum)
+                kernels.column_sum = layers.cupy_column_sum
+                row["step_ms_untimed_cupy_column_sums"] = round(1e3 * run_steps(backend, step, steps, warmup=3)[0] / steps, 4)
         for depth, targets in STAGES.items():
             row[depth] = timed_steps(backend, step, targets, steps)
         row["products"] = products(backend, arch, batch)

@@ -120,8 +120,10 @@ def stage_lines(work: Path, top=6) -> list[str]:
         for key in ("layers", "parts"):
             timed = row[key]
             slowest = sorted(timed["stages"].items(), key=lambda kv: -kv[1]["total_ms"])[:top]
+            before = row.get("step_ms_untimed_cupy_column_sums")
             lines.append(f"{filters} filters, {key}: step {timed['step_ms']} ms timed one call at a time "
-                         f"({row['step_ms_untimed']} untimed), slowest (total/host ms): "
+                         f"({row['step_ms_untimed']} untimed"
+                         + (f"; {before} with CuPy's column sums" if before is not None else "") + "), slowest (total/host ms): "
                          + ", ".join(f"{k} {v['total_ms']}/{v['host_ms']}" for k, v in slowest)
                          + f", outside {timed['outside_ms']}")  # fmt: skip
         lines.append(f"{filters} filters, products (ms as written/transposed[/per image], best TFLOPS): "

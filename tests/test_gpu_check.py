@@ -283,10 +283,14 @@ def test_stage_probe_on_the_cupy_stand_in(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads((tmp_path / "stages.json").read_text())
     assert result["kernels"] is True
-    assert list(result["4"]) == ["step_ms_untimed", "layers", "parts", "products", "column_sums"]
+    # with the kernels, the step is also timed with the column sums CuPy's reduction did before
+    assert list(result["4"]) == ["step_ms_untimed", "step_ms_untimed_cupy_column_sums", "layers", "parts",
+                                 "products", "column_sums"]  # fmt: skip
+    assert result["4"]["step_ms_untimed_cupy_column_sums"] > 0
     assert all(v["cupy_ms"] > 0 for v in result["4"]["column_sums"].values())  # against CuPy's own reduction
     lines = gpu_summary.stage_lines(tmp_path)  # what the summary prints of it
     assert len(lines) == 4 and lines[0].startswith("4 filters, layers: step ") and lines[2].startswith("4 filters, products ")
+    assert "with CuPy's column sums), slowest" in lines[0]
     assert lines[-1].startswith("4 filters, column sums (ms as the step runs them[/CuPy's reduction]): conv1.bias 65536x4 ")
 
 

@@ -140,22 +140,28 @@ def column_sum(x2, out=None):
     """Sum over the rows of a 2-D array.
 
     NumPy: matrix-vector products with a ones vector (BLAS does this several
-    times faster than ``x2.sum(axis=0)``), in blocks of rows. CuPy: its own
-    reduction, added in float64: it adds float32 in float32, each thread a run
-    of thousands of rows (4,096 for conv1's batch norm at batch 64), which
-    drifts further than NumPy's blocked sums. One more launch: the cast back.
-    With the kernels, a kernel pair that spreads the rows over many blocks.
+    times faster than ``x2.sum(axis=0)``), in blocks of rows. CuPy: with the
+    kernels, a kernel pair that spreads the rows over many blocks; without,
+    :func:`cupy_column_sum`.
     """
     if kernels.use(x2) and x2.ndim == 2:
         return kernels.column_sum(x2, out)
     xp = array_module(x2)
     if xp.__name__ != "numpy":
-        total = xp.sum(x2, axis=0, dtype=xp.float64)
-        if out is None:
-            return total.astype(x2.dtype)
-        out[...] = total
-        return out
+        return cupy_column_sum(x2, out)
     return _numpy_column_reduce(lambda a: ones(xp, a.shape[-2], a.dtype) @ a, (x2,), SUM_BLOCK, out)
+
+
+def cupy_column_sum(x2, out=None):
+    """CuPy's own reduction over the rows, added in float64: it adds float32 in float32, each
+    thread a run of thousands of rows (4,096 for conv1's batch norm at batch 64), which drifts
+    further than NumPy's blocked sums. One more launch: the cast back. It gives each block 32
+    columns, so few blocks share a long sum (one for conv1's 32 channels)."""
+    total = array_module(x2).sum(x2, axis=0, dtype=np.float64)
+    if out is None:
+        return total.astype(x2.dtype)
+    out[...] = total
+    return out
 
 
 def column_dot(a2, b2):
