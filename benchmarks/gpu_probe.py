@@ -523,9 +523,9 @@ def column_sums(backend, arch, batch) -> dict:
 
 
 def stage_times(backend, filters_list, batch=64, steps=20) -> dict:
-    """Where a training step goes at each filter count (with the loss sums training.train keeps,
-    which fall outside the timed calls): the layers and their parts, timed one call at a time; the
-    step untimed; the matrix products alone."""
+    """Where a training step goes at each filter count (with the loss sums training.train keeps):
+    the layers and their parts, timed one call at a time; the step untimed, and on the kernels also
+    with CuPy's column sums; the matrix products and the column sums alone."""
     out = {"batch": batch, "steps": steps, "kernels": backend.name == "cupy" and kernels.enabled()}
     for filters in filters_list:
         arch, _, _, _, _, step = training_setup(backend, filters, batch, batch * 4)

@@ -144,7 +144,7 @@ def column_sum(x2, out=None):
     kernels, a kernel pair that spreads the rows over many blocks; without,
     :func:`cupy_column_sum`.
     """
-    if kernels.use(x2) and x2.ndim == 2:
+    if kernels.use(x2):
         return kernels.column_sum(x2, out)
     xp = array_module(x2)
     if xp.__name__ != "numpy":

@@ -51,7 +51,6 @@ class ndarray(_np.ndarray):
             return out[0] if len(out) == 1 else out
         return _wrap(result)
 
-
     def __getitem__(self, key):
         if isinstance(key, _np.ndarray) or (isinstance(key, tuple) and any(isinstance(k, _np.ndarray) for k in key)):
             launches["copy (fancy indexing)"] += 1
