@@ -5,7 +5,8 @@
 WORK holds one folder per Snakemake run (``full``, ``sweep-j<N>``), ``timing/<run>.json`` (what the
 script measured: jobs per GPU, exit status, start and end), ``points/`` (each grid point's test
 metrics) and ``setup.txt``. ``timing.json`` gets one row per run: wall seconds, the phases of the
-full run (from its outputs' times), the grid points' epochs and seconds per epoch, and the GPU's
+full run (from its outputs' times), the grid points' epochs, seconds per epoch and seconds outside
+the training loop (Snakemake's benchmark of the job less the loop's own time), and the GPU's
 utilisation and memory from the nvidia-smi samples. The tarball (folder ``study/``) holds what
 issue 11 commits and what the README's results need; it must stay under 16 MiB (the device's limit
 per returned file): the PNGs go first, then the checkpoints, and if it is still too big, exit 1.
@@ -91,15 +92,30 @@ def read_json(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def points(run: Path) -> list[dict]:
+def job_seconds(tsv: Path) -> float | None:
+    """A job's wall seconds from its Snakemake benchmark file (column ``s``), if it finished."""
+    if not tsv.is_file():
+        return None
+    rows = list(csv.DictReader(io.StringIO(tsv.read_text()), delimiter="\t"))
+    return float(rows[0]["s"]) if rows and rows[0].get("s") else None
+
+
+def points(run: Path, resumed=False) -> list[dict]:
+    """Each grid point's metrics, with its whole job's seconds and those outside the training loop
+    (the process's start, loading the data onto the device, writing the snapshots and results); not
+    for a resumed run, whose jobs' benchmarks cover only the epochs after the resumption."""
     rows = []
     for path in sorted((run / "results/sweep/points").glob("**/metrics.json")):
         m = json.loads(path.read_text())
+        point = str(path.parent.relative_to(run / "results/sweep/points"))
+        job = job_seconds(run / "results/benchmarks/sweep/points" / f"{point}.tsv")
         rows.append({
-            "point": str(path.parent.relative_to(run / "results/sweep/points")),
+            "point": point,
             "status": m.get("status"), "epochs_run": m.get("epochs_run"), "seconds": m.get("seconds"),
             "seconds_per_epoch": m.get("seconds_per_epoch"), "best_val_acc": m.get("best_val_acc"),
-            "device_id": m.get("device_id"),
+            "device_id": m.get("device_id"), "job_seconds": job,
+            "outside_training_seconds": (round(job - m["seconds"], 2)
+                                         if job is not None and m.get("seconds") is not None and not resumed else None),
         })  # fmt: skip
     return rows
 
@@ -125,8 +141,9 @@ def summarise(work: Path) -> dict:
     for path in sorted((work / "timing").glob("*.json")):
         t = json.loads(path.read_text())
         run = work / t["name"]
-        pts = points(run)
+        pts = points(run, resumed=bool(t.get("before")))
         spe = [p["seconds_per_epoch"] for p in pts if p["seconds_per_epoch"]]
+        outside = [p["outside_training_seconds"] for p in pts if p["outside_training_seconds"] is not None]
         row = {
             **{k: t[k] for k in ("name", "jobs_per_gpu", "sweep_epochs", "targets", "exit")},
             "mps": t.get("mps", False),
@@ -135,6 +152,7 @@ def summarise(work: Path) -> dict:
             "grid_points": len(pts),
             "grid_epochs": sum(p["epochs_run"] or 0 for p in pts),
             "point_seconds_per_epoch_mean": round(statistics.fmean(spe), 3) if spe else None,
+            "point_outside_training_seconds_mean": round(statistics.fmean(outside), 2) if outside else None,
             "gpu": gpu_stats(run),
         }
         if row["grid_epochs"] and t["name"] != "full":
@@ -217,6 +235,7 @@ def main(argv=None) -> int:
         print(f"study_summary: {run['name']}: jobs_per_gpu {run['jobs_per_gpu']}{' with MPS' if run['mps'] else ''}, "
               f"exit {run['exit']}, "
               f"{run['wall_seconds']} s, {run['grid_points']} points / {run['grid_epochs']} epochs, "
+              f"{run['point_outside_training_seconds_mean']} s a point outside its training loop, "
               f"GPU util mean {gpu.get('utilization_mean_pct')} %, memory max {gpu.get('memory_used_max_mib')} MiB")  # fmt: skip
     print(f"study_summary: {args.out} {size / 2**20:.2f} MiB")
     if size > LIMIT:

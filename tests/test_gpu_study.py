@@ -25,6 +25,10 @@ def fake_run(work: Path, name: str, jobs: int, full: bool) -> None:
                                                     "seconds_per_epoch": 2.0, "best_val_acc": 0.6}))  # fmt: skip
     (point / "history.csv").write_text("epoch,val_acc\n1,0.6\n")
     (point / "model.npz").write_bytes(b"x")
+    bench = run / "results/benchmarks/sweep/points/lr~0.1/reg~0.0001/filters~32.tsv"  # Snakemake's columns
+    bench.parent.mkdir(parents=True)
+    bench.write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+                     "11.2500\t0:00:11\t900.1\t2000.0\t850.0\t860.0\t0.0\t1.5\t95.0\t10.9\n")  # fmt: skip
     (run / "results/sweep/summary.csv").write_text(
         "sweep,lr,reg,filters,best_val_acc,path\nlr_reg,0.1,0.0001,32,0.6,results/sweep/points/lr~0.1/reg~0.0001/filters~32\n"
     )
@@ -73,6 +77,10 @@ def test_the_summary_reads_the_runs_and_the_gpu_samples(work, tmp_path):
     runs = {r["name"]: r for r in json.loads((tmp_path / "timing.json").read_text())["runs"]}
     assert runs["full"]["wall_seconds"] == 60.0 and runs["full"]["best"]["filters"] == 32
     assert runs["sweep-j2"]["grid_epochs_per_second"] == round(4 / 60, 3)
+    # the job took 11.25 s by Snakemake's benchmark, its training loop 8.0 s by its metrics
+    point = runs["full"]["points"][0]
+    assert point["job_seconds"] == 11.25 and point["outside_training_seconds"] == 3.25
+    assert runs["full"]["point_outside_training_seconds_mean"] == 3.25
     gpu = runs["sweep-j2"]["gpu"]
     assert gpu["utilization_mean_pct"] == 40.0 and gpu["utilization_max_pct"] == 80.0
     assert gpu["memory_used_max_mib"] == 4000.0 and gpu["processes_max"] == 2
@@ -89,6 +97,18 @@ def test_the_summary_reads_the_runs_and_the_gpu_samples(work, tmp_path):
     with tarfile.open(out) as tar:
         table = tar.extractfile("study/points_test.csv").read().decode()
     assert table.splitlines()[1].endswith(",0.7,0.9")
+
+
+def test_a_resumed_run_reports_no_time_outside_training(work):
+    # its jobs' benchmarks cover only the epochs after the resumption, its metrics every epoch
+    timing = work / "timing/sweep-j2.json"
+    timing.write_text(json.dumps({**json.loads(timing.read_text()), "before": 30.0}))
+    runs = {r["name"]: r for r in study_summary.summarise(work)["runs"]}
+    assert runs["sweep-j2"]["resumed"] and runs["sweep-j2"]["wall_seconds"] == 90.0
+    assert runs["sweep-j2"]["points"][0]["job_seconds"] == 11.25
+    assert runs["sweep-j2"]["points"][0]["outside_training_seconds"] is None
+    assert runs["sweep-j2"]["point_outside_training_seconds_mean"] is None
+    assert runs["full"]["point_outside_training_seconds_mean"] == 3.25
 
 
 def test_a_bundle_too_big_leaves_out_pngs_then_checkpoints_then_fails(work, tmp_path, monkeypatch, capsys):
@@ -190,6 +210,8 @@ def test_the_three_device_calls_run_every_step_on_the_cpu_and_bundle_the_results
     assert runs["sweep-j1"]["grid_epochs"] == runs["sweep-j1"]["grid_points"]  # sweep.epochs 1
     assert runs["full"]["gpu"]["utilization_mean_pct"] == 50.0 and runs["full"]["gpu"]["processes_max"] == 2
     assert all(v is not None for v in runs["full"]["phases_seconds"].values())
+    # Snakemake's own benchmark files: every job took longer than its training loop (start-up, data, writing)
+    assert all(0 < p["outside_training_seconds"] < p["job_seconds"] for r in runs.values() for p in r["points"])
     assert "commit: abc123" in timing["setup"]
     with tarfile.open(out / "study.tar.gz") as tar:
         metrics = json.loads(tar.extractfile("study/full/results/final/seeds/0/metrics.json").read())
