@@ -54,7 +54,7 @@ def test_training_on_the_cupy_path_follows_the_numpy_path(runs):
     assert cpu["backend"] == "numpy" and gpu["backend"] == "cupy" and gpu["device"] == "fake GPU (NumPy)"
     assert gpu["provenance"]["settings"]["device"] == "gpu" and gpu["best_epoch"] == cpu["best_epoch"]
     # what changes a CuPy run's rounding is recorded beside its recipe (the env has neither switch set)
-    assert gpu["provenance"]["gpu_numerics"] == {"custom_kernels": True, "tf32": False}
+    assert gpu["provenance"]["gpu_numerics"] == {"custom_kernels": True, "tf32": False, "cuda_graph": False}
     assert "gpu_numerics" not in cpu["provenance"]
     h_cpu, h_gpu = (pd.read_csv(runs[d] / "history.csv") for d in ("cpu", "gpu"))
     numbers = ["train_loss", "train_ce", "train_l2", "train_acc", "val_loss", "val_acc"]
@@ -71,7 +71,7 @@ def test_evaluation_on_the_cupy_path_predicts_what_numpy_predicts(runs):
     np.testing.assert_allclose(p_gpu["probs"], p_cpu["probs"], rtol=1e-4, atol=1e-6)
     m_cpu, m_gpu = (json.loads((runs[d] / "test_metrics.json").read_text()) for d in ("cpu", "gpu"))
     assert m_gpu["test_accuracy"] == m_cpu["test_accuracy"] and m_gpu["n_test"] == 20
-    assert m_gpu["provenance"]["gpu_numerics"] == {"custom_kernels": True, "tf32": False}
+    assert m_gpu["provenance"]["gpu_numerics"] == {"custom_kernels": True, "tf32": False, "cuda_graph": False}
 
 
 COUNT_STEP = """
@@ -127,3 +127,79 @@ def test_the_training_step_on_the_kernels_launches_what_the_code_says():
         "raw sgd_apply": 1,
     }, counted
     assert sum(counted.values()) == 37
+
+
+GRAPH_RUN = """
+import json, os, sys
+import numpy as np
+import fake_cupy_grids  # noqa: F401 - small grids, and the stand-in's cuBLAS for scratchcnn.graph
+import cupy
+from scratchcnn import model as cnn, training
+from scratchcnn.backend import get_backend
+from recipe import train_config
+
+backend = get_backend("gpu")
+arch = cnn.make_arch(8)
+rng = np.random.default_rng(0)
+x, y = rng.random((44, 32, 32, 3), dtype=np.float32), rng.integers(0, 10, 44)
+data = {"x_train": cupy.asarray(x[:36]), "y_train": cupy.asarray(y[:36]),
+        "x_val": cupy.asarray(x[36:]), "y_val": cupy.asarray(y[36:])}
+cfg = train_config(batch_size=8, epochs=3, lr_step=1)  # 4 full batches and one of 4; the rate halves each epoch
+if sys.argv[1] == "host-read":  # a step that reads a device value: no capture can hold it
+    plain_step = training.train_step
+    def train_step(opt, bn, x, y, arch, cfg, lr, sums):
+        float(sums.loss)
+        return plain_step(opt, bn, x, y, arch, cfg, lr, sums)
+    training.train_step = train_step
+out = {}
+for setting in ("1", "0"):
+    os.environ["SCRATCHCNN_GRAPH"] = setting
+    params, bn = cnn.init_params(arch, 0, backend)
+    said = []
+    cupy.launches.clear()
+    state = training.train(training.TrainState(params, bn), data, arch, cfg, backend, log=said.append)
+    out[setting] = {"launches": dict(cupy.launches), "history": state.history, "log": said,
+                    "params": {k: cupy.asnumpy(v).tolist() for k, v in {**state.params, **state.bn_state}.items()}}
+print(json.dumps(out))
+"""
+
+
+def graph_runs(case):
+    env = {**{k: v for k, v in os.environ.items() if k not in ("SCRATCHCNN_KERNELS", "CUPY_TF32")},
+           "PYTHONPATH": os.pathsep.join(str(p) for p in (FAKE, ROOT / "workflow", ROOT / "tests"))}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", GRAPH_RUN, case], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def assert_same_training(a, b):
+    numbers = ["train_loss", "train_ce", "train_l2", "train_acc", "val_loss", "val_acc"]
+    h_a, h_b = pd.DataFrame(a["history"]), pd.DataFrame(b["history"])
+    # train_l2 is train_loss - train_ce: its rounding is theirs, hence the absolute bound
+    np.testing.assert_allclose(h_a[numbers], h_b[numbers], rtol=1e-5, atol=1e-6)
+    for k, v in b["params"].items():
+        np.testing.assert_allclose(a["params"][k], v, rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+def test_the_cuda_graph_of_the_step_trains_as_the_plain_steps():
+    """SCRATCHCNN_GRAPH=1 on the stand-in, whose capture records the device operations and whose
+    graph replays them on the same arrays, as CUDA does: the same training as the plain steps.
+    Per epoch the first full batch runs plainly (the first epoch's, to make every kernel and cached
+    array; the later ones', since the rate changed and the step is captured again), the short one
+    plainly too, the others from the graph; each capture's 8 products go through the ctypes cuBLAS call."""
+    runs = graph_runs("plain")
+    graph, plain = runs["1"], runs["0"]
+    assert_same_training(graph, plain)
+    assert graph["launches"]["graph launch"] == 3 + 4 + 4
+    assert graph["launches"]["cublasSgemm"] == 3 * 8
+    assert "graph launch" not in plain["launches"] and "cublasSgemm" not in plain["launches"]
+    assert not any("not captured" in line for line in graph["log"])
+
+
+def test_a_step_that_cannot_be_captured_falls_back_to_the_plain_steps():
+    runs = graph_runs("host-read")
+    graph, plain = runs["1"], runs["0"]
+    assert_same_training(graph, plain)
+    assert "graph launch" not in graph["launches"]
+    said = [line for line in graph["log"] if "not captured" in line]
+    assert len(said) == 1 and "reads a device value while a stream captures" in said[0], graph["log"]

@@ -647,6 +647,11 @@ def test_gpu_numerics_rows_only_for_a_cupy_run():
     inputs["final_metrics"]["provenance"].update(backend="cupy", gpu_numerics={"custom_kernels": True, "tf32": False})
     tex = text(R.build_context(**inputs))
     assert "自定义 CUDA 核函数 & 启用" in tex and "TF32 矩阵乘法 & 关闭（完整 float32）" in tex
+    assert "CUDA 图" not in tex  # results made before SCRATCHCNN_GRAPH existed do not say
+    for on, said in ((True, r"训练步的 CUDA 图 & 启用（\texttt{SCRATCHCNN\_GRAPH=1}）"), (False, "训练步的 CUDA 图 & 关闭")):
+        graph_inputs = copy.deepcopy(inputs)
+        graph_inputs["final_metrics"]["provenance"]["gpu_numerics"]["cuda_graph"] = on
+        assert said in text(R.build_context(**graph_inputs))
     # results made while SCRATCHCNN_WGRAD existed also record weight_gradients: they still render
     inputs["final_metrics"]["provenance"]["gpu_numerics"]["weight_gradients"] = "float64"
     assert text(R.build_context(**inputs)) == tex

@@ -1,7 +1,10 @@
-"""pytest plugin for tests/fake_cupy: small blocks and grids, so the CPU emulator keeps up."""
+"""pytest plugin for tests/fake_cupy: small blocks and grids, so the CPU emulator keeps up; and
+the stand-in's cuBLAS calls for scratchcnn.graph."""
 
 import cupy
-from scratchcnn import kernels
+from scratchcnn import graph, kernels
+
+graph._load_cublas = lambda: cupy.cublas_library
 
 kernels.BLOCK = cupy.EMU_BLOCK
 kernels.MAX_BLOCKS = 4

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernels
+from . import graph, kernels
 from .backend import array_module
 
 
@@ -81,6 +81,19 @@ def conv_output_size(size, kernel, stride, pad):
 
 
 # --------------------------------------------------------------------------- #
+# Matrix products
+
+
+def matmul(a, b, out=None):
+    """``a @ b`` of two matrices, into ``out`` when given. While a CUDA graph of the training
+    step is being captured, through cuBLAS directly (:mod:`scratchcnn.graph`: CuPy refuses then)."""
+    gemm = graph.capturing_gemm()
+    if gemm is not None:
+        return gemm.gemm(a, b, out=out)
+    return array_module(a).matmul(a, b, out=out)
+
+
+# --------------------------------------------------------------------------- #
 # Convolution
 
 
@@ -93,7 +106,7 @@ def conv2d_forward(x, W, b, stride=1, pad=0, *, need_cache=True):
     out_h = conv_output_size(h, kh, stride, pad)
     out_w = conv_output_size(w, kw, stride, pad)
     cols = im2col(x, kh, kw, stride, pad, out_h, out_w).reshape(n * out_h * out_w, -1)
-    out = cols @ W.reshape(f, -1).T
+    out = matmul(cols, W.reshape(f, -1).T)
     out += b
     cache = (cols, x.shape, W, stride, pad, (n, out_h, out_w)) if need_cache else None
     return out.reshape(n, out_h, out_w, f), cache
@@ -111,7 +124,7 @@ def conv2d_backward(dout, cache, need_dx=True, *, dW=None, db=None):
     if not need_dx:
         return None, dW, db
     if kernels.use(dout):  # the gather kernel reads each pixel's window entries side by side
-        dcols = (dout2 @ W.reshape(f, -1)).reshape(n, out_h, out_w, kh, kw, c)
+        dcols = matmul(dout2, W.reshape(f, -1)).reshape(n, out_h, out_w, kh, kw, c)
     else:  # offset-major, so that col2im adds each offset's slice as long contiguous rows
         dcols = xp.matmul(dout2, W.transpose(1, 2, 0, 3).reshape(kh * kw, f, c))
         dcols = dcols.reshape(kh, kw, n, out_h, out_w, c).transpose(2, 3, 4, 0, 1, 5)
@@ -120,7 +133,7 @@ def conv2d_backward(dout, cache, need_dx=True, *, dW=None, db=None):
 
 def weight_gradient(dout2, cols, out=None):
     """``dout2.T @ cols``: a convolution's weight gradient, summed over every output pixel of the batch."""
-    return array_module(dout2).matmul(dout2.T, cols, out=out)
+    return matmul(dout2.T, cols, out=out)
 
 
 def _matrix_view(a, rows):
@@ -397,16 +410,15 @@ def bn_relu_pool_backward(dout, cache, *, dgamma=None, dbeta=None):
 
 def affine_forward(x, W, b, *, need_cache=True):
     """x (N, ...) flattened in its memory order -> (N, M) with W (D, M)."""
-    out = x.reshape(x.shape[0], -1) @ W + b
+    out = matmul(x.reshape(x.shape[0], -1), W) + b
     return out, ((x, W) if need_cache else None)
 
 
 def affine_backward(dout, cache, *, dW=None, db=None):
-    xp = array_module(dout)
     x, W = cache
     x2 = x.reshape(x.shape[0], -1)
-    dx = (dout @ W.T).reshape(x.shape)
-    return dx, xp.matmul(x2.T, dout, out=dW), column_sum(dout, out=db)
+    dx = matmul(dout, W.T).reshape(x.shape)
+    return dx, matmul(x2.T, dout, out=dW), column_sum(dout, out=db)
 
 
 # --------------------------------------------------------------------------- #

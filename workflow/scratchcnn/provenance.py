@@ -58,10 +58,13 @@ def blas_threads() -> int | None:
 
 def gpu_numerics() -> dict:
     """The environment's choices that change a CuPy run's rounding, not its recipe: our CUDA
-    kernels on or off (``SCRATCHCNN_KERNELS``) and TF32 products (``CUPY_TF32``)."""
-    from . import kernels
+    kernels on or off (``SCRATCHCNN_KERNELS``), TF32 products (``CUPY_TF32``) and the training
+    step replayed from a CUDA graph (``SCRATCHCNN_GRAPH``: its products use a cuBLAS handle of
+    their own, which may pick other algorithms)."""
+    from . import graph, kernels
 
-    return {"custom_kernels": kernels.enabled(), "tf32": os.environ.get("CUPY_TF32", "0") not in ("", "0")}
+    return {"custom_kernels": kernels.enabled(), "tf32": os.environ.get("CUPY_TF32", "0") not in ("", "0"),
+            "cuda_graph": graph.enabled()}  # fmt: skip
 
 
 def provenance(config: dict, backend, settings: dict | None = None) -> dict:

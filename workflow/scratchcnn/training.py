@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import kernels, layers
+from . import graph, kernels, layers
 from . import model as cnn
 from .backend import Backend
 
@@ -120,6 +120,11 @@ class EpochSums:
     def zeros(cls, xp, dtype=np.float32) -> EpochSums:
         return cls(xp.zeros((), dtype=dtype), xp.zeros((), dtype=dtype), xp.zeros((), dtype=xp.int64))
 
+    def reset(self) -> None:
+        """Back to zero, in place (a CUDA graph of the step keeps these arrays' addresses)."""
+        for a in (self.loss, self.ce, self.correct):
+            a[...] = 0
+
 
 class FlatSGD:
     """Per-array clipped SGD with L2 on the weights, its arrays in two flat buffers.
@@ -171,6 +176,48 @@ def train_step(opt: FlatSGD, bn_state: dict, x, y, arch: dict, cfg: TrainConfig,
     return bn_state
 
 
+class BatchSteps:
+    """The training loop's steps, :func:`train_step` on the batches of ``x``, ``y`` named by index
+    arrays, each step's losses added to ``sums``; :attr:`bn_state` is the BN state after the last.
+
+    On CuPy with the kernels and ``SCRATCHCNN_GRAPH=1`` (:mod:`scratchcnn.graph`), a full batch's
+    step is captured once per learning rate and replayed from then on: the batch's indices go to a
+    fixed device array, and the BN state is copied into fixed arrays, which the graph reads and
+    writes. The first full batch, short batches and everything after a failed capture run plainly.
+    """
+
+    def __init__(self, opt: FlatSGD, bn_state: dict, x, y, arch: dict, cfg: TrainConfig, sums: EpochSums,
+                 log=print):  # fmt: skip
+        self.opt, self.x, self.y, self.arch, self.cfg, self.sums = opt, x, y, arch, cfg, sums
+        self.graph = graph.StepGraph(log) if graph.enabled() and kernels.use(opt._p_flat) else None
+        self.bn_state = copy_arrays(bn_state) if self.graph else bn_state
+        self._idx = None  # the graph's batch indices
+        self._warm = False  # a full batch ran plainly: every kernel and cached array exists
+
+    def __call__(self, idx, lr: float) -> None:
+        g, full = self.graph, len(idx) == self.cfg.batch_size
+        if g is not None and full and self._warm and g.failed is None:
+            if g.ready(lr) or self._capture(lr):
+                self._idx[...] = idx
+                g.launch()
+                return
+        self._step(self.x[idx], self.y[idx], lr)
+        self._warm = self._warm or full
+
+    def _step(self, x, y, lr):
+        new = train_step(self.opt, self.bn_state, x, y, self.arch, self.cfg, lr, self.sums)
+        if self.graph is None:
+            self.bn_state = new
+        else:  # into the arrays the graph reads
+            for k, v in new.items():
+                self.bn_state[k][...] = v
+
+    def _capture(self, lr) -> bool:
+        if self._idx is None:
+            self._idx = cnn.array_module(self.x).empty(self.cfg.batch_size, dtype=np.int64)
+        return self.graph.capture(lambda: self._step(self.x[self._idx], self.y[self._idx], lr), key=lr)
+
+
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     """A fresh order per epoch, a pure function of (seed, epoch) so a resumed run matches."""
     return np.random.default_rng([seed, epoch]).permutation(n)
@@ -189,27 +236,27 @@ def train(state: TrainState, data: dict, arch: dict, cfg: TrainConfig, backend: 
     run stops early with ``status = "diverged"`` once the loss is not finite.
     ``progress_every`` > 0 logs a progress line every that many batches.
     """
-    xp = backend.xp
     opt = FlatSGD(state.params)
     state.params = opt.params  # updated in place from here on
     x_train, y_train = data["x_train"], data["y_train"]
     n = len(x_train)
     n_batches = math.ceil(n / cfg.batch_size)
+    sums = EpochSums.zeros(backend.xp, x_train.dtype)
+    steps = BatchSteps(opt, state.bn_state, x_train, y_train, arch, cfg, sums, log)
     while state.epoch < cfg.epochs:
         epoch = state.epoch
         lr = step_decay(cfg.lr, cfg.lr_decay, cfg.lr_step, epoch)
         start = time.perf_counter()
         order = backend.asarray(epoch_permutation(cfg.seed, epoch, n))
-        sums = EpochSums.zeros(xp, x_train.dtype)
+        sums.reset()
         for b in range(n_batches):
             if progress_every and b and b % progress_every == 0:
                 # no device values here: progress must not force a GPU synchronisation
                 spent = time.perf_counter() - start
                 log(f"epoch {epoch + 1}/{cfg.epochs}: batch {b}/{n_batches}, "
                     f"{spent:.0f}s, about {spent * (n_batches - b) / b:.0f}s left in this epoch")  # fmt: skip
-            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            xb, yb = x_train[idx], y_train[idx]
-            state.bn_state = train_step(opt, state.bn_state, xb, yb, arch, cfg, lr, sums)
+            steps(order[b * cfg.batch_size : (b + 1) * cfg.batch_size], lr)
+        state.bn_state = steps.bn_state
         val_loss, val_acc = cnn.evaluate(state.params, state.bn_state, data["x_val"], data["y_val"], arch)
         # one host synchronisation per epoch; the training loss in its two parts, so that it
         # compares like with like with the validation loss (cross-entropy alone)
