@@ -27,6 +27,8 @@
 # and step results) stays while the machine is warm (30 s after a call).
 # Set SCRATCHCNN_KERNELS=0 before call 3 if call 1 showed a custom kernel failing: the study then runs
 # on the reference code path instead of being lost.
+# Set SCRATCHCNN_GRAPH=1 before call 3 if call 1's CUDA graph tests passed and call 2's speed-graph
+# was faster than speed: the study's jobs then replay their steps as CUDA graphs (the results record it).
 # STUDY_ONLY=1 in all three calls (issue 10's measurements already committed): calls 1 and 2 only
 # bring the data and wheels, check that the GPU answers and install Snakemake (a minute each).
 #
@@ -101,7 +103,7 @@ call2() {
     if [ $MODE = gpu ]; then
         bash benchmarks/device_wheels.sh install || { echo "SNAKEMAKE NOT INSTALLED: call 3 cannot run the study"; rc=1; }
     fi
-    [ -n "${STUDY_ONLY:-}" ] || check "${BUDGET:-120}" "speed memory speed-nokernels" || rc=1
+    [ -n "${STUDY_ONLY:-}" ] || check "${BUDGET:-120}" "speed memory speed-nokernels speed-graph" || rc=1
     return $rc
 }
 

@@ -2,13 +2,14 @@
 
 Random CIFAR-shaped data (speed does not depend on content), the study's
 network and recipe (SGD, L2 on weights, clip 5.0 per array) through the
-training loop's own step (``training.train_step``), side by side in one
+training loop's own steps (``training.BatchSteps``), side by side in one
 process. Our time is printed before PyTorch runs, so a PyTorch failure loses
 no row. Both run in full float32 (TF32 off on both sides).
 
     python benchmarks/epoch_speed.py --filters 32 64 128 256 --batch-size 64
     python benchmarks/epoch_speed.py --images 4500   # a tenth of an epoch, scaled up
     SCRATCHCNN_KERNELS=0 python benchmarks/epoch_speed.py --device gpu --no-torch  # without custom kernels
+    SCRATCHCNN_GRAPH=1 python benchmarks/epoch_speed.py --device gpu --no-torch    # the step as a CUDA graph
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from scratchcnn import kernels
+from scratchcnn import graph, kernels
 from scratchcnn import model as cnn
 from scratchcnn import training
 from scratchcnn.backend import get_backend
@@ -54,16 +55,17 @@ def random_problem(backend, filters, images):
 
 
 def time_scratchcnn(backend, filters, batch, images, warmup=3):
-    """Seconds for ``images`` images of training steps, and the peak memory-pool growth on the GPU."""
+    """Seconds for ``images`` images of training steps, the peak memory-pool growth on the GPU
+    (the CUDA graph's own pool included), and why the graph was not used where it was asked for."""
     arch, opt, bn, x, y = random_problem(backend, filters, images)
     order = backend.asarray(np.random.default_rng(0).permutation(images))
     sums = training.EpochSums.zeros(backend.xp)  # kept as training.train keeps them
+    steps = training.BatchSteps(opt, bn, x, y, arch, RECIPE, sums, log=print)  # the loop's own steps
 
     def step(idx):
-        nonlocal bn
-        bn = training.train_step(opt, bn, x[idx], y[idx], arch, RECIPE, RECIPE.lr, sums)
+        steps(idx, RECIPE.lr)
 
-    for _ in range(warmup):
+    for _ in range(warmup):  # with the graph: a plain step, then the capture and a replay
         step(order[:batch])
     peak = None
     if backend.name == "cupy":
@@ -79,7 +81,9 @@ def time_scratchcnn(backend, filters, batch, images, warmup=3):
     seconds = time.perf_counter() - start
     if backend.name == "cupy":
         peak = pool.total_bytes() - base  # the pool keeps what it took: its growth is the peak
-    return seconds, peak
+        peak += steps.graph.memory_bytes() if steps.graph else 0
+    graph_failed = steps.graph.failed if steps.graph else None
+    return seconds, peak, graph_failed
 
 
 def time_torch(filters, batch, images, device, warmup=3):
@@ -145,19 +149,22 @@ def main():
     result = {
         "backend": backend.name, "device": backend.device_name, "batch_size": args.batch_size,
         "images_timed": args.images, "kernels": backend.name == "cupy" and kernels.enabled(),
+        "cuda_graph": backend.name == "cupy" and kernels.enabled() and graph.enabled(),
         "torch": (torch.__version__ if torch else None), "torch_error": torch_error, "rows": [],
     }  # fmt: skip
     print(f"backend {backend.name} on {backend.device_name}; batch {args.batch_size}; custom kernels "
-          f"{'on' if result['kernels'] else 'off'}; {args.images} images timed, seconds scaled to a "
-          f"{EPOCH:,}-image epoch")  # fmt: skip
+          f"{'on' if result['kernels'] else 'off'}; CUDA graph of the step {'on' if result['cuda_graph'] else 'off'}; "
+          f"{args.images} images timed, seconds scaled to a {EPOCH:,}-image epoch")  # fmt: skip
     if torch_error:
         print(f"PyTorch unavailable: {torch_error}")
     print(f"{'filters':>7} {'scratchcnn s':>12} {'peak GPU MB':>11} {'torch s':>8} {'ratio':>6}")
     for f in args.filters:
-        ours, peak = time_scratchcnn(backend, f, args.batch_size, args.images)
+        ours, peak, graph_failed = time_scratchcnn(backend, f, args.batch_size, args.images)
         ours *= scale
         row = {"filters": f, "scratchcnn": round(ours, 3), "peak_mb": None if peak is None else round(peak / 2**20, 1),
                "torch": None, "ratio": None}  # fmt: skip
+        if graph_failed:  # the plain steps were timed instead
+            row["graph_failed"] = graph_failed
         result["rows"].append(row)
         peak_mb = f"{peak / 2**20:11.0f}" if peak is not None else "          -"
         print(f"{f:7d} {ours:12.2f} {peak_mb}", end="", flush=True)  # ours first: it survives a PyTorch crash

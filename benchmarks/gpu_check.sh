@@ -18,6 +18,7 @@
 #   parity-study     instead of parity (not in the default steps): the same recipe's point of the grid, taken
 #                    from benchmarks/gpu_study.sh's run in $STUDY_WORK (point $PARITY_POINT); see device_run.sh
 #   speed-nokernels  our epoch seconds with SCRATCHCNN_KERNELS=0
+#   speed-graph      our epoch seconds with SCRATCHCNN_GRAPH=1 (the training step replayed as a CUDA graph)
 # then one summary, $OUT/gpu_results.json, with $OUT/gpu_check.log, $OUT/gpu_details.json (every raw
 # number) and $OUT/parity_history.csv. Exit status 1 if any step failed or any GPU test failed or skipped.
 # STEPS="preflight tests" runs only those steps; results of earlier calls on the same (warm) machine
@@ -89,7 +90,7 @@ MODE=gpu
 OUT=${OUT:-benchmarks/runs/gpu-check-$(date +%Y%m%d-%H%M%S)}
 WORK=${WORK:-/tmp/gpu-check}
 if [ -z "${STEPS:-}" ]; then  # a whole run starts from a clean work dir
-    STEPS="preflight tests accuracy speed launches stages memory parity speed-nokernels"
+    STEPS="preflight tests accuracy speed launches stages memory parity speed-nokernels speed-graph"
     rm -rf "$WORK"
 fi
 BUDGET=${GPU_CHECK_BUDGET:-560}  # seconds for every step together; a device command may run 600
@@ -183,4 +184,6 @@ step parity-study 30 bash benchmarks/gpu_check.sh --parity-study "${STUDY_WORK:-
     "${PARITY_POINT:-lr~0.1/reg~0.0001/filters~32}" "$WORK"
 step speed-nokernels 90 env SCRATCHCNN_KERNELS=0 python3 benchmarks/epoch_speed.py --device $DEV --no-torch \
     --filters "${FILTERS[@]}" --batch-size 64 --images $IMAGES --json "$WORK/speed_nokernels.json"
+step speed-graph 60 env SCRATCHCNN_GRAPH=1 python3 benchmarks/epoch_speed.py --device $DEV --no-torch \
+    --filters "${FILTERS[@]}" --batch-size 64 --images $IMAGES --json "$WORK/speed_graph.json"
 summary

@@ -59,6 +59,7 @@ export CUPY_CACHE_DIR=${CUPY_CACHE_DIR:-/tmp/cupy-kernel-cache}  # writable, sha
 export MPLCONFIGDIR=${MPLCONFIGDIR:-/tmp/mplconfig}
 unset CUPY_TF32 NVIDIA_TF32_OVERRIDE TORCH_ALLOW_TF32_CUBLAS_OVERRIDE  # full float32
 export SCRATCHCNN_KERNELS=${SCRATCHCNN_KERNELS:-1}  # on, unless the caller turned them off
+export SCRATCHCNN_GRAPH=${SCRATCHCNN_GRAPH:-0}  # the step as a CUDA graph where the caller asks (device_run.sh)
 [ $MODE = gpu ] && [ -d "$SITE" ] && export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
 # the rules call `python`: make it this python3 (the one with CuPy there). A wrapper, not a link:
 # a link to a virtual environment's python starts the base interpreter, without the environment.
@@ -69,7 +70,7 @@ export PATH=$WORK/bin:$PATH
 
 main() {
 trap mps_stop EXIT  # a daemon of ours never outlives the script
-echo "gpu_study ($MODE) commit $COMMIT, steps '$STEPS', work $WORK, out $OUT, budget ${BUDGET}s, SCRATCHCNN_KERNELS=$SCRATCHCNN_KERNELS"
+echo "gpu_study ($MODE) commit $COMMIT, steps '$STEPS', work $WORK, out $OUT, budget ${BUDGET}s, SCRATCHCNN_KERNELS=$SCRATCHCNN_KERNELS, SCRATCHCNN_GRAPH=$SCRATCHCNN_GRAPH"
 has() { [[ " $STEPS " == *" $1 "* ]]; }
 left() { echo $((BUDGET - (SECONDS - START) - 20)); }  # 20 s stay for the bundle
 

@@ -3,11 +3,12 @@
     python3 benchmarks/gpu_summary.py WORK_DIR OUT.json --commit SHA
 
 Reads from WORK_DIR: steps.tsv (each step's exit status), preflight.json,
-gpu_tests.xml (pytest's JUnit report), speed.json, launches.json,
+gpu_tests.xml (pytest's JUnit report), speed.json, speed_graph.json, launches.json,
 memory.json, stages.json and parity/{metrics,test_metrics}.json, whichever exist; a
 missing number is null. Prints the summary and what issue 10 asks of it.
 Exit status 1 when a step failed, a GPU test failed or was skipped, the
-tests step ran no test, or the launches step counted none on CuPy.
+tests step ran no test, the launches step counted none on CuPy, or the CUDA
+graph's timing fell back to the plain steps.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ def summarise(work: Path, commit: str) -> tuple[dict, list[str]]:
         str(row["filters"]): {"scratchcnn": row.get("scratchcnn"), "torch": row.get("torch"), "ratio": row.get("ratio")}
         for row in speed.get("rows", [])
     }
+    graph_rows = (read_json(work / "speed_graph.json") or {}).get("rows", [])
+    for row in graph_rows:  # the step as a CUDA graph (SCRATCHCNN_GRAPH=1), beside the plain steps
+        epoch.setdefault(str(row["filters"]), {})["scratchcnn_graph"] = row.get("scratchcnn")
     results = {
         "device_name": pre.get("device_name"),
         "date": dt.date.today().isoformat(),
@@ -78,6 +82,9 @@ def summarise(work: Path, commit: str) -> tuple[dict, list[str]]:
         ran.add(step)
         if status != "0":
             problems.append(f"step {step} exited with {status}" + (" (timed out)" if status in ("124", "137") else ""))
+    for row in graph_rows:
+        if row.get("graph_failed"):
+            problems.append(f"CUDA graph at {row['filters']} filters not captured, the plain steps timed: {row['graph_failed']}")
     counted = results["launches_per_step"] or {}
     for mode in ("kernels", "no_kernels"):
         # on CuPy every step launches something (on NumPy nothing is counted)
@@ -103,6 +110,11 @@ def verdict(results: dict) -> list[str]:
     for key in ("peak_train_mb", "peak_eval_mb"):
         v = results[key]
         lines.append(f"{key} < 1024: {v} " + ("met" if v is not None and v < 1024 else "NOT MET"))
+    graph = {f: (v.get("scratchcnn_graph"), v.get("scratchcnn")) for f, v in results["epoch_seconds"].items()
+             if v.get("scratchcnn_graph") is not None}  # fmt: skip
+    if graph:
+        lines.append("CUDA graph of the step, s / epoch against the plain steps: "
+                     + ", ".join(f"{f} filters {g} vs {p}" for f, (g, p) in sorted(graph.items(), key=lambda kv: int(kv[0]))))
     acc = results["parity_test_accuracy"]
     ok = acc is not None and abs(acc - CPU_PARITY) <= 0.01
     lines.append(f"parity test accuracy within 1 point of {100 * CPU_PARITY:.2f} % (CPU): {acc} " + ("met" if ok else "NOT MET"))

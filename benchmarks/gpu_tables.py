@@ -23,11 +23,13 @@ def num(x, fmt="{:g}") -> str:  # counts and MB; seconds and accuracies as in re
 
 
 def speed_table(epoch_seconds: dict) -> list[str]:
-    lines = ["| filters | scratchcnn s / epoch | PyTorch eager s / epoch | ratio |", "| --- | --- | --- | --- |"]
+    graph = any(row.get("scratchcnn_graph") is not None for row in epoch_seconds.values())
+    lines = ["| filters | scratchcnn s / epoch | PyTorch eager s / epoch | ratio |" + (" scratchcnn, CUDA graph |" if graph else ""),
+             "| --- | --- | --- | --- |" + (" --- |" if graph else "")]  # fmt: skip
     for filters in sorted(epoch_seconds, key=int):
         row = epoch_seconds[filters]
         lines.append(f"| {filters} | {seconds(row.get('scratchcnn'))} | {seconds(row.get('torch'))} | "
-                     f"{seconds(row.get('ratio'))} |")  # fmt: skip
+                     f"{seconds(row.get('ratio'))} |" + (f" {seconds(row.get('scratchcnn_graph'))} |" if graph else ""))  # fmt: skip
     return lines
 
 

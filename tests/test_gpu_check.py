@@ -168,6 +168,18 @@ def test_summary_fails_when_the_launches_step_counted_nothing(tmp_path, capsys, 
     assert gpu_summary.main([str(work), str(tmp_path / "r.json")]) == 0  # NumPy counts no launches
 
 
+def test_the_cuda_graph_timing_is_summarised_and_a_fallback_fails_it(tmp_path, capsys):
+    work = work_dir(tmp_path, [("preflight", 0), ("tests", 0), ("speed-graph", 0)], [""])
+    (work / "speed_graph.json").write_text(json.dumps({"rows": [{"filters": 64, "scratchcnn": 0.9}]}))
+    assert gpu_summary.main([str(work), str(tmp_path / "r.json")]) == 0
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["epoch_seconds"]["64"] == {"scratchcnn": 2.0, "torch": 2.9, "ratio": 0.69, "scratchcnn_graph": 0.9}
+    assert "CUDA graph of the step, s / epoch against the plain steps: 64 filters 0.9 vs 2.0" in capsys.readouterr().out
+    (work / "speed_graph.json").write_text(json.dumps({"rows": [{"filters": 64, "scratchcnn": 2.0, "graph_failed": "E: x"}]}))
+    assert gpu_summary.main([str(work), str(tmp_path / "r.json")]) == 1
+    assert "CUDA graph at 64 filters not captured, the plain steps timed: E: x" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("setting", ["0", None])
 def test_the_callers_kernel_setting_reaches_the_steps_and_the_details(tmp_path, setting):
     """device_run.sh's fallback (SCRATCHCNN_KERNELS=0 before call 3) must not be undone by gpu_check.sh."""

@@ -41,3 +41,11 @@ def test_what_was_not_measured_shows_as_a_dash():
     assert "on an unnamed card" in text and "– passed, – failed, – skipped" in text
     assert "– with the custom kernels, – without (not measured)" in text
     assert "test accuracy –, best validation accuracy –" in text
+
+
+def test_the_cuda_graph_column_appears_where_it_was_measured():
+    timed = {**RESULTS, "epoch_seconds": {"64": {"scratchcnn": 1.234, "torch": 2.87, "ratio": 0.43, "scratchcnn_graph": 0.6},
+                                          "256": {"scratchcnn": 2.5, "torch": 3.1, "ratio": 0.806}}}  # fmt: skip
+    lines = gpu_tables.section(timed).splitlines()
+    assert "| filters | scratchcnn s / epoch | PyTorch eager s / epoch | ratio | scratchcnn, CUDA graph |" in lines
+    assert "| 64 | 1.23 | 2.87 | 0.43 | 0.60 |" in lines and "| 256 | 2.50 | 3.10 | 0.81 | – |" in lines

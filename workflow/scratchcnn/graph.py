@@ -214,3 +214,7 @@ class StepGraph:
 
     def launch(self) -> None:
         self._graph.launch()
+
+    def memory_bytes(self) -> int:
+        """What the graph's own memory pool holds: its temporaries."""
+        return self._pool.total_bytes() if self._pool is not None else 0
