@@ -17,6 +17,7 @@ capture fails, the run goes on with the plain steps and the log says why.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 
@@ -145,20 +146,23 @@ class _Cublas:
 
 
 def _load_cublas():
-    return ctypes.CDLL(_loaded_library("libcublas.so"), mode=ctypes.RTLD_GLOBAL)
+    """The libcublas this process has loaded (CuPy's), else the first of the usual names found."""
+    names = [path for path in _loaded_paths() if os.path.basename(path).startswith("libcublas.so")]
+    errors = []
+    for name in (*names, "libcublas.so.13", "libcublas.so.12", "libcublas.so"):
+        try:
+            return ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+        except OSError as exc:
+            errors.append(str(exc))
+    raise GraphError(f"no libcublas to load: {'; '.join(errors)}")
 
 
-def _loaded_library(stem: str) -> str:
-    """The path of the ``stem`` library this process has loaded (CuPy's), else ``stem`` itself."""
+def _loaded_paths() -> list:
     try:
         with open("/proc/self/maps", encoding="utf-8") as maps:
-            for line in maps:
-                path = line.rsplit(" ", 1)[-1].strip()
-                if os.path.basename(path).startswith(stem):
-                    return path
+            return [line.split(None, 5)[5].strip() for line in maps if len(line.split(None, 5)) == 6]
     except OSError:
-        pass
-    return stem
+        return []
 
 
 # --------------------------------------------------------------------------- #
@@ -202,9 +206,13 @@ class StepGraph:
                 _active = _cublas[device]
                 try:
                     body()
-                finally:
+                except BaseException:
                     _active = None
-                    graph = self._stream.end_capture()
+                    with contextlib.suppress(Exception):  # the capture is void: the first error says why
+                        self._stream.end_capture()
+                    raise
+                _active = None
+                graph = self._stream.end_capture()
         except Exception as exc:  # noqa: BLE001 - any failure leaves the plain steps, said in the log
             self.failed = f"{type(exc).__name__}: {exc}"
             self.log(f"CUDA graph of the training step not captured ({self.failed}); the plain steps go on")
