@@ -183,6 +183,25 @@ class StepGraph:
     def ready(self, key) -> bool:
         return self._graph is not None and self.key == key
 
+    def _setup(self):
+        import cupy
+
+        if self._stream is None:
+            self._pool = cupy.cuda.MemoryPool()  # the graph's temporaries, and nothing else's
+            self._stream = cupy.cuda.Stream(non_blocking=True)
+
+    def warm(self, body) -> None:
+        """Run ``body()`` for real on the graph's stream and memory pool, ordered after the work
+        queued before it: the capture that follows finds every block it asks for in the pool, so
+        no ``cudaMalloc`` happens while capturing."""
+        import cupy
+
+        self._setup()
+        cupy.cuda.get_current_stream().synchronize()
+        with cupy.cuda.using_allocator(self._pool.malloc), self._stream:
+            body()
+        self._stream.synchronize()
+
     def capture(self, body, key) -> bool:
         """Capture ``body()`` (launches only: no host synchronisation, no host-to-device copy)
         for ``key``; False (and :attr:`failed` set, logged) where it cannot be captured.
@@ -197,9 +216,7 @@ class StepGraph:
             device = cupy.cuda.runtime.getDevice()
             if device not in _cublas:
                 _cublas[device] = _Cublas()
-            if self._stream is None:
-                self._pool = cupy.cuda.MemoryPool()  # the graph's temporaries, and nothing else's
-                self._stream = cupy.cuda.Stream(non_blocking=True)
+            self._setup()
             _cublas[device].set_stream(self._stream.ptr)
             with cupy.cuda.using_allocator(self._pool.malloc), self._stream:
                 self._stream.begin_capture()

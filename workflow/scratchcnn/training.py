@@ -183,7 +183,8 @@ class BatchSteps:
     On CuPy with the kernels and ``SCRATCHCNN_GRAPH=1`` (:mod:`scratchcnn.graph`), a full batch's
     step is captured once per learning rate and replayed from then on: the batch's indices go to a
     fixed device array, and the BN state is copied into fixed arrays, which the graph reads and
-    writes. The first full batch, short batches and everything after a failed capture run plainly.
+    writes. The first full batch (on the graph's stream and memory pool), short batches and
+    everything after a failed capture run plainly.
     """
 
     def __init__(self, opt: FlatSGD, bn_state: dict, x, y, arch: dict, cfg: TrainConfig, sums: EpochSums,
@@ -192,17 +193,20 @@ class BatchSteps:
         self.graph = graph.StepGraph(log) if graph.enabled() and kernels.use(opt._p_flat) else None
         self.bn_state = copy_arrays(bn_state) if self.graph else bn_state
         self._idx = None  # the graph's batch indices
-        self._warm = False  # a full batch ran plainly: every kernel and cached array exists
+        self._warm = False  # a full batch ran plainly: every kernel, cached array and pool block exists
 
     def __call__(self, idx, lr: float) -> None:
         g, full = self.graph, len(idx) == self.cfg.batch_size
-        if g is not None and full and self._warm and g.failed is None:
+        if g is not None and full and g.failed is None:
+            if not self._warm:  # on the graph's stream and memory, so that the capture allocates nothing
+                g.warm(lambda: self._step(self.x[idx], self.y[idx], lr))
+                self._warm = True
+                return
             if g.ready(lr) or self._capture(lr):
                 self._idx[...] = idx
                 g.launch()
                 return
         self._step(self.x[idx], self.y[idx], lr)
-        self._warm = self._warm or full
 
     def _step(self, x, y, lr):
         new = train_step(self.opt, self.bn_state, x, y, self.arch, self.cfg, lr, self.sums)
