@@ -36,16 +36,19 @@ def runs(tmp_path_factory):
            "PYTHONPATH": f"{FAKE}{os.pathsep}{ROOT / 'workflow'}",
            "TMPDIR": str(base)}  # fmt: skip  (the device claim's lock files)
     out = {}
-    for device in ("cpu", "gpu"):
-        d = base / device
+    # the GPU path twice: its plain steps, and each step replayed as a CUDA graph (the stand-in's)
+    for run, device, graph in (("cpu", "cpu", "0"), ("gpu", "gpu", "0"), ("gpu-graph", "gpu", "1")):
+        d = base / run
         prefix = [sys.executable] if device == "cpu" else [sys.executable, str(FAKE / "run_script.py")]
         train = train_argv(data, d, filters=4, batch_size=20, epochs=3, lr_step=2, device=device)
         for argv in ([str(SCRIPTS / "train.py"), *train],
                      [str(SCRIPTS / "evaluate.py"), "--model", str(d / "model.npz"), "--data", str(data),
                       "--out-dir", str(d), "--device", device, "--batch-size", "7"]):  # fmt: skip
-            done = subprocess.run(prefix + argv, env=env, capture_output=True, text=True, timeout=600)
+            done = subprocess.run(prefix + argv, env={**env, "SCRATCHCNN_GRAPH": graph}, capture_output=True,
+                                  text=True, timeout=600)  # fmt: skip
             assert done.returncode == 0, done.stderr[-3000:]
-        out[device] = d
+            (d / f"{Path(argv[0]).stem}.stderr").write_text(done.stderr)
+        out[run] = d
     return out
 
 
@@ -63,6 +66,19 @@ def test_training_on_the_cupy_path_follows_the_numpy_path(runs):
     for key in b.files:
         if b[key].dtype.kind == "f":  # b1, b2: batch norm cancels them, rounding noise, compared absolutely
             np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+def test_train_py_with_the_cuda_graph_trains_as_without_and_says_so(runs):
+    plain, graph = (json.loads((runs[d] / "metrics.json").read_text()) for d in ("gpu", "gpu-graph"))
+    assert graph["provenance"]["gpu_numerics"] == {"custom_kernels": True, "tf32": False, "cuda_graph": True}
+    said = (runs["gpu-graph"] / "train.stderr").read_text()
+    assert "not captured" not in said and "CUDA graph" not in (runs["gpu"] / "train.stderr").read_text()
+    # captured in the first epoch, and again when the rate halves after the second
+    assert said.count("training steps of 20 images replay a CUDA graph from here") == 2, said
+    h_plain, h_graph = (pd.read_csv(runs[d] / "history.csv") for d in ("gpu", "gpu-graph"))
+    numbers = ["train_loss", "train_ce", "train_acc", "val_loss", "val_acc"]
+    np.testing.assert_allclose(h_graph[numbers], h_plain[numbers], rtol=1e-5, atol=1e-6)
+    assert graph["best_epoch"] == plain["best_epoch"]
 
 
 def test_evaluation_on_the_cupy_path_predicts_what_numpy_predicts(runs):
@@ -194,6 +210,7 @@ def test_the_cuda_graph_of_the_step_trains_as_the_plain_steps():
     assert graph["launches"]["cublasSgemm"] == 3 * 8
     assert "graph launch" not in plain["launches"] and "cublasSgemm" not in plain["launches"]
     assert not any("not captured" in line for line in graph["log"])
+    assert sum("replay a CUDA graph from here" in line for line in graph["log"]) == 3
 
 
 def test_a_step_that_cannot_be_captured_falls_back_to_the_plain_steps():

@@ -190,6 +190,7 @@ class BatchSteps:
     def __init__(self, opt: FlatSGD, bn_state: dict, x, y, arch: dict, cfg: TrainConfig, sums: EpochSums,
                  log=print):  # fmt: skip
         self.opt, self.x, self.y, self.arch, self.cfg, self.sums = opt, x, y, arch, cfg, sums
+        self.log = log
         self.graph = graph.StepGraph(log) if graph.enabled() and kernels.use(opt._p_flat) else None
         self.bn_state = copy_arrays(bn_state) if self.graph else bn_state
         self._idx = None  # the graph's batch indices
@@ -219,7 +220,10 @@ class BatchSteps:
     def _capture(self, lr) -> bool:
         if self._idx is None:
             self._idx = cnn.array_module(self.x).empty(self.cfg.batch_size, dtype=np.int64)
-        return self.graph.capture(lambda: self._step(self.x[self._idx], self.y[self._idx], lr), key=lr)
+        if not self.graph.capture(lambda: self._step(self.x[self._idx], self.y[self._idx], lr), key=lr):
+            return False
+        self.log(f"training steps of {self.cfg.batch_size} images replay a CUDA graph from here (learning rate {lr:g})")
+        return True
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
