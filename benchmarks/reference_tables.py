@@ -73,7 +73,7 @@ def timing_table(runs: list[dict]) -> list[str]:
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for r in runs:
         gpu = r.get("gpu") or {}
-        jobs = f"{r['jobs_per_gpu']}" + (" (MPS)" if r.get("mps") else "")
+        jobs = f"{r['jobs_per_gpu']}" + (" (MPS)" if r.get("mps") else "") + (", CUDA graph" if r.get("cuda_graph") else "")
         epochs = r["sweep_epochs"] if r.get("sweep_epochs") else "as configured"
         what = "whole pipeline" if r["name"] == "full" else "both sweeps"
         util = gpu.get("utilization_mean_pct")
@@ -101,7 +101,8 @@ def section(ref: Path) -> str:
     if full:
         parts += [f"From the archive to `test_metrics.json`, every figure and `report.tex`: "
                   f"{full['wall_seconds']:g} s with {full['jobs_per_gpu']} training jobs on the card"
-                  f"{' under CUDA MPS' if full.get('mps') else ''}.", ""]  # fmt: skip
+                  f"{' under CUDA MPS' if full.get('mps') else ''}"
+                  f"{', each training step replayed as a CUDA graph' if full.get('cuda_graph') else ''}.", ""]  # fmt: skip
     parts += ["Every grid point (test accuracy of its best-validation checkpoint; a diverged point is "
               "listed with its status):", "", *points_table(rows), "", *chosen_lines(best, test_metrics), "",
               "Wall time per setting of `train.jobs_per_gpu` (the sweep runs use fewer epochs per point than "

@@ -114,6 +114,7 @@ def points(run: Path, resumed=False) -> list[dict]:
             "status": m.get("status"), "epochs_run": m.get("epochs_run"), "seconds": m.get("seconds"),
             "seconds_per_epoch": m.get("seconds_per_epoch"), "best_val_acc": m.get("best_val_acc"),
             "device_id": m.get("device_id"), "job_seconds": job,
+            "cuda_graph": ((m.get("provenance") or {}).get("gpu_numerics") or {}).get("cuda_graph"),
             "outside_training_seconds": (round(job - m["seconds"], 2)
                                          if job is not None and m.get("seconds") is not None and not resumed else None),
         })  # fmt: skip
@@ -153,6 +154,8 @@ def summarise(work: Path) -> dict:
             "grid_epochs": sum(p["epochs_run"] or 0 for p in pts),
             "point_seconds_per_epoch_mean": round(statistics.fmean(spe), 3) if spe else None,
             "point_outside_training_seconds_mean": round(statistics.fmean(outside), 2) if outside else None,
+            # the steps replayed as CUDA graphs (SCRATCHCNN_GRAPH=1) in every point, in none, or not known
+            "cuda_graph": pts[0]["cuda_graph"] if pts and len({p["cuda_graph"] for p in pts}) == 1 else None,
             "gpu": gpu_stats(run),
         }
         if row["grid_epochs"] and t["name"] != "full":
@@ -232,7 +235,8 @@ def main(argv=None) -> int:
     size = args.out.stat().st_size
     for run in summary["runs"]:
         gpu = run["gpu"] or {}
-        print(f"study_summary: {run['name']}: jobs_per_gpu {run['jobs_per_gpu']}{' with MPS' if run['mps'] else ''}, "
+        print(f"study_summary: {run['name']}: jobs_per_gpu {run['jobs_per_gpu']}{' with MPS' if run['mps'] else ''}"
+              f"{', steps as CUDA graphs' if run['cuda_graph'] else ''}, "
               f"exit {run['exit']}, "
               f"{run['wall_seconds']} s, {run['grid_points']} points / {run['grid_epochs']} epochs, "
               f"{run['point_outside_training_seconds_mean']} s a point outside its training loop, "

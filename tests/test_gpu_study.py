@@ -99,6 +99,16 @@ def test_the_summary_reads_the_runs_and_the_gpu_samples(work, tmp_path):
     assert table.splitlines()[1].endswith(",0.7,0.9")
 
 
+def test_whether_the_steps_ran_as_cuda_graphs_comes_from_the_points_provenance(work):
+    runs = {r["name"]: r for r in study_summary.summarise(work)["runs"]}
+    assert runs["full"]["cuda_graph"] is None  # results that do not say
+    metrics = work / "sweep-j2/results/sweep/points/lr~0.1/reg~0.0001/filters~32/metrics.json"
+    m = json.loads(metrics.read_text())
+    metrics.write_text(json.dumps({**m, "provenance": {"gpu_numerics": {"custom_kernels": True, "cuda_graph": True}}}))
+    runs = {r["name"]: r for r in study_summary.summarise(work)["runs"]}
+    assert runs["sweep-j2"]["cuda_graph"] is True and runs["sweep-j2"]["points"][0]["cuda_graph"] is True
+
+
 def test_a_resumed_run_reports_no_time_outside_training(work):
     # its jobs' benchmarks cover only the epochs after the resumption, its metrics every epoch
     timing = work / "timing/sweep-j2.json"

@@ -47,6 +47,18 @@ def test_the_section_shows_every_point_once_the_choice_and_the_wall_times(tmp_pa
     assert "test accuracy 69.00 % ± 1.48 points (mean ± sample std; seed 0: 70.05 %, seed 1: 67.95 %)" in text
     assert "| full (whole pipeline) | 8 | as configured | 212.5 | – | 61 % (70.2 %) | 9000 | 0 |" in text
     assert "| sweep-j8-mps (both sweeps) | 8 (MPS) | 2 | 40 | 0.8 | – | – | 0 |" in text
+    assert "CUDA graph" not in text  # runs that do not say so ran the plain steps
+
+
+def test_runs_of_cuda_graph_steps_say_so(tmp_path):
+    ref = reference(tmp_path)
+    timing = json.loads((ref / "timing.json").read_text())
+    for run in timing["runs"]:
+        run["cuda_graph"] = True
+    (ref / "timing.json").write_text(json.dumps(timing))
+    text = reference_tables.section(ref)
+    assert "212.5 s with 8 training jobs on the card, each training step replayed as a CUDA graph." in text
+    assert "| sweep-j8-mps (both sweeps) | 8 (MPS), CUDA graph | 2 | 40 | 0.8 | – | – | 0 |" in text
 
 
 def test_write_puts_the_section_into_the_folders_readme(tmp_path, capsys):
