@@ -94,7 +94,7 @@ check() {  # BUDGET STEPS: benchmarks/gpu_check.sh with those steps, results kep
 call1() {
     stash || return 1
     # the preflight's first CuPy use compiles kernels into an empty cache, and it imports PyTorch
-    if [ -n "${STUDY_ONLY:-}" ]; then check "${BUDGET:-90}" preflight; else check "${BUDGET:-160}" "preflight tests accuracy launches stages"; fi
+    if [ -n "${STUDY_ONLY:-}" ]; then check "${BUDGET:-90}" preflight; else check "${BUDGET:-160}" "preflight tests graph-tests accuracy launches stages"; fi
 }
 
 call2() {

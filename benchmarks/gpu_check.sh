@@ -3,7 +3,9 @@
 # PyTorch, no network, no Snakemake: nothing is installed, PYTHONPATH=workflow is the package).
 # Steps, each under `timeout` (capped by the time left in $GPU_CHECK_BUDGET), exit status kept:
 #   preflight        an elementwise op, a reduction, a matmul and a custom kernel on the GPU; stops all if it fails
-#   tests            pytest -rs -m gpu tests/test_cupy.py; a skipped test counts as a failure
+#   tests            pytest -rs -m gpu tests/test_cupy.py but the CUDA graph's; a skipped test counts as a failure
+#   graph-tests      the CUDA graph's GPU tests, in a process of their own: a cuBLAS call through ctypes
+#                    gone wrong cannot take the other tests' report with it
 #   accuracy         gradients at 256 filters against NumPy float64, layer by layer, with the kernels on and
 #                    off, the reference's near-tied pooling windows routed as each run's (informative)
 #   speed            epoch seconds per filter count, ours (printed first), then PyTorch eager's
@@ -90,7 +92,7 @@ MODE=gpu
 OUT=${OUT:-benchmarks/runs/gpu-check-$(date +%Y%m%d-%H%M%S)}
 WORK=${WORK:-/tmp/gpu-check}
 if [ -z "${STEPS:-}" ]; then  # a whole run starts from a clean work dir
-    STEPS="preflight tests accuracy speed launches stages memory parity speed-nokernels speed-graph"
+    STEPS="preflight tests graph-tests accuracy speed launches stages memory parity speed-nokernels speed-graph"
     rm -rf "$WORK"
 fi
 BUDGET=${GPU_CHECK_BUDGET:-560}  # seconds for every step together; a device command may run 600
@@ -153,10 +155,10 @@ EOF
 
 if [ "$MODE" = gpu ]; then
     DEV=gpu FILTERS=(32 64 128 256) IMAGES=45000 EVAL_IMAGES=5000 PROBE_FILTERS=() STAGE_FILTERS=(--filters 32 256)
-    TESTS=(-m gpu tests/test_cupy.py)
+    TESTS=(-m gpu tests/test_cupy.py -k "not graph") GRAPH_TESTS=(-m gpu tests/test_cupy.py -k graph)
 else
     DEV=cpu FILTERS=(4) IMAGES=128 EVAL_IMAGES=100 PROBE_FILTERS=(--filters 4) STAGE_FILTERS=(--filters 4)
-    TESTS=(tests/test_kernels.py)  # the GPU tests skip without CuPy; these exercise the same plumbing
+    TESTS=(tests/test_kernels.py) GRAPH_TESTS=(tests/test_graph.py)  # the GPU tests skip without CuPy; these exercise the same plumbing
 fi
 echo "gpu_check ($MODE) commit $COMMIT, work dir $WORK, out $OUT, budget ${BUDGET}s, SCRATCHCNN_KERNELS=$SCRATCHCNN_KERNELS" | tee -a "$LOG"
 
@@ -172,6 +174,7 @@ if [ $rc -ne 0 ]; then
     exit 1
 fi
 step tests 200 python3 -m pytest -q -rs -p no:cacheprovider "${TESTS[@]}" --junitxml="$WORK/gpu_tests.xml"
+step graph-tests 60 python3 -m pytest -q -rs -p no:cacheprovider "${GRAPH_TESTS[@]}" --junitxml="$WORK/gpu_tests_graph.xml"
 step accuracy 75 python3 benchmarks/gpu_probe.py accuracy --device $DEV "${PROBE_FILTERS[@]}" --json "$WORK/accuracy.json"
 step speed 150 python3 benchmarks/epoch_speed.py --device $DEV --filters "${FILTERS[@]}" --batch-size 64 \
     --images $IMAGES --json "$WORK/speed.json"

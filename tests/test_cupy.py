@@ -214,69 +214,6 @@ def test_gpu_checkpoint_loads_on_cpu_and_predicts_the_same_classes(tmp_path, ker
     assert (on_gpu.argmax(1) == on_cpu.argmax(1))[clear].all()
 
 
-GEMM_CASES = [  # (m, k, n), and which operands are transposed views (as the step's products are)
-    ((4096, 27, 32), "b"), ((12544, 2304, 256), "b"), ((32, 4096, 27), "a"), ((576, 64, 10), ""),
-    ((64, 10, 576), "b"), ((576, 64, 10), "a"), ((1, 7, 5), "ab"), ((9, 1, 3), "b"), ((3, 5, 1), ""),
-]
-
-
-@pytest.mark.parametrize("case", GEMM_CASES, ids=lambda c: "{}x{}x{}-T{}".format(*c[0], c[1] or "none"))
-def test_graph_products_through_cublas_equal_cupys(case):
-    """scratchcnn.graph's products (cuBLAS through ctypes, the route while a graph captures) against
-    CuPy's matmul: row-major operands, transposed views, unit dimensions, an output given."""
-    from scratchcnn import graph
-
-    (m, k, n), transposed = case
-    rng = np.random.default_rng(m + k + n)
-    a = cp.asarray(rng.standard_normal((k, m) if "a" in transposed else (m, k), dtype=np.float32))
-    b = cp.asarray(rng.standard_normal((n, k) if "b" in transposed else (k, n), dtype=np.float32))
-    a, b = (a.T if "a" in transposed else a), (b.T if "b" in transposed else b)
-    cublas = graph._Cublas()
-    cublas.set_stream(cp.cuda.get_current_stream().ptr)
-    want = cp.matmul(a, b)
-    assert rel(cublas.gemm(a, b), want) < 1e-6
-    out = cp.full((m, n), np.nan, dtype=np.float32)
-    assert cublas.gemm(a, b, out=out) is out and rel(out, want) < 1e-6
-    strided = cp.asarray(rng.standard_normal((m, 2 * k), dtype=np.float32))[:, ::2]  # neither layout: copied
-    assert graph.matrix_layout(strided.shape, strided.strides, 4) is None or min(m, k) == 1
-    assert rel(cublas.gemm(strided, b), cp.matmul(strided, b)) < 1e-6
-
-
-def test_training_with_the_cuda_graph_follows_the_plain_steps(monkeypatch):
-    """training.train with SCRATCHCNN_GRAPH=1 (a full batch's step captured once per learning rate,
-    replayed after) against the plain steps: two epochs of two full batches and a short one, the
-    rate halved after the first; the graph ran 1 + 2 times and nothing fell back."""
-    from scratchcnn import graph
-
-    monkeypatch.setenv("SCRATCHCNN_KERNELS", "1")
-    arch = cnn.make_arch(16)
-    params, bn = random_state(arch, 5)
-    x, y = batch(136 + 40, 3)
-    data = {"x_train": cp.asarray(x[:136]), "y_train": cp.asarray(y[:136]), "x_val": cp.asarray(x[136:]),
-            "y_val": cp.asarray(y[136:])}  # fmt: skip
-    cfg = train_config(batch_size=64, epochs=2, lr_step=1, lr=0.05, reg=1e-3)
-    launched = []
-    plain_launch = graph.StepGraph.launch
-    monkeypatch.setattr(graph.StepGraph, "launch", lambda self: launched.append(self.key) or plain_launch(self))
-    runs = {}
-    for setting in ("1", "0"):
-        monkeypatch.setenv("SCRATCHCNN_GRAPH", setting)
-        said = []
-        state = tr.TrainState(to_gpu(params), to_gpu(bn))
-        runs[setting] = (tr.train(state, data, arch, cfg, GPU, log=said.append), said)
-    (with_graph, said), (plain, _) = runs["1"], runs["0"]
-    assert launched == [0.05, 0.025, 0.025] and not any("not captured" in line for line in said), said
-    for row_g, row_p in zip(with_graph.history, plain.history):
-        for key in ("train_loss", "train_ce", "val_loss"):
-            assert abs(row_g[key] - row_p[key]) < TOL * abs(row_p[key]), key
-        assert abs(row_g["train_acc"] - row_p["train_acc"]) <= 1 / 136 + 1e-9  # a near-tie may fall either way
-    for k in cnn.PARAM_NAMES:
-        if k not in ("b1", "b2"):  # rounding noise: batch norm cancels them
-            assert rel(with_graph.params[k], plain.params[k]) < TOL, k
-    for k in cnn.BN_STATE_NAMES:
-        assert rel(with_graph.bn_state[k], plain.bn_state[k]) < TOL, k
-
-
 def test_evaluation_memory_under_1gb_at_256_filters(kernel_mode):
     """Evaluating 1,000 images in one call at 256 filters holds under 1 GB of the memory pool."""
     arch = cnn.make_arch(256)
@@ -444,3 +381,71 @@ def test_bn_relu_pool_kernels_forward_and_backward(case, train, monkeypatch):
     for name, a, b in zip(("dx", "dgamma", "dbeta"), L.bn_relu_pool_backward(dout, cache),
                           L.bn_relu_pool_backward(cp.asarray(dout), gcache)):  # fmt: skip
         assert rel(a, b) < 1e-5, name
+
+
+# --------------------------------------------------------------------------- #
+# The CUDA graph of the training step (scratchcnn.graph). Last in the file: a cuBLAS call through
+# ctypes that went wrong could leave the CUDA context unusable for every test after it.
+
+
+GEMM_CASES = [  # (m, k, n), and which operands are transposed views (as the step's products are)
+    ((4096, 27, 32), "b"), ((12544, 2304, 256), "b"), ((32, 4096, 27), "a"), ((576, 64, 10), ""),
+    ((64, 10, 576), "b"), ((576, 64, 10), "a"), ((1, 7, 5), "ab"), ((9, 1, 3), "b"), ((3, 5, 1), ""),
+]
+
+
+@pytest.mark.parametrize("case", GEMM_CASES, ids=lambda c: "{}x{}x{}-T{}".format(*c[0], c[1] or "none"))
+def test_graph_products_through_cublas_equal_cupys(case):
+    """scratchcnn.graph's products (cuBLAS through ctypes, the route while a graph captures) against
+    CuPy's matmul: row-major operands, transposed views, unit dimensions, an output given."""
+    from scratchcnn import graph
+
+    (m, k, n), transposed = case
+    rng = np.random.default_rng(m + k + n)
+    a = cp.asarray(rng.standard_normal((k, m) if "a" in transposed else (m, k), dtype=np.float32))
+    b = cp.asarray(rng.standard_normal((n, k) if "b" in transposed else (k, n), dtype=np.float32))
+    a, b = (a.T if "a" in transposed else a), (b.T if "b" in transposed else b)
+    cublas = graph._Cublas()
+    cublas.set_stream(cp.cuda.get_current_stream().ptr)
+    want = cp.matmul(a, b)
+    assert rel(cublas.gemm(a, b), want) < 1e-6
+    out = cp.full((m, n), np.nan, dtype=np.float32)
+    assert cublas.gemm(a, b, out=out) is out and rel(out, want) < 1e-6
+    strided = cp.asarray(rng.standard_normal((m, 2 * k), dtype=np.float32))[:, ::2]  # neither layout: copied
+    assert graph.matrix_layout(strided.shape, strided.strides, 4) is None or min(m, k) == 1
+    assert rel(cublas.gemm(strided, b), cp.matmul(strided, b)) < 1e-6
+
+
+def test_training_with_the_cuda_graph_follows_the_plain_steps(monkeypatch):
+    """training.train with SCRATCHCNN_GRAPH=1 (a full batch's step captured once per learning rate,
+    replayed after) against the plain steps: two epochs of two full batches and a short one, the
+    rate halved after the first; the graph ran 1 + 2 times and nothing fell back."""
+    from scratchcnn import graph
+
+    monkeypatch.setenv("SCRATCHCNN_KERNELS", "1")
+    arch = cnn.make_arch(16)
+    params, bn = random_state(arch, 5)
+    x, y = batch(136 + 40, 3)
+    data = {"x_train": cp.asarray(x[:136]), "y_train": cp.asarray(y[:136]), "x_val": cp.asarray(x[136:]),
+            "y_val": cp.asarray(y[136:])}  # fmt: skip
+    cfg = train_config(batch_size=64, epochs=2, lr_step=1, lr=0.05, reg=1e-3)
+    launched = []
+    plain_launch = graph.StepGraph.launch
+    monkeypatch.setattr(graph.StepGraph, "launch", lambda self: launched.append(self.key) or plain_launch(self))
+    runs = {}
+    for setting in ("1", "0"):
+        monkeypatch.setenv("SCRATCHCNN_GRAPH", setting)
+        said = []
+        state = tr.TrainState(to_gpu(params), to_gpu(bn))
+        runs[setting] = (tr.train(state, data, arch, cfg, GPU, log=said.append), said)
+    (with_graph, said), (plain, _) = runs["1"], runs["0"]
+    assert launched == [0.05, 0.025, 0.025] and not any("not captured" in line for line in said), said
+    for row_g, row_p in zip(with_graph.history, plain.history):
+        for key in ("train_loss", "train_ce", "val_loss"):
+            assert abs(row_g[key] - row_p[key]) < TOL * abs(row_p[key]), key
+        assert abs(row_g["train_acc"] - row_p["train_acc"]) <= 1 / 136 + 1e-9  # a near-tie may fall either way
+    for k in cnn.PARAM_NAMES:
+        if k not in ("b1", "b2"):  # rounding noise: batch norm cancels them
+            assert rel(with_graph.params[k], plain.params[k]) < TOL, k
+    for k in cnn.BN_STATE_NAMES:
+        assert rel(with_graph.bn_state[k], plain.bn_state[k]) < TOL, k

@@ -72,6 +72,14 @@ def test_summary_fails_on_a_skip_a_failure_or_a_step_that_did_not_finish(tmp_pat
     assert problem in capsys.readouterr().out
 
 
+def test_the_graph_tests_report_adds_to_the_tests_report(tmp_path):
+    work = work_dir(tmp_path, [("preflight", 0), ("tests", 0), ("graph-tests", 0)], ["", "", '<skipped message="x"/>'])
+    assert gpu_summary.all_test_counts(work) == {"passed": 2, "failed": 0, "skipped": 1}  # no graph report yet
+    (work / "gpu_tests_graph.xml").write_text('<testsuites><testsuite errors="0" failures="1"><testcase name="g0"/>'
+                                              '<testcase name="g1"><failure message="y"/></testcase></testsuite></testsuites>')  # fmt: skip
+    assert gpu_summary.all_test_counts(work) == {"passed": 3, "failed": 1, "skipped": 1}
+
+
 def test_summary_without_a_tests_step_passes_on_the_steps_that_ran(tmp_path, capsys):
     """device_run.sh's STUDY_ONLY calls run the preflight alone: no test report is then no failure,
     and the issue's bars still read as not measured."""

@@ -197,7 +197,7 @@ def test_the_three_device_calls_run_every_step_on_the_cpu_and_bundle_the_results
     assert results["gpu_tests"]["passed"] > 0 and results["gpu_tests"]["failed"] == 0
     assert set(results["epoch_seconds"]) == {"4"} and results["peak_train_mb"] is not None
     steps = [row["step"] for row in json.loads((out / "gpu_details.json").read_text())["steps"]]
-    assert steps == ["preflight", "tests", "accuracy", "launches", "stages", "speed", "memory", "speed-nokernels", "speed-graph",
+    assert steps == ["preflight", "tests", "graph-tests", "accuracy", "launches", "stages", "speed", "memory", "speed-nokernels", "speed-graph",
                      "parity-study"]
     assert "where a step goes:\n  4 filters, layers: step " in done.stdout
     accuracy = json.loads((tmp_path / "check/accuracy.json").read_text())
