@@ -38,7 +38,7 @@ def enabled() -> bool:
 
 
 def capturing_gemm():
-    """The cuBLAS route of the capture in progress (None outside one): see :func:`gemm`."""
+    """The cuBLAS route of the capture in progress (None outside one): its ``gemm(a, b, out)``."""
     return _active
 
 
@@ -62,7 +62,8 @@ def matrix_layout(shape, strides, itemsize):
 
 
 def gemm_arguments(a_layout, b_layout, m, n, k, ldc):
-    """``cublasSgemm``'s (transa, transb, m, n, k, lda, ldb, ldc) for row-major ``C = A @ B``.
+    """``cublasSgemm``'s (transa, transb, m, n, k, lda, ldb, ldc) for row-major ``C = A @ B``, in
+    cuBLAS's naming, whose first operand is our B.
 
     cuBLAS reads matrices column-major, and a row-major matrix read column-major is its
     transpose: the call computes ``C^T = B^T A^T``, B first. A row-major operand then enters as
