@@ -70,6 +70,16 @@ def _no_sync(what):
         raise RuntimeError(f"fake cupy: {what} reads a device value while a stream captures")
 
 
+# CuPy's functions that call cuBLAS: while a stream captures, CuPy refuses them (its cuBLAS
+# setStream wrapper raises), so every product of a captured step must go through scratchcnn.graph
+_CUBLAS = frozenset({"matmul", "dot", "vdot", "inner", "tensordot", "einsum"})
+
+
+def _no_cublas(what):
+    if _capture is not None:
+        raise RuntimeError(f"fake cupy: {what}: calling cuBLAS API during stream capture is currently unsupported")
+
+
 class _Pointer:
     def __init__(self, ptr):
         self.ptr = ptr
@@ -81,6 +91,8 @@ class ndarray(_np.ndarray):
         # so does this stand-in, where NumPy would quietly compute on the host
         if any(_host(a) for a in inputs + (out or ())):
             raise TypeError(f"fake cupy: {ufunc.__name__} mixes a host NumPy array with a CuPy array")
+        if ufunc.__name__ in _CUBLAS:
+            _no_cublas(f"cupy.{ufunc.__name__}")
         launches[f"ufunc {ufunc.__name__}" + ("" if method == "__call__" else f".{method}")] += 1
         args = tuple(a.view(_np.ndarray) if isinstance(a, ndarray) else a for a in inputs)
         if out is not None:
@@ -102,6 +114,9 @@ class ndarray(_np.ndarray):
     def astype(self, *args, **kwargs):
         launches["copy (astype)"] += 1
         return _pure(lambda: _np.ndarray.astype(self, *args, **kwargs))
+
+    def dot(self, b, out=None):  # cupy.dot, refused while capturing
+        return __getattr__("dot")(self, b, out=out)
 
     def copy(self, *args, **kwargs):
         launches["copy"] += 1
@@ -151,6 +166,8 @@ def __getattr__(name):
             raise TypeError(f"fake cupy: cupy.{name} was given a host NumPy array")
         if name == "array":
             _no_sync("cupy.array (a copy from the host)")
+        if name in _CUBLAS:
+            _no_cublas(f"cupy.{name}")
         if name in ("empty", "empty_like"):  # memory only, no device operation
             return _wrap(attr(*args, **kwargs))
         return _pure(lambda: attr(*args, **kwargs))
