@@ -183,7 +183,7 @@ lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(as_strided=_as_s
 
 
 def asarray(a, dtype=None):
-    host = isinstance(a, _np.ndarray) and not isinstance(a, ndarray)
+    host = not isinstance(a, ndarray)  # host data of any kind (an ndarray, a list, a Python number)
     if host:
         _no_sync("cupy.asarray (a copy from the host)")
     if host or (isinstance(a, ndarray) and dtype is not None and _np.dtype(dtype) != a.dtype):
