@@ -76,8 +76,8 @@ _CUBLAS = frozenset({"matmul", "dot", "vdot", "inner", "tensordot", "einsum"})
 
 
 def _no_cublas(what):
-    if _capture is not None:
-        raise RuntimeError(f"fake cupy: {what}: calling cuBLAS API during stream capture is currently unsupported")
+    if _capture is not None:  # CuPy's exception and words, as the H200 gave them on 2026-11-28
+        raise NotImplementedError(f"fake cupy: {what}: calling cuBLAS API during stream capture is currently unsupported")
 
 
 class _Pointer:
