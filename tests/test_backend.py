@@ -67,6 +67,19 @@ def test_auto_falls_back_to_numpy_quietly_where_there_is_no_gpu(cupy, monkeypatc
         backend.get_backend("gpu")
 
 
+def test_may_use_gpu_is_decided_without_a_gpu(monkeypatch, tmp_path):
+    """The pipeline's question (does a job hold a share of --resources gpu?), asked where the jobs
+    are scheduled: never on cpu, always on gpu, on auto only where CuPy is installed."""
+    settings = ("cpu", "auto", "gpu")
+    monkeypatch.setitem(sys.modules, "cupy", None)  # as where CuPy is not installed
+    assert [backend.may_use_gpu(d) for d in settings] == [False, False, True]
+    (tmp_path / "cupy").mkdir()
+    (tmp_path / "cupy" / "__init__.py").write_text("raise ImportError('never imported: found is enough')\n")
+    monkeypatch.delitem(sys.modules, "cupy")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert [backend.may_use_gpu(d) for d in settings] == [False, True, True]
+
+
 def test_auto_warns_when_a_gpu_is_there_but_fails(monkeypatch, caplog):
     """CuPy sees a GPU, but a first kernel fails (a CUDA too new for the driver, say): auto still
     runs on NumPy, and says why, once."""

@@ -114,6 +114,25 @@ def test_the_workflow_finds_its_package_without_pip_install(repo):
     assert jobs["train_point"] == first_sweep_points(repo)
 
 
+def test_training_on_the_cpu_runs_side_by_side(tmp_path):
+    """A training job on the CPU holds no share of --resources gpu, so the default profile's gpu=1
+    does not hold CPU jobs to one at a time: on two cores, one thread each, two sweep points train
+    at once. A job that may use a GPU still holds one."""
+    repo = fresh_copy(tmp_path)
+    (repo / "one_thread.yaml").write_text("train:\n  threads: 1\n")
+    args = ["results/sweep/lr_reg/summary.csv", "--configfile", "config/demo.yaml", "one_thread.yaml"]
+    gpu = snakemake(repo, *args, "-n", "--config", "device=gpu")
+    assert gpu.returncode == 0, gpu.stderr
+    held = re.findall(r"resources: .*\bgpu=(\d+), device=(\w+)", gpu.stdout + gpu.stderr)
+    assert held and set(held) == {("1", "gpu")}, held
+    r = snakemake(repo, *args, "--cores", "2")
+    assert r.returncode == 0, r.stderr
+    said = r.stdout + r.stderr
+    assert re.findall(r"resources: .*\bgpu=(\d+), device=(\w+)", said) == [("0", "cpu")] * 2
+    events = re.findall(r"^(?:local)?rule (train_point):|^Finished jobid: \d+ \(Rule: (train_point)\)", said, re.M)
+    assert [("start" if started else "end") for started, _ in events] == ["start", "start", "end", "end"], said
+
+
 def test_the_gpu_profile_shares_one_gpu_between_its_jobs(repo):
     """profiles/gpu: as many training jobs at once as may share the GPU, and each told that number."""
     profile = yaml.safe_load((repo / "profiles" / "gpu" / "config.yaml").read_text())

@@ -201,7 +201,7 @@ def test_evaluate_cli_reports_a_bad_checkpoint(tmp_path, capsys):
 
 
 def test_evaluate_cli_records_its_settings_and_the_checkpoints_config(tmp_path, monkeypatch):
-    """Device and batch size cannot change the metrics: the workflow passes them outside its
+    """Device and batch size say where and how, not what: the workflow passes them outside its
     rerun triggers, and the provenance records them beside the run config of the checkpoint."""
     ev = load_script("evaluate")
     known_checkpoint(tmp_path / "model.npz")

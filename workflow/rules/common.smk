@@ -21,6 +21,7 @@ shell.prefix(
     + "${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
 
+from scratchcnn import backend as backendlib
 from scratchcnn import configcheck
 from scratchcnn import sweeps as sweeplib
 from scratchcnn.figures import FIGURES as FIGURE_REGISTRY
@@ -105,6 +106,10 @@ def point_space(points):
 POINT_PATTERN = point_space([DEFAULT_POINT]).wildcard_pattern
 DATA = "results/data/cifar10.npz"
 FIGURES = list(FIGURE_REGISTRY)
+# A training or evaluation job's share of --resources gpu: one where it may run on a GPU, none
+# where it cannot (device cpu, or auto without CuPy), so that CPU jobs run side by side, as many
+# as --cores allows at train.threads cores each, instead of one at a time
+GPU_SLOTS = 1 if backendlib.may_use_gpu(config["device"]) else 0
 
 
 def read_json(path):
@@ -133,9 +138,9 @@ def sweep_metrics(wildcards):
 def train_args(point, epochs, seed):
     """The flags of workflow/scripts/train.py that decide a run's result, for a param (a rerun
     trigger): the hyperparameters of ``point`` (each one's flag is its name), the rest of the
-    recipe from the config. The settings that cannot change the result reach train.py as
-    resources (device, jobs per GPU) and threads, neither a rerun trigger; its provenance
-    records them.
+    recipe from the config. The settings of where and how it runs (which can move the rounding,
+    not the recipe) reach train.py as resources (device, jobs per GPU) and threads, neither a
+    rerun trigger; its provenance records them.
     """
     m, t = config["model"], config["train"]
     return " ".join(

@@ -15,7 +15,7 @@ rule train_final:
         "../../environment.yml"
     threads: config["train"]["threads"]
     resources:
-        gpu=1,
+        gpu=GPU_SLOTS,
         # resources, not params: as in train_point
         device=config["device"],
         jobs_per_gpu=config["train"]["jobs_per_gpu"],
@@ -45,8 +45,8 @@ rule evaluate:
     conda:
         "../../environment.yml"
     resources:
-        gpu=1,
-        # resources, not params: they cannot change the metrics, so changing them reruns nothing
+        gpu=GPU_SLOTS,
+        # resources, not params: they choose where and how, not what, so changing them reruns nothing
         device=config["device"],
         batch_size=config["evaluate"]["batch_size"],
     params:

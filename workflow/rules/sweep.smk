@@ -13,7 +13,7 @@ rule train_point:
         "../../environment.yml"
     threads: config["train"]["threads"]
     resources:
-        gpu=1,
+        gpu=GPU_SLOTS,
         # resources, not params: changing them must not retrain finished points
         device=config["device"],
         jobs_per_gpu=config["train"]["jobs_per_gpu"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib.util
 import logging
 import os
 import platform
@@ -107,6 +108,18 @@ def _cupy_backend(device_id: int | None = None) -> Backend:
     except Exception as exc:
         raise BackendError(f"CuPy sees {count} CUDA device(s) but the GPU does not answer ({exc})") from exc
     return Backend(cp, "cupy", name, dev.id)
+
+
+def may_use_gpu(device: str) -> bool:
+    """Whether a job with this ``device`` setting can run on a GPU at all, decided without touching
+    one (the pipeline asks it on the machine that schedules the jobs): False for ``cpu``, and for
+    ``auto`` where CuPy is not installed (the job runs on NumPy then); True for ``gpu``, and for
+    ``auto`` with CuPy installed, since whether a GPU answers is for the job to find out where it runs."""
+    if device == "cpu":
+        return False
+    if device == "auto":
+        return importlib.util.find_spec("cupy") is not None
+    return True
 
 
 def get_backend(device: str = "auto", device_id: int | None = None) -> Backend:

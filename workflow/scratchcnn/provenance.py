@@ -68,9 +68,10 @@ def gpu_numerics() -> dict:
 
 
 def provenance(config: dict, backend, settings: dict | None = None) -> dict:
-    """What made a result. ``config`` decides the numbers; ``settings`` are the run's choices
-    that cannot change them (the device asked for, evaluation batch size, jobs per GPU). The
-    workflow passes those outside its rerun triggers, so they are recorded here instead.
+    """What made a result. ``config`` is the recipe; ``settings`` are the run's choices of where
+    and how it ran (the device asked for, evaluation batch size, jobs per GPU, BLAS threads), which
+    can move the float32 rounding but not the recipe. The workflow passes those outside its rerun
+    triggers, so they are recorded here instead.
     A CuPy run also records ``gpu_numerics``."""
     prov = {
         "config": config,
