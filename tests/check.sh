@@ -74,7 +74,7 @@ plan() {
   grep -E '^[a-z_]+ +[0-9]+$' "$tmp/plan.log" | awk '$1 != "total" {print $1, $2}' | sort -u > "$tmp/plan" || true
 }
 
-echo "== settings that cannot change a result rerun nothing (they are in the provenance)"
+echo "== settings of where and how a step runs, not its recipe, rerun nothing (they are in the provenance)"
 for setting in "device: auto" "train: {threads: 1}" "train: {jobs_per_gpu: 2}" "evaluate: {batch_size: 7}"; do
   plan "$setting"
   grep -q "Nothing to be done" "$tmp/plan.log" || { echo "'$setting' would rerun:"; cat "$tmp/plan"; exit 1; }
