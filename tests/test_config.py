@@ -52,3 +52,25 @@ def test_a_bad_value_names_the_last_file_that_sets_it_or_the_command_line(tmp_pa
 def test_a_valid_config_has_no_problems_and_an_unset_key_names_no_file(tmp_path):
     assert configcheck.problems(schema_defaults(), _schema(), [tmp_path / "missing.yaml"]) == []
     assert configcheck.problems({"seed": -1}, _schema()) == ["seed: -1 is less than the minimum of 0"]
+
+
+def test_command_line_strings_are_read_as_the_schema_types_them():
+    # Snakemake hands a nested --config value (train='{lr: 0.5}') over with every scalar a string
+    given = {
+        "seed": 3,
+        "device": "gpu",
+        "train": {"lr": "0.5", "reg": "1e-4", "clip": "0", "epochs": "3", "seeds": ["0", "4"]},
+        "data": {"synthetic": "true", "md5": "1" * 32, "url": "2.5"},
+        "model": {"filters": "2.5", "bn_momentum": "fast"},
+        "sweep": {"epochs": "yes"},
+    }
+    assert configcheck.typed_command_line(given, _schema()) == {
+        "seed": 3,
+        "device": "gpu",
+        "train": {"lr": 0.5, "reg": 1e-4, "clip": 0, "epochs": 3, "seeds": [0, 4]},
+        "data": {"synthetic": True, "md5": "1" * 32, "url": "2.5"},  # strings where the schema asks for one
+        "model": {"filters": 2.5, "bn_momentum": "fast"},  # for the check to name
+        "sweep": {"epochs": "yes"},  # a boolean is no integer
+    }
+    lines = configcheck.problems({"model": {"filters": 2.5}}, _schema(), command_line={"model": {"filters": "2.5"}})
+    assert lines == ["model.filters (in --config): 2.5 is not of type 'integer'"]

@@ -51,6 +51,23 @@ def test_a_bad_value_is_refused_naming_the_key_and_its_file(tmp_path):
     assert "properties:" not in out  # Snakemake's dump of the schema is left out
 
 
+def test_nested_command_line_values_are_used_as_numbers_and_checked():
+    # Snakemake reads train='{...}' with every value a string; the workflow types them by the schema
+    r = dry_run("--configfile", "config/demo.yaml", "-p", "--config", "sweep={epochs: 2}",
+                "train={seeds: [3], lr_step: 4}", "data={synthetic: true}")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    commands = [line for line in r.stdout.splitlines() if "scripts/train.py" in line]
+    sweep = [c for c in commands if "results/sweep/points/" in c]
+    final = [c for c in commands if "results/final/seeds/" in c]
+    assert sweep and all(" --epochs 2 " in c and " --lr-step 4 " in c for c in sweep), sweep
+    assert len(final) == 1 and "results/final/seeds/3 " in final[0], final
+    r = dry_run("--configfile", "config/demo.yaml", "--config", "train={lr: abc, epochs: 0.5}")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "train.lr (in --config): 'abc' is not of type 'number'" in out, out[-2000:]
+    assert "train.epochs (in --config): 0.5 is not of type 'integer'" in out
+
+
 def test_an_unknown_key_is_refused_with_the_keys_it_could_be(tmp_path):
     cfg = write(tmp_path, "c.yaml", "trian:\n  lr: 0.1\n")
     r = dry_run("--configfile", "config/demo.yaml", cfg)

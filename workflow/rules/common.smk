@@ -1,6 +1,5 @@
 import json
 import os
-import re
 import shlex
 import sys
 
@@ -8,7 +7,7 @@ import pandas as pd
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
-from snakemake.utils import Paramspace, validate
+from snakemake.utils import Paramspace, update_config, validate
 
 # This workflow and its step scripts import the scratchcnn package from this checkout's
 # workflow/, pip-installed or not (and never another checkout's copy), also under --use-conda
@@ -26,8 +25,6 @@ from scratchcnn import configcheck
 from scratchcnn import sweeps as sweeplib
 from scratchcnn.figures import FIGURES as FIGURE_REGISTRY
 
-FLOAT_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
-
 
 def coerce_float_strings(node, where, source):
     """YAML reads 1e-4 (no dot) as a string: use it as a number, and say so."""
@@ -40,7 +37,7 @@ def coerce_float_strings(node, where, source):
         return [
             coerce_float_strings(v, f"{where}[{i}]", source) for i, v in enumerate(node)
         ]
-    if isinstance(node, str) and FLOAT_STRING.match(node):
+    if isinstance(node, str) and configcheck.FLOAT_STRING.match(node):
         logger.warning(
             f"{source}: {where}: YAML read {node!r} as a string; using {float(node)!r} "
             f"(write it with a decimal point, e.g. {float(node):.1e}, to silence this)"
@@ -57,6 +54,11 @@ CONFIG_FILES = [
 ] + CLI_CONFIGFILES
 
 
+def read_schema(name):
+    with open(os.path.join(SCHEMAS, name), encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
 def checked(data, schema, files, command_line=None):
     """Snakemake's schema check, which also fills in the defaults; where it fails, the
     problems alone, each with its key and file, instead of its dump of schema and data.
@@ -65,13 +67,19 @@ def checked(data, schema, files, command_line=None):
     try:
         validate(data, schema=path)
     except WorkflowError:
-        with open(path, encoding="utf-8") as f:
-            lines = configcheck.problems(data, yaml.safe_load(f), files, command_line)
+        lines = configcheck.problems(data, read_schema(schema), files, command_line)
         if not lines:
             raise
         raise ValueError("\n  ".join(["", *lines])) from None
 
 
+# --config train='{lr: 0.5}' reaches here as strings ('0.5'): read them as the schema types them
+update_config(
+    config,
+    configcheck.typed_command_line(
+        workflow.config_settings.config or {}, read_schema("config.schema.yaml")
+    ),
+)
 config.update(coerce_float_strings(dict(config), "", "config"))
 try:
     checked(config, "config.schema.yaml", CONFIG_FILES, workflow.config_settings.config)

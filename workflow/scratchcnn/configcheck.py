@@ -7,10 +7,14 @@ first error; the workflow calls :func:`problems` when that check fails and shows
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
+
+#: A number in exponent form without a dot, which YAML 1.1 reads as a string (1e-4).
+FLOAT_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 def dotted(path) -> str:
@@ -46,6 +50,35 @@ def where_set(path, files, command_line=None) -> str | None:
         if _has(data, path):
             found = str(name)
     return found
+
+
+def typed_command_line(values, schema: dict):
+    """``values`` (what ``--config`` set) with its strings read as numbers or booleans where the
+    schema asks for one.
+
+    Snakemake reads a nested ``--config`` value such as ``sweep='{epochs: 2}'`` with YAML's
+    BaseLoader, which leaves every scalar in it a string ('2'). Each string whose key the schema
+    types as integer, number or boolean is read as YAML reads it (a number in exponent form,
+    such as 1e-4, too) and kept where it then is a number or a boolean as asked; anything else
+    stays as it was, for the schema check to name.
+    """
+    if isinstance(values, Mapping):
+        props = schema.get("properties", {})
+        return {k: typed_command_line(v, props.get(k, {})) for k, v in values.items()}
+    if isinstance(values, list):
+        return [typed_command_line(v, schema.get("items", {})) for v in values]
+    if not isinstance(values, str):
+        return values
+    types = schema.get("type", [])
+    types = {types} if isinstance(types, str) else set(types)
+    try:
+        value = float(values) if FLOAT_STRING.match(values) else yaml.safe_load(values)
+    except yaml.YAMLError:
+        return values
+    if isinstance(value, bool):
+        return value if "boolean" in types else values
+    # a number where an integer is asked stays a number, so that the check says "0.5", not "'0.5'"
+    return value if isinstance(value, (int, float)) and types & {"integer", "number"} else values
 
 
 def problems(data, schema: dict, files=(), command_line=None) -> list[str]:
