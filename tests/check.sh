@@ -3,7 +3,7 @@
 #   unit tests, tests/test_cupy.py on a NumPy stand-in for CuPy, the slow ones (SCRATCHCNN_SLOW=1:
 #   the device calls' plumbing on the demo), snakemake --lint, snakefmt, a dry run of the full default pipeline, the demo end to end to
 #   report/report.pdf through the README's command as typed (cores and the gpu resource come from
-#   profiles/default), then what the demo's outputs must do: be readable by
+#   profiles/default) and Snakemake's HTML report of it, then what the demo's outputs must do: be readable by
 #   others, and rerun only where something a step uses changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +51,18 @@ assert stat.replace(" ", "") in flat, f"report/report.pdf does not show the seed
 for r in s["runs"]:
     assert f"种子{r['seed']}：{100 * r['test_accuracy']:.2f}%" in flat, f"seed {r['seed']} missing"
 print(f"demo: every section, the deviation and study tables, and {s['n']} seeds ({stat}) are in the PDF")
+PY
+
+echo "== Snakemake's HTML report of the demo, as the README gives it"
+snakemake --report report/snakemake_report.html --configfile config/demo.yaml
+python - <<'PY'
+import sys
+sys.path.insert(0, "workflow")
+from scratchcnn.figures import FIGURES
+html = open("report/snakemake_report.html", encoding="utf-8").read()
+missing = [name for name in FIGURES if f"{name}.png" not in html]
+assert not missing, f"report/snakemake_report.html lacks the figures {missing}"
+print(f"report/snakemake_report.html: {len(html) / 2**20:.1f} MiB, every one of the {len(FIGURES)} figures")
 PY
 
 echo "== every output is readable by group and others"
