@@ -133,6 +133,23 @@ def test_interrupted_and_resumed_run_equals_uninterrupted():
     assert [r["val_loss"] for r in full.history] == [r["val_loss"] for r in resumed.history]
 
 
+def test_each_epoch_line_says_how_long_the_rest_of_the_run_takes():
+    arch, data = tiny_problem()
+    cfg = train_config(lr=0.05, batch_size=7, epochs=3)
+    params, bn = cnn.init_params(arch, cfg.seed)
+    lines = []
+    state = tr.train(tr.TrainState(params, bn), data, arch, cfg, numpy_backend(), log=lines.append)
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert len(epochs) == 3
+    for done, line in enumerate(epochs, start=1):
+        mean = sum(r["seconds"] for r in state.history[:done]) / done
+        want = "" if done == 3 else f", about {(3 - done) * mean:.0f} s left"
+        assert line.endswith(f"{state.history[done - 1]['seconds']:.1f}s{want}"), line
+    # minutes from a minute up; a resumed run's earlier epochs count
+    assert tr.time_left([{"seconds": 45.0}, {"seconds": 15.0}], 20) == ", about 9.0 min left"
+    assert tr.time_left([{"seconds": 1.0}] * 20, 20) == ""
+
+
 def test_divergence_stops_with_status():
     arch, data = tiny_problem()
     cfg = train_config(lr=1e6, reg=0.0, batch_size=10, epochs=10, clip=None)

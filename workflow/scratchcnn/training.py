@@ -235,6 +235,16 @@ def copy_arrays(arrays: dict) -> dict:
     return {k: v.copy() for k, v in arrays.items()}
 
 
+def time_left(history: list, epochs: int) -> str:
+    """``", about 12.5 min left"`` (``", about 40 s left"`` under a minute): the epochs still to run at the mean time of those in ``history``
+    (a resumed run's included); empty once the run is complete."""
+    left = epochs - len(history)
+    if left <= 0 or not history:
+        return ""
+    seconds = left * sum(r["seconds"] for r in history) / len(history)
+    return f", about {seconds / 60:.1f} min left" if seconds >= 60 else f", about {seconds:.0f} s left"
+
+
 def train(state: TrainState, data: dict, arch: dict, cfg: TrainConfig, backend: Backend,
           on_epoch_end=None, log=print, progress_every=0) -> TrainState:  # fmt: skip
     """Train from ``state.epoch`` to ``cfg.epochs``; ``data`` holds device arrays.
@@ -294,7 +304,7 @@ def train(state: TrainState, data: dict, arch: dict, cfg: TrainConfig, backend: 
         log(
             f"epoch {epoch + 1}/{cfg.epochs} lr {lr:.3g}  train loss {row['train_loss']:.4f} "
             f"acc {row['train_acc']:.4f}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  "
-            f"{row['seconds']:.1f}s"
+            f"{row['seconds']:.1f}s{time_left(state.history, cfg.epochs)}"
         )
         if on_epoch_end:
             on_epoch_end(state)
