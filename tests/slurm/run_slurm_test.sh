@@ -10,6 +10,7 @@
 # GPU as a generic resource with no device behind it (/dev/null), as a GPU cluster's would; the
 # demo trains on the CPU (device: cpu), so its training jobs must ask SLURM for no GPU (the rules
 # declare gpu=0 then; gpu=1 where a job may use one). It runs results/sweep/best.json with the demo config
+# and --config "sweep={epochs: 2}" (each job's Snakemake must read that nested value as a number)
 #   - in one copy of the repository (git ls-files) through --executor slurm and the project's
 #     SLURM profile (the site placeholders untouched, short waits for the test),
 #   - in another copy locally with --cores 2,
@@ -22,6 +23,8 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=results/sweep/best.json
 CONFIG=config/demo.yaml
+# a nested --config value, as users give one: each SLURM job's Snakemake must read it alike
+SET="sweep={epochs: 2}"
 [ "$(id -u)" -eq 0 ] || { echo "run as root (apt-get and the SLURM daemons need it)" >&2; exit 2; }
 started=$(date +%s)
 say() { printf '== [%4ss] %s\n' "$(($(date +%s) - started))" "$*"; }
@@ -145,7 +148,7 @@ copy_repo() {  # the tracked and new files of the working tree (git ls-files), n
 say "local run: snakemake $TARGET --cores 2 in a copy"
 local_start=$(date +%s)
 copy_repo "$WORK/local"
-(cd "$WORK/local" && snakemake "$TARGET" --configfile "$CONFIG" --cores 2 --quiet >"$WORK/local.log" 2>&1) \
+(cd "$WORK/local" && snakemake "$TARGET" --configfile "$CONFIG" --config "$SET" --cores 2 --quiet >"$WORK/local.log" 2>&1) \
   || { tail -n 40 "$WORK/local.log"; exit 1; }
 local_done=$(date +%s)
 
@@ -154,7 +157,7 @@ copy_repo "$WORK/slurmrun"
 cd "$WORK/slurmrun"
 first_job=$(squeue -h -t all -o %i | sort -n | tail -n 1)
 set +e
-PATH="$WORK/bin:$PATH" snakemake "$TARGET" --configfile "$CONFIG" \
+PATH="$WORK/bin:$PATH" snakemake "$TARGET" --configfile "$CONFIG" --config "$SET" \
   --workflow-profile profiles/slurm \
   --slurm-no-account --slurm-status-command squeue --slurm-init-seconds-before-status-checks 2 \
   --slurm-keep-successful-logs --latency-wait 5 --jobs 4 >"$WORK/slurmrun.log" 2>&1
@@ -212,6 +215,8 @@ for path in sorted((local / "results/sweep").glob("*/lr~*/reg~*/filters~*/model.
         same = all(x[k].dtype == y[k].dtype and np.array_equal(x[k], y[k]) and x[k].tobytes() == y[k].tobytes()
                    for k in x.files if k not in ("meta_json",))
     assert same, f"{rel}: arrays differ between the local and the SLURM run"
+    rows = len(pd.read_csv(slurm / rel.parent / "history.csv"))
+    assert rows == 2, f"{rel.parent}: {rows} epochs, not the 2 of --config sweep={{epochs: 2}}"
     print(f"   {rel}: {len(x.files)} arrays equal bit for bit")
 print(f"   summary.csv best_val_acc and best.json equal; {n_points} points' model.npz equal")
 PY
