@@ -236,8 +236,8 @@ def copy_arrays(arrays: dict) -> dict:
 
 
 def time_left(history: list, epochs: int) -> str:
-    """``", about 12.5 min left"`` (``", about 40 s left"`` under a minute): the epochs still to run at the mean time of those in ``history``
-    (a resumed run's included); empty once the run is complete."""
+    """``", about 12.5 min left"`` (``", about 40 s left"`` under a minute): the epochs still to
+    run at the mean time of those in ``history`` (a resumed run's included); empty once it is done."""
     left = epochs - len(history)
     if left <= 0 or not history:
         return ""
