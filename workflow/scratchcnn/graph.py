@@ -1,8 +1,8 @@
 """A CUDA graph of the training step on CuPy: ``SCRATCHCNN_GRAPH=1`` in the environment turns it on.
 
-At 32 filters a training step is about 56 kernel launches, and on the H200 (2026-11-28) each
-cost about 20 us of Python and launching, most of the 1.5 ms step: the host set the pace, not
-the card. A graph replays the captured launches of a whole step in one call.
+At 32 filters a training step was 56 kernel launches on the H200 (2026-11-28; 37 device operations
+by the code since), each about 20 us of Python and launching, most of the 1.5 ms step: the host
+set the pace, not the card. A graph replays the captured launches of a whole step in one call.
 
 CuPy refuses cuBLAS calls while a stream is capturing (its ``setStream`` wrapper raises), though
 cuBLAS itself can be captured. While this module captures, :func:`scratchcnn.layers.matmul`
