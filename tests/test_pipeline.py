@@ -68,6 +68,16 @@ def test_nested_command_line_values_are_used_as_numbers_and_checked():
     assert "train.epochs (in --config): 0.5 is not of type 'integer'" in out
 
 
+def test_an_archive_path_with_a_space_reaches_the_steps_as_one_argument():
+    for data in ("{archive: 'results/data/my demo.tar.gz'}",  # the demo's archive is made
+                 "{archive: 'results/data/my copy.tar.gz', synthetic: false}"):  # the real one is fetched
+        r = dry_run("--configfile", "config/demo.yaml", "-p", "-F", "--config", f"data={data}",
+                    target=["results/data/cifar10.npz"])  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        name = data.split("'")[1]
+        assert f"--out '{name}'" in r.stdout and f"--archive '{name}'" in r.stdout, r.stdout[-3000:]
+
+
 def test_an_unknown_key_is_refused_with_the_keys_it_could_be(tmp_path):
     cfg = write(tmp_path, "c.yaml", "trian:\n  lr: 0.1\n")
     r = dry_run("--configfile", "config/demo.yaml", cfg)
