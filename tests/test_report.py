@@ -744,3 +744,26 @@ def test_the_official_md5_is_the_schema_default():
 
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     assert schema["properties"]["data"]["properties"]["md5"]["default"] == OFFICIAL_MD5
+
+
+def test_a_training_subset_is_said_where_the_training_set_is_counted():
+    inputs = fixture_inputs()
+    whole = text(R.build_context(**inputs))
+    assert "train\\_subset" not in whole and says(whole, "本实验 $M=45,000$") and "更新 704 次参数" in whole
+    inputs["final_metrics"]["provenance"] = {**inputs["final_metrics"]["provenance"], "config": {"train_subset": 6000}}
+    tex = text(R.build_context(**inputs))
+    assert table_rows(tex, "tab:split")["训练集"] == ["45,000", "更新参数（本次只用了前 6,000 张）"]
+    assert says(tex, "按配置项 \\texttt{train.train\\_subset}，参数查找和最终训练都只用了训练集 45,000 张图像中的前 6,000 张")
+    assert says(tex, "本实验 $M=6,000$") and "更新 94 次参数" in tex  # ceil(6,000 / 64)
+    # a subset no smaller than the training set changes nothing
+    inputs["final_metrics"]["provenance"]["config"] = {"train_subset": 50000}
+    assert text(R.build_context(**inputs)) == whole
+
+
+def test_training_images_come_from_the_split_and_the_subset():
+    shapes = {"shapes": {"x_train": [45000, 32, 32, 3]}}
+    prov = {"provenance": {"config": {"train_subset": 6000}}}
+    assert R.facts.training_images(shapes, {}) == 45000
+    assert R.facts.training_images(shapes, prov) == 6000
+    assert R.facts.training_images({"n_train": 400}, prov) == 400
+    assert R.facts.training_images({}, prov) == 6000 and R.facts.training_images({}, {}) is None

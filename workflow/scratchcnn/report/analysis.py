@@ -288,12 +288,13 @@ def study_context(summary, test_acc: float) -> dict:
     }
 
 
-def method_context(data_meta: dict, layers: list[dict], hp: dict, summary) -> dict:
+def method_context(n_train: int | None, layers: list[dict], hp: dict, summary) -> dict:
     """Numbers for the method sections: mini-batch against full batch, sweep length against the final run.
 
+    ``n_train``: the training images that updated the parameters (:func:`.facts.training_images`);
     ``layers``: :func:`.facts.layer_table` of the network.
     """
-    n_train = (data_meta.get("shapes") or {}).get("x_train", [data_meta.get("n_train") or 0])[0]
+    n_train = n_train or 0
     batch = int(hp["batch_size"])
     conv1 = next(tuple(r["output"]) for r in layers if r["name"] == "conv1")
     sweep_epochs = int(summary["epochs"].max()) if len(summary) else None

@@ -102,8 +102,9 @@ def is_synthetic(data_meta: dict) -> bool:
     return bool(data_meta.get("synthetic", False))
 
 
-def data_context(data_meta: dict, test_metrics: dict, synthetic: bool) -> dict:
-    """``data_meta``: the data file's ``meta_json`` with ``shapes`` and ``class_names`` added."""
+def data_context(data_meta: dict, test_metrics: dict, synthetic: bool, n_used: int | None = None) -> dict:
+    """``data_meta``: the data file's ``meta_json`` with ``shapes`` and ``class_names`` added;
+    ``n_used``: :func:`.facts.training_images`, where training used fewer than the training set."""
     shapes = data_meta.get("shapes") or {}
 
     def size(split):
@@ -122,6 +123,8 @@ def data_context(data_meta: dict, test_metrics: dict, synthetic: bool) -> dict:
     return {
         "archive": tex_escape(Path(str(archive)).name) if archive else None,
         "n_train": integer(n_train) if n_train is not None else None,
+        # train.train_subset: only the first n_used training images updated the parameters
+        "n_train_used": integer(n_used) if None not in (n_used, n_train) and n_used < n_train else None,
         "n_val": integer(n_val) if n_val is not None else None,
         "n_test": integer(n_test),
         "n_train_total": integer(n_train + n_val) if None not in (n_train, n_val) else None,
@@ -327,10 +330,11 @@ def build_context(
     history_rows = _history_rows(h, best_epoch)
     train = train_context(final_metrics, h, hp, float(test_metrics["test_accuracy"]))
     train["n_rows_shown"] = str(len(history_rows))
+    n_used = facts.training_images(data_meta, final_metrics)
     return {
         "test": test_context(test_metrics, study_accuracy, headline),
         "env": environments_context(final_metrics, test_metrics),
-        "data": data_context(data_meta, test_metrics, is_synthetic(data_meta)),
+        "data": data_context(data_meta, test_metrics, is_synthetic(data_meta), n_used),
         "arch": arch_context(arch, layers),
         "layers": layers_context(layers),
         "hp": _hp_context(hp),
@@ -346,7 +350,7 @@ def build_context(
         "figures": figures_context(figures_dir),
         "param_stats": _param_stats_context(param_stats),
         "study": study_context(summary, headline),
-        "method": method_context(data_meta, layers, hp, summary),
+        "method": method_context(n_used, layers, hp, summary),
         "kernels": kernels_context(first_layer),
         "seeds": seeds_context(test_metrics.get("seeds")),
     }
