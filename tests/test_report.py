@@ -767,3 +767,14 @@ def test_training_images_come_from_the_split_and_the_subset():
     assert R.facts.training_images(shapes, prov) == 6000
     assert R.facts.training_images({"n_train": 400}, prov) == 400
     assert R.facts.training_images({}, prov) == 6000 and R.facts.training_images({}, {}) is None
+
+
+def test_without_clipping_the_report_does_not_credit_it():
+    inputs = fixture_inputs()
+    tex = text(R.build_context(**inputs))
+    assert "批归一化、梯度裁剪与学习率阶梯衰减使训练稳定" in tex and "L2 正则化与梯度裁剪）训练网络" in tex
+    inputs["final_metrics"]["hyperparameters"] = {**inputs["final_metrics"]["hyperparameters"], "clip": None}  # clip 0: recorded as None
+    tex = text(R.build_context(**inputs))
+    assert "批归一化与学习率阶梯衰减使训练稳定" in tex and "L2 正则化）训练网络" in tex
+    assert "本次训练没有启用梯度裁剪" in tex
+    assert "梯度裁剪" not in tex.replace("没有启用梯度裁剪", "")
