@@ -778,3 +778,13 @@ def test_without_clipping_the_report_does_not_credit_it():
     assert "批归一化与学习率阶梯衰减使训练稳定" in tex and "L2 正则化）训练网络" in tex
     assert "本次训练没有启用梯度裁剪" in tex
     assert "梯度裁剪" not in tex.replace("没有启用梯度裁剪", "")
+
+
+def test_without_l2_the_report_does_not_claim_it():
+    inputs = fixture_inputs()
+    tex = text(R.build_context(**inputs))
+    assert "配合学习率阶梯衰减、L2 正则化与梯度裁剪" in tex and "模型只用了 L2 正则化，没有数据增强或 dropout。" in tex
+    inputs["final_metrics"]["hyperparameters"] = {**inputs["final_metrics"]["hyperparameters"], "reg": 0.0}
+    tex = text(R.build_context(**inputs))
+    assert "配合学习率阶梯衰减与梯度裁剪" in tex and "只用了 L2 正则化" not in tex
+    assert "模型没有任何正则化（$\\lambda=0$），也没有数据增强或 dropout。" in tex

@@ -205,6 +205,7 @@ def _hp_context(hp: dict) -> dict:
     return {
         "lr": plain(hp["lr"]),
         "reg": plain(hp["reg"]),
+        "regularized": float(hp["reg"]) > 0,  # a grid may hold reg 0, and it may win
         "filters": tex_escape(norm_value(hp["filters"])),
         "batch_size": plain(hp["batch_size"]),
         "epochs": plain(hp["epochs"]),
