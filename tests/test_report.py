@@ -788,3 +788,13 @@ def test_without_l2_the_report_does_not_claim_it():
     tex = text(R.build_context(**inputs))
     assert "配合学习率阶梯衰减与梯度裁剪" in tex and "只用了 L2 正则化" not in tex
     assert "模型没有任何正则化（$\\lambda=0$），也没有数据增强或 dropout。" in tex
+
+
+def test_a_grid_that_keeps_lr_and_reg_says_its_heat_map_has_one_cell():
+    inputs = fixture_inputs()
+    assert "以热图展示了查找 \\texttt{lr\\_reg} 中每个" in text(R.build_context(**inputs))
+    summary = inputs["summary"]
+    inputs["summary"] = summary[summary["sweep"] == "filters"].reset_index(drop=True)
+    tex = text(R.build_context(**inputs))
+    assert says(tex, "本次的网格没有改变学习率和正则化强度，所有网格点都用 lr=0.01、reg=0.001")
+    assert "以热图展示了" not in tex
