@@ -798,3 +798,13 @@ def test_a_grid_that_keeps_lr_and_reg_says_its_heat_map_has_one_cell():
     tex = text(R.build_context(**inputs))
     assert says(tex, "本次的网格没有改变学习率和正则化强度，所有网格点都用 lr=0.01、reg=0.001")
     assert "以热图展示了" not in tex
+
+
+def test_a_sweep_of_one_point_says_it_varies_nothing():
+    inputs = fixture_inputs()
+    tex = text(R.build_context(**inputs))
+    assert "这一组共 9 个点，改变的是" in tex and "没有改变任何超参数" not in tex
+    summary = inputs["summary"]
+    inputs["summary"] = summary[(summary["sweep"] == "filters") & (summary["filters"] == 64)].reset_index(drop=True)
+    tex = text(R.build_context(**inputs))
+    assert "这一组共 1 个点，没有改变任何超参数。" in tex and "改变的是" not in tex
