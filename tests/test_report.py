@@ -808,3 +808,8 @@ def test_a_sweep_of_one_point_says_it_varies_nothing():
     inputs["summary"] = summary[(summary["sweep"] == "filters") & (summary["filters"] == 64)].reset_index(drop=True)
     tex = text(R.build_context(**inputs))
     assert "这一组共 1 个点，没有改变任何超参数。" in tex and "改变的是" not in tex
+
+
+def test_the_labels_are_counted_from_zero_to_the_last():
+    tex = text(ctx())
+    assert "标签以整数 $0,\\dots,9$ 保存" in tex and "-1$ 保存" not in tex

@@ -133,6 +133,7 @@ def data_context(data_meta: dict, test_metrics: dict, synthetic: bool, n_used: i
         "channels": str(int(img[3])),
         "flat": str(int(img[1]) * int(img[2]) * int(img[3])),
         "num_classes": str(len(names)),
+        "last_label": str(len(names) - 1),
         "class_names": [tex_escape(n) for n in names],
         "seed": str(int(seed)) if seed is not None else None,
         "synthetic": synthetic,
