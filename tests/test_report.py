@@ -813,3 +813,13 @@ def test_a_sweep_of_one_point_says_it_varies_nothing():
 def test_the_labels_are_counted_from_zero_to_the_last():
     tex = text(ctx())
     assert "标签以整数 $0,\\dots,9$ 保存" in tex and "-1$ 保存" not in tex
+
+
+def test_a_heat_map_sweep_without_a_finished_point_is_not_called_unvaried():
+    inputs = fixture_inputs()
+    summary = inputs["summary"].copy()
+    lr_reg = summary["sweep"] == "lr_reg"
+    summary.loc[lr_reg, "status"] = "diverged"
+    inputs["summary"] = summary
+    tex = text(R.build_context(**inputs))
+    assert "以热图展示了学习率与正则化强度组合的最好验证准确率" in tex and "没有改变学习率和正则化强度" not in tex
