@@ -106,14 +106,7 @@ def data_context(data_meta: dict, test_metrics: dict, synthetic: bool, n_used: i
     """``data_meta``: the data file's ``meta_json`` with ``shapes`` and ``class_names`` added;
     ``n_used``: :func:`.facts.training_images`, where training used fewer than the training set."""
     shapes = data_meta.get("shapes") or {}
-
-    def size(split):
-        if f"x_{split}" in shapes:
-            return int(shapes[f"x_{split}"][0])
-        v = data_meta.get(f"n_{split}")
-        return int(v) if v is not None else None
-
-    n_train, n_val, n_test = size("train"), size("val"), size("test")
+    n_train, n_val, n_test = (facts.split_size(data_meta, s) for s in ("train", "val", "test"))
     if n_test is None:
         n_test = int(test_metrics["n_test"])
     img = shapes.get("x_train") or shapes.get("x_test") or [None, 32, 32, 3]

@@ -244,17 +244,25 @@ def full_batch_bytes(n_images: int, shape, itemsize: int = 4) -> int:
     return int(n_images) * int(np.prod(shape)) * int(itemsize)
 
 
-def training_images(data_meta: dict, final_metrics: dict) -> int | None:
-    """How many training images updated the parameters: the split's training set (``data_meta``:
-    its ``shapes`` or ``n_train``), or its first ``train_subset`` where the final training's
-    provenance sets one (train.train_subset; the sweeps ran with the same config)."""
+def split_size(data_meta: dict, split: str) -> int | None:
+    """Images in ``split`` (train, val, test) of the data file: its ``shapes``, else ``n_<split>``."""
     shapes = data_meta.get("shapes") or {}
-    n_train = shapes["x_train"][0] if "x_train" in shapes else data_meta.get("n_train")
+    if f"x_{split}" in shapes:
+        return int(shapes[f"x_{split}"][0])
+    v = data_meta.get(f"n_{split}")
+    return int(v) if v is not None else None
+
+
+def training_images(data_meta: dict, final_metrics: dict) -> int | None:
+    """How many training images updated the parameters: the split's training set, or its first
+    ``train_subset`` where the final training's provenance sets one (train.train_subset; the
+    sweeps ran with the same config)."""
+    n_train = split_size(data_meta, "train")
     config = (final_metrics.get("provenance") or {}).get("config") or {}
     subset = int(config.get("train_subset") or 0)
     if n_train is None:
         return subset or None
-    return min(subset, int(n_train)) if subset else int(n_train)
+    return min(subset, n_train) if subset else n_train
 
 
 def headline_accuracy(test_metrics: dict) -> float:
