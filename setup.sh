@@ -6,8 +6,10 @@
 #   ./setup.sh                        set up only; then `source .venv/bin/activate`
 #   ./setup.sh --check                say what is missing and what set-up would do; change nothing
 #
-# Python 3.10 or later: the active virtual environment (or conda environment other than base),
-# else ./.venv, made here (Debian's and Ubuntu's own Python refuse pip installs: PEP 668). Into it
+# Python as pyproject.toml's requires-python asks (Snakemake 8 needs 3.11): the active virtual
+# environment (or conda environment other than base), else ./.venv, made here with python3 or,
+# where that is older, the newest python3.N on PATH (Debian's and Ubuntu's own Python refuse pip
+# installs: PEP 668). Into it
 # goes the project with its test tools (pip install -e ".[test]"; --gpu adds CuPy for the
 # driver's CUDA version), again only when pyproject.toml has changed. The .venv sees none of the
 # system's packages: else `snakemake` could be the system's, blind to what is installed here.
@@ -68,27 +70,43 @@ apt_install() {
 }
 
 # -- Python environment
+# the oldest Python the project runs on has one home, pyproject.toml
+py_min=$(sed -n 's/^requires-python = ">=\(3\.[0-9]*\)"$/\1/p' pyproject.toml)
+[ -n "$py_min" ] || die "pyproject.toml: no requires-python = \">=3.N\" line to read the Python it needs from"
+py_new_enough() { "$1" -c "import sys; sys.exit(sys.version_info < (3, ${py_min#3.}))" 2>/dev/null; }
 if [ -n "${VIRTUAL_ENV:-}" ] || { [ -n "${CONDA_PREFIX:-}" ] && [ "${CONDA_DEFAULT_ENV:-}" != base ]; }; then
   say "Python: the active environment ${VIRTUAL_ENV:-$CONDA_PREFIX}"
-elif [ -x .venv/bin/python ] && .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  py_new_enough python || die "the active environment has $(python -V 2>&1); this project needs Python $py_min or later" \
+    "(Snakemake 8 does): activate one with a newer Python, or deactivate it so that setup.sh makes .venv"
+elif [ -x .venv/bin/python ] && .venv/bin/python -m pip --version >/dev/null 2>&1 && py_new_enough .venv/bin/python; then
   say "Python: .venv"
   export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH"
 else
-  command -v python3 >/dev/null || die "no python3 on PATH: install Python 3.10 or later (Debian/Ubuntu: python3 python3-venv)"
-  python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
-    || die "python3 is $(python3 -V 2>&1); this project needs Python 3.10 or later"
+  # python3 where new enough, else the newest python3.N (Ubuntu 22.04's python3 is 3.10 beside an installable python3.11)
+  python=""
+  for candidate in python3 $(seq -f "python3.%g" 30 -1 "${py_min#3.}"); do
+    if command -v "$candidate" >/dev/null && py_new_enough "$candidate"; then
+      python=$candidate
+      break
+    fi
+  done
+  if [ -z "$python" ]; then
+    found=$(command -v python3 >/dev/null && python3 -V 2>&1 || echo "no python3")
+    die "this project needs Python $py_min or later (Snakemake 8 does); PATH has $found and no newer python3.N." \
+      "Install one (Debian/Ubuntu: apt-get install python$py_min python$py_min-venv), then run this again"
+  fi
   if [ $check -eq 1 ]; then
-    say "would create the virtual environment .venv with $(python3 -V 2>&1)"
+    say "would create the virtual environment .venv with $($python -V 2>&1) ($python)"
     todo=1 env_ready=0
   else
-    say "Python: creating the virtual environment .venv with $(python3 -V 2>&1)"
+    say "Python: creating the virtual environment .venv with $($python -V 2>&1) ($python)"
     rm -rf .venv
-    if ! python3 -m venv .venv; then
-      rm -rf .venv # Debian and Ubuntu ship venv's pip separately
-      if command -v apt-get >/dev/null && apt_install python3-venv; then
-        python3 -m venv .venv
+    if ! "$python" -m venv .venv; then
+      rm -rf .venv # Debian and Ubuntu ship venv's pip separately, python3-venv or python3.N-venv
+      if command -v apt-get >/dev/null && apt_install "$python-venv"; then
+        "$python" -m venv .venv
       else
-        die "python3 -m venv failed: install Python's venv module (Debian/Ubuntu: python3-venv), then run this again"
+        die "$python -m venv failed: install Python's venv module (Debian/Ubuntu: $python-venv), then run this again"
       fi
     fi
     export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH"

@@ -28,6 +28,7 @@ def bin_without(tmp_path, hidden, extra=()):
         (path / name).unlink(missing_ok=True)
         (path / name).symlink_to(sys.executable)
     for name, text in dict(extra).items():
+        (path / name).unlink(missing_ok=True)  # a link: writing through it would change its target
         (path / name).write_text(text)
         (path / name).chmod(0o755)
     return str(path)
@@ -62,6 +63,70 @@ def test_with_apt_it_would_install_the_tex_packages(tmp_path):
 def test_no_tex_goes_on_without_it(tmp_path):
     r = setup_check(bin_without(tmp_path, TEX_AND_APT), "--no-tex")
     assert "--no-tex: xelatex latexmk pdftotext missing" in r.stderr and "no apt-get" not in r.stderr
+
+
+OLD_PYTHON = f"""#!/bin/sh
+# a Python 3.10 as setup.sh sees it: too old for the version check, else the real interpreter
+case "$*" in *version_info*) exit 1 ;; -V | --version) echo "Python 3.10.12"; exit 0 ;; esac
+exec {sys.executable} "$@"
+"""
+
+
+def python_names():
+    """Every python* command on PATH, so that a test's PATH holds only the ones it makes."""
+    return {e.name for d in os.environ["PATH"].split(os.pathsep) if os.path.isdir(d)
+            for e in os.scandir(d) if e.name.startswith("python")}  # fmt: skip
+
+
+def test_the_python_it_needs_has_one_home():
+    """requires-python; Snakemake 8 needs 3.11, so 3.10 got a venv and then pip's refusal."""
+    needed = yaml.safe_load((ROOT / "pyproject.toml").read_text().split("requires-python = ")[1].split("\n")[0])
+    assert needed == ">=3.11"
+    for env in ("environment.yml", "environment-gpu.yml"):
+        assert f"python{needed}" in yaml.safe_load((ROOT / env).read_text())["dependencies"], env
+    assert f"Python {needed[2:]} or later (Snakemake 8 needs it)" in (ROOT / "README.md").read_text()
+
+
+def test_an_active_environment_with_an_older_python_is_refused(tmp_path):
+    path = bin_without(tmp_path, TEX_AND_APT | python_names(), {"python": OLD_PYTHON, "python3": OLD_PYTHON})
+    r = setup_check(path, "--no-tex")
+    assert r.returncode == 1
+    assert "the active environment has Python 3.10.12; this project needs Python 3.11 or later" in r.stderr, r.stderr
+    assert "would install" not in r.stderr
+
+
+@pytest.mark.parametrize("old_venv", [False, True])
+def test_an_older_python3_gives_way_to_the_newest_python3_n(tmp_path, old_venv):
+    """Ubuntu 22.04: python3 is 3.10, python3.11 installable beside it. A .venv made with an older
+    Python is made again."""
+    here = tmp_path / "checkout"
+    here.mkdir()
+    for name in ("setup.sh", "pyproject.toml"):
+        (here / name).write_text((ROOT / name).read_text())
+    if old_venv:
+        (here / ".venv" / "bin").mkdir(parents=True)
+        (here / ".venv" / "bin" / "python").write_text(OLD_PYTHON)
+        (here / ".venv" / "bin" / "python").chmod(0o755)
+    newer = {"python3.11": f"#!/bin/sh\nexec {sys.executable} \"$@\"\n", "python3.12": f"#!/bin/sh\nexec {sys.executable} \"$@\"\n"}
+    path = bin_without(tmp_path, TEX_AND_APT | python_names(), {"python3": OLD_PYTHON, **newer})
+    env = {"PATH": path, "HOME": os.environ.get("HOME", "/tmp")}
+    r = subprocess.run(["bash", str(here / "setup.sh"), "--check", "--no-tex"], capture_output=True, text=True, env=env)
+    version = "Python {}.{}.{}".format(*sys.version_info[:3])
+    assert f"would create the virtual environment .venv with {version} (python3.12)" in r.stderr, r.stderr
+    assert "Python: .venv" not in r.stderr and r.returncode == 1
+
+
+def test_without_a_new_enough_python_it_says_what_to_install(tmp_path):
+    here = tmp_path / "checkout"
+    here.mkdir()
+    for name in ("setup.sh", "pyproject.toml"):
+        (here / name).write_text((ROOT / name).read_text())
+    path = bin_without(tmp_path, TEX_AND_APT | python_names(), {"python3": OLD_PYTHON})
+    r = subprocess.run(["bash", str(here / "setup.sh"), "--check"], capture_output=True, text=True,
+                       env={"PATH": path, "HOME": os.environ.get("HOME", "/tmp")})  # fmt: skip
+    assert r.returncode == 1 and not (here / ".venv").exists()
+    assert "needs Python 3.11 or later (Snakemake 8 does); PATH has Python 3.10.12 and no newer python3.N" in r.stderr
+    assert "apt-get install python3.11 python3.11-venv" in r.stderr, r.stderr
 
 
 def test_ci_runs_the_readmes_test_command_and_nothing_of_its_own():
