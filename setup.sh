@@ -6,7 +6,7 @@
 #   ./setup.sh                        set up only; then `source .venv/bin/activate`
 #   ./setup.sh --check                say what is missing and what set-up would do; change nothing
 #
-# Python as pyproject.toml's requires-python asks (Snakemake 8 needs 3.11): the active virtual
+# Python as pyproject.toml's requires-python asks (Snakemake needs 3.11): the active virtual
 # environment (or conda environment other than base), else ./.venv, made here with python3 or,
 # where that is older, the newest python3.N on PATH (Debian's and Ubuntu's own Python refuse pip
 # installs: PEP 668). Into it
@@ -77,7 +77,7 @@ py_new_enough() { "$1" -c "import sys; sys.exit(sys.version_info < (3, ${py_min#
 if [ -n "${VIRTUAL_ENV:-}" ] || { [ -n "${CONDA_PREFIX:-}" ] && [ "${CONDA_DEFAULT_ENV:-}" != base ]; }; then
   say "Python: the active environment ${VIRTUAL_ENV:-$CONDA_PREFIX}"
   py_new_enough python || die "the active environment has $(python -V 2>&1); this project needs Python $py_min or later" \
-    "(Snakemake 8 does): activate one with a newer Python, or deactivate it so that setup.sh makes .venv"
+    "(Snakemake does): activate one with a newer Python, or deactivate it so that setup.sh makes .venv"
 elif [ -x .venv/bin/python ] && .venv/bin/python -m pip --version >/dev/null 2>&1 && py_new_enough .venv/bin/python; then
   say "Python: .venv"
   export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH"
@@ -92,7 +92,7 @@ else
   done
   if [ -z "$python" ]; then
     found=$(command -v python3 >/dev/null && python3 -V 2>&1 || echo "no python3")
-    die "this project needs Python $py_min or later (Snakemake 8 does); PATH has $found and no newer python3.N." \
+    die "this project needs Python $py_min or later (Snakemake does); PATH has $found and no newer python3.N." \
       "Install one (Debian/Ubuntu: apt-get install python$py_min python$py_min-venv), then run this again"
   fi
   if [ $check -eq 1 ]; then

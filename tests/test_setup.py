@@ -4,6 +4,7 @@ them), and the files that must agree with it: .ci/run, the README, the conda env
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -78,13 +79,21 @@ def python_names():
             for e in os.scandir(d) if e.name.startswith("python")}  # fmt: skip
 
 
-def test_the_python_it_needs_has_one_home():
-    """requires-python; Snakemake 8 needs 3.11, so 3.10 got a venv and then pip's refusal."""
-    needed = yaml.safe_load((ROOT / "pyproject.toml").read_text().split("requires-python = ")[1].split("\n")[0])
-    assert needed == ">=3.11"
+def test_the_versions_it_needs_have_one_home():
+    """pyproject.toml's bounds (tests/oldest_versions.sh tests them), which the conda environments
+    repeat, as conda cannot read them. Python: Snakemake needs 3.11, so 3.10 got a venv and then pip's refusal."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11"
+    conda_name = {"matplotlib": "matplotlib-base", "snakemake": "snakemake-minimal"}  # conda-forge's, bioconda's
+    wanted = ["python" + project["requires-python"]]
+    for req in project["dependencies"] + project["optional-dependencies"]["test"]:
+        name, sep, bound = req.partition(">=")
+        if sep:  # the CUDA compiler's wheels are pip's alone (setup.sh adds them)
+            wanted.append(conda_name.get(name, name) + sep + bound)
     for env in ("environment.yml", "environment-gpu.yml"):
-        assert f"python{needed}" in yaml.safe_load((ROOT / env).read_text())["dependencies"], env
-    assert f"Python {needed[2:]} or later (Snakemake 8 needs it)" in (ROOT / "README.md").read_text()
+        deps = yaml.safe_load((ROOT / env).read_text())["dependencies"]
+        assert [d for d in deps if d != "cupy"] == wanted, env
+    assert "Python 3.11 or later (Snakemake needs it)" in (ROOT / "README.md").read_text()
 
 
 def test_an_active_environment_with_an_older_python_is_refused(tmp_path):
@@ -125,7 +134,7 @@ def test_without_a_new_enough_python_it_says_what_to_install(tmp_path):
     r = subprocess.run(["bash", str(here / "setup.sh"), "--check"], capture_output=True, text=True,
                        env={"PATH": path, "HOME": os.environ.get("HOME", "/tmp")})  # fmt: skip
     assert r.returncode == 1 and not (here / ".venv").exists()
-    assert "needs Python 3.11 or later (Snakemake 8 does); PATH has Python 3.10.12 and no newer python3.N" in r.stderr
+    assert "needs Python 3.11 or later (Snakemake does); PATH has Python 3.10.12 and no newer python3.N" in r.stderr
     assert "apt-get install python3.11 python3.11-venv" in r.stderr, r.stderr
 
 
