@@ -5,17 +5,20 @@
 # home is pyproject.toml; run this after raising or lowering one (about ten minutes, network for pip):
 #
 #   bash tests/oldest_versions.sh [PYTHON]    PYTHON: the interpreter (default: python3.N of requires-python)
+#   bash tests/oldest_versions.sh --pins      print what it would install, one per line, and stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 oldest=$(sed -n 's/^requires-python = ">=\(3\.[0-9]*\)"$/\1/p' pyproject.toml)
-python=${1:-python$oldest}
+if [ "${1:-}" = --pins ]; then
+  pins_only=1 python=python3 # reading pyproject.toml only
+else
+  pins_only=0 python=${1:-python$oldest}
+fi
 command -v "$python" >/dev/null || {
   echo "oldest_versions.sh: no $python on PATH (requires-python asks for $oldest); name an interpreter" >&2
   exit 1
 }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 
 # the package's dependencies and the test extra, each lower bound pinned exactly
 mapfile -t pins < <("$python" - <<'PY'
@@ -25,9 +28,15 @@ for req in project["dependencies"] + project["optional-dependencies"]["test"]:
     print(re.sub(r">=\s*([0-9][0-9.]*)$", r"==\1", req))
 PY
 )
+if [ $pins_only -eq 1 ]; then
+  printf '%s\n' "${pins[@]}"
+  exit 0
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 echo "== $($python -V) and ${pins[*]}"
 "$python" -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install -q --disable-pip-version-check "${pins[@]}" 2> >(grep -v "^WARNING: Location" >&2)
+"$work/venv/bin/python" -m pip install -q --disable-pip-version-check "${pins[@]}"
 "$work/venv/bin/python" -m pip list --disable-pip-version-check 2>/dev/null \
   | grep -i -E '^(numpy|pandas|matplotlib|jinja2|pyyaml|snakemake|pytest) '
 

@@ -96,6 +96,14 @@ def test_the_versions_it_needs_have_one_home():
     assert "Python 3.11 or later (Snakemake needs it)" in (ROOT / "README.md").read_text()
 
 
+def test_the_oldest_versions_check_installs_every_lower_bound_exactly():
+    pins = subprocess.run(["bash", str(ROOT / "tests" / "oldest_versions.sh"), "--pins"], capture_output=True,
+                          text=True, check=True).stdout.split()  # fmt: skip
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [r.replace(">=", "==") for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+    assert pins == wanted and "numpy==2.0" in pins and "cuda-bindings<13" in pins  # other bounds as written
+
+
 def test_an_active_environment_with_an_older_python_is_refused(tmp_path):
     path = bin_without(tmp_path, TEX_AND_APT | python_names(), {"python": OLD_PYTHON, "python3": OLD_PYTHON})
     r = setup_check(path, "--no-tex")
