@@ -154,6 +154,20 @@ def test_the_gpu_profile_shares_one_gpu_between_its_jobs(repo):
     assert profile["set-threads"] == {"train_point": 1, "train_final": 1} and "threads:" not in r.stdout
 
 
+def test_the_gpu_profiles_number_changed_on_the_command_line_as_docs_clusters_says(repo):
+    """--set-resources on the command line replaces the profile's whole list: without the device
+    named again, the jobs would go to `auto` (the CPU here) with the new number."""
+    command = next(line for line in (repo / "docs" / "clusters.md").read_text().splitlines()
+                   if line.startswith("snakemake --workflow-profile profiles/gpu --resources gpu=2"))  # fmt: skip
+    r = snakemake(repo, "results/sweep/lr_reg/summary.csv", "-n", "-p", *command.split()[1:])
+    assert r.returncode == 0, r.stdout + r.stderr
+    commands = [line for line in r.stdout.splitlines() if "workflow/scripts/train.py" in line]
+    assert commands and all("--device gpu --jobs-per-gpu 2 " in c for c in commands)
+    dropped = [a for a in command.split()[1:] if not a.endswith("device=gpu")]
+    r = snakemake(repo, "results/sweep/lr_reg/summary.csv", "-n", "-p", *dropped)
+    assert "--device gpu " not in r.stdout and "--jobs-per-gpu 2 " in r.stdout  # why the docs name it
+
+
 def test_the_step_scripts_help_names_files_the_pipeline_makes(repo):
     """Each results/ file a step script's --help shows as an example is one a rule writes."""
     by_hand = {"results/demo/cifar-10-python.tar.gz"}  # make_demo_archive's own example, other sizes
