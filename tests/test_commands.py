@@ -168,6 +168,19 @@ def test_the_gpu_profiles_number_changed_on_the_command_line_as_docs_clusters_sa
     assert "--device gpu " not in r.stdout and "--jobs-per-gpu 2 " in r.stdout  # why the docs name it
 
 
+def test_the_quick_run_plans_the_cut_down_study(repo):
+    """config/quick.yaml, as the README gives it: the same pipeline, fewer points and epochs."""
+    assert "snakemake --configfile config/quick.yaml" in (repo / "README.md").read_text()
+    quick = yaml.safe_load((repo / "config" / "quick.yaml").read_text())
+    lr_reg = yaml.safe_load((repo / quick["sweep"]["grid"]).read_text())["sweeps"]["lr_reg"]
+    r = snakemake(repo, "--configfile", "config/quick.yaml", "-n", "-p")
+    jobs = planned(r)
+    assert jobs["train_point"] == len(lr_reg["lr"]) * len(lr_reg["reg"]) == 6 and jobs["train_final"] == 1
+    points = [line for line in r.stdout.splitlines() if "train.py" in line and "results/sweep/points/" in line]
+    assert len(points) == 6 and all(f"--epochs {quick['sweep']['epochs']} " in c for c in points)
+    assert all(" --filters 32 " in c for c in points)  # the lr x L2 sweep at the default filters
+
+
 def test_the_step_scripts_help_names_files_the_pipeline_makes(repo):
     """Each results/ file a step script's --help shows as an example is one a rule writes."""
     by_hand = {"results/demo/cifar-10-python.tar.gz"}  # make_demo_archive's own example, other sizes
