@@ -9,10 +9,10 @@
 # Python as pyproject.toml's requires-python asks (Snakemake needs 3.11): the active virtual
 # environment (or conda environment other than base), else ./.venv, made here with python3 or,
 # where that is older, the newest python3.N on PATH (Debian's and Ubuntu's own Python refuse pip
-# installs: PEP 668). Into it
-# goes the project with its test tools (pip install -e ".[test]"; --gpu adds CuPy for the
-# driver's CUDA version), again only when pyproject.toml has changed. The .venv sees none of the
-# system's packages: else `snakemake` could be the system's, blind to what is installed here.
+# installs: PEP 668). Into it goes the project with its test tools (pip install -e ".[test]";
+# --gpu adds CuPy for the driver's CUDA version), again only when pyproject.toml has changed.
+# The .venv sees none of the system's packages: else `snakemake` could be the system's, blind to
+# what is installed here.
 # The PDF report needs XeLaTeX with ctex, latexmk and a CJK font, and the tests pdftotext: when
 # they are missing, apt-get installs them (through sudo when not root); without apt-get this
 # says what to install and stops. --no-tex goes on without them (everything but the PDF works).
