@@ -35,13 +35,26 @@ def bin_without(tmp_path, hidden, extra=()):
     return str(path)
 
 
-def setup_check(path, *args, pythonpath=None):
-    """``./setup.sh --check`` with an active environment (so it makes none), on ``path``."""
-    env = {"PATH": path, "HOME": os.environ.get("HOME", "/tmp"), "VIRTUAL_ENV": sys.prefix}
+def setup_check(path, *args, pythonpath=None, where=None):
+    """``./setup.sh --check`` on ``path``: here with an active environment (so it makes none), or
+    in the copy ``where`` (``setup_copy``) with none, so that it picks a Python for .venv."""
+    env = {"PATH": path, "HOME": os.environ.get("HOME", "/tmp")}
+    if where is None:
+        env["VIRTUAL_ENV"] = sys.prefix
     if pythonpath:
         env["PYTHONPATH"] = str(pythonpath)
-    return subprocess.run(["bash", str(ROOT / "setup.sh"), "--check", *args], cwd=ROOT,
+    where = where or ROOT
+    return subprocess.run(["bash", str(where / "setup.sh"), "--check", *args], cwd=where,
                           capture_output=True, text=True, env=env)  # fmt: skip
+
+
+def setup_copy(tmp_path):
+    """setup.sh and the pyproject.toml it reads, alone in a folder: a checkout without a .venv."""
+    here = tmp_path / "checkout"
+    here.mkdir()
+    for name in ("setup.sh", "pyproject.toml"):
+        (here / name).write_text((ROOT / name).read_text())
+    return here
 
 
 def test_without_apt_it_says_exactly_what_to_install(tmp_path):
@@ -116,31 +129,22 @@ def test_an_active_environment_with_an_older_python_is_refused(tmp_path):
 def test_an_older_python3_gives_way_to_the_newest_python3_n(tmp_path, old_venv):
     """Ubuntu 22.04: python3 is 3.10, python3.11 installable beside it. A .venv made with an older
     Python is made again."""
-    here = tmp_path / "checkout"
-    here.mkdir()
-    for name in ("setup.sh", "pyproject.toml"):
-        (here / name).write_text((ROOT / name).read_text())
+    here = setup_copy(tmp_path)
     if old_venv:
         (here / ".venv" / "bin").mkdir(parents=True)
         (here / ".venv" / "bin" / "python").write_text(OLD_PYTHON)
         (here / ".venv" / "bin" / "python").chmod(0o755)
     newer = {"python3.11": f"#!/bin/sh\nexec {sys.executable} \"$@\"\n", "python3.12": f"#!/bin/sh\nexec {sys.executable} \"$@\"\n"}
     path = bin_without(tmp_path, TEX_AND_APT | python_names(), {"python3": OLD_PYTHON, **newer})
-    env = {"PATH": path, "HOME": os.environ.get("HOME", "/tmp")}
-    r = subprocess.run(["bash", str(here / "setup.sh"), "--check", "--no-tex"], capture_output=True, text=True, env=env)
+    r = setup_check(path, "--no-tex", where=here)
     version = "Python {}.{}.{}".format(*sys.version_info[:3])
     assert f"would create the virtual environment .venv with {version} (python3.12)" in r.stderr, r.stderr
     assert "Python: .venv" not in r.stderr and r.returncode == 1
 
 
 def test_without_a_new_enough_python_it_says_what_to_install(tmp_path):
-    here = tmp_path / "checkout"
-    here.mkdir()
-    for name in ("setup.sh", "pyproject.toml"):
-        (here / name).write_text((ROOT / name).read_text())
-    path = bin_without(tmp_path, TEX_AND_APT | python_names(), {"python3": OLD_PYTHON})
-    r = subprocess.run(["bash", str(here / "setup.sh"), "--check"], capture_output=True, text=True,
-                       env={"PATH": path, "HOME": os.environ.get("HOME", "/tmp")})  # fmt: skip
+    here = setup_copy(tmp_path)
+    r = setup_check(bin_without(tmp_path, TEX_AND_APT | python_names(), {"python3": OLD_PYTHON}), where=here)
     assert r.returncode == 1 and not (here / ".venv").exists()
     assert "needs Python 3.11 or later (Snakemake does); PATH has Python 3.10.12 and no newer python3.N" in r.stderr
     assert "apt-get install python3.11 python3.11-venv" in r.stderr, r.stderr
