@@ -53,6 +53,18 @@ for r in s["runs"]:
 print(f"demo: every section, the deviation and study tables, and {s['n']} seeds ({stat}) are in the PDF")
 PY
 
+echo "== the demo's final seed 0 is the chosen point's own run (sweep.epochs = train.epochs): copied, not trained"
+python - <<'PY'
+import filecmp, json
+best = json.load(open("results/sweep/best.json"))
+final = json.load(open("results/final/seeds/0/metrics.json"))
+assert final.get("reused_from") == best["path"], f"seed 0 was not reused from {best['path']}: {final.get('reused_from')}"
+for name in ("model.npz", "history.csv"):
+    assert filecmp.cmp(f"{best['path']}/{name}", f"results/final/seeds/0/{name}", shallow=False), name
+assert "reused_from" not in json.load(open("results/final/seeds/1/metrics.json")), "seed 1 was not trained"
+print(f"seed 0: {best['path']}'s run, copied; seed 1 trained")
+PY
+
 echo "== Snakemake's HTML report of the demo, as the README gives it"
 snakemake --report report/snakemake_report.html --configfile config/demo.yaml
 python - <<'PY'

@@ -44,6 +44,7 @@ GRID = {"sweeps": {"lrs": {"lr": [0.2]}, "regs": {"reg": [0.03]}}}
 POINTS = {(0.2, 0.01, 3), (0.07, 0.03, 3)}  # (lr, reg, filters)
 LR = 0.2  # the point whose training is run and checked by hand
 CHOSEN = {"lr": 0.5, "reg": 0.02, "filters": 5}  # what the (faked) selection chose for the final run
+CHOSEN_DIR = "results/sweep/points/lr~0.5/reg~0.02/filters~5"  # its run (faked too)
 N_TRAIN, N_VAL = 80, 10  # train_subset keeps the first 70: one batch of 70 per epoch
 
 # (rule, config key, flag of the rule's command): the flag carries the config's value
@@ -97,8 +98,10 @@ def dry_run(workdir: Path, config: Path, target: str) -> dict:
         rule = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):", block)[1]
         output = re.search(r"^\s+output: (.*)$", block, re.M)
         command = re.search(r"^Shell command: (.*)$", block, re.M)
+        resources = re.search(r"^\s+resources: (.*)$", block, re.M)
         jobs.setdefault(rule, []).append({"output": output[1].split(", ") if output else [],
-                                          "command": command[1] if command else None})  # fmt: skip
+                                          "command": command[1] if command else None,
+                                          "resources": dict(r.split("=", 1) for r in resources[1].split(", ")) if resources else {}})  # fmt: skip
     return jobs
 
 
@@ -115,11 +118,14 @@ def flags(command: str) -> dict:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
+    return planned(tmp_path_factory.mktemp("settings"), SETTINGS)
+
+
+def planned(tmp: Path, settings: dict) -> dict:
     """Rule name -> the jobs Snakemake would run: the grid search's and, once it is done, the final run's."""
-    tmp = tmp_path_factory.mktemp("settings")
     (tmp / "grid.yaml").write_text(yaml.safe_dump(GRID))
     config = tmp / "settings.yaml"
-    config.write_text(yaml.safe_dump({**SETTINGS, "sweep": {**SETTINGS["sweep"], "grid": str(tmp / "grid.yaml")}}))
+    config.write_text(yaml.safe_dump({**settings, "sweep": {**settings["sweep"], "grid": str(tmp / "grid.yaml")}}))
     workdir = tmp / "work"
     (workdir / "config").mkdir(parents=True)
     (workdir / "config" / "config.yaml").write_text((ROOT / "config" / "config.yaml").read_text())
@@ -127,13 +133,15 @@ def pipeline(tmp_path_factory):
     # fake a finished grid search (outputs upstream first, each newer than its inputs) so the
     # final training's command, which waits for the selection, is printed too
     stamp = 1_000_000_000
-    for rule in ("download", "prepare", "train_point", "select_sweep", "select"):
-        for job in plan[rule]:
-            for out in job["output"]:
-                path = workdir / out
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(CHOSEN) if out.endswith("best.json") else "")
-                os.utime(path, (stamp, stamp))
+    rules = ("download", "prepare", "train_point", "select_sweep", "select")
+    done = {rule: [out for job in plan[rule] for out in job["output"]] for rule in rules}
+    done["train_point"] += [f"{CHOSEN_DIR}/{name}" for name in ("metrics.json", "history.csv", "model.npz")]
+    for rule in rules:
+        for out in done[rule]:
+            path = workdir / out
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(CHOSEN) if out.endswith("best.json") else "")
+            os.utime(path, (stamp, stamp))
         stamp += 10
     final = dry_run(workdir, config, "results/final/test_metrics.json")
     assert "train_point" not in final and final.get("train_final"), final
@@ -183,6 +191,18 @@ def test_the_grid_points_and_the_chosen_point_reach_the_command_line(pipeline):
     assert {point_of(job) for job in pipeline["train_point"]} == POINTS
     for job in pipeline["train_final"]:
         assert dict(zip(("lr", "reg", "filters"), point_of(job))) == CHOSEN
+        assert "--reuse-from" not in job["command"]  # no seed of train.seeds is the point's seed
+
+
+def test_the_final_seed_that_repeats_the_chosen_points_run_reuses_it(tmp_path):
+    """With sweep.epochs = train.epochs, the final training's seed equal to ``seed`` has the
+    chosen point's own flags: that job gets the point's run (and no GPU to copy it), the others train."""
+    same = {**SETTINGS, "device": "gpu", "train": {**SETTINGS["train"], "seeds": [4, SETTINGS["seed"]]},
+            "sweep": {"epochs": SETTINGS["train"]["epochs"]}}  # fmt: skip
+    final = {flags(job["command"])["--seed"]: job for job in planned(tmp_path, same)["train_final"]}
+    reused = final[str(SETTINGS["seed"])]
+    assert flags(reused["command"])["--reuse-from"] == CHOSEN_DIR and reused["resources"]["gpu"] == "0"
+    assert "--reuse-from" not in final["4"]["command"] and final["4"]["resources"]["gpu"] == "1"
 
 
 # --------------------------------------------------------------------------- the commands, run

@@ -136,3 +136,51 @@ def test_out_of_memory_says_what_to_change_and_writes_no_results(data, tmp_path,
     assert "training 4 filters at batch 50 with 3 job(s) per GPU" in error and "train.jobs_per_gpu" in error
     assert error.endswith("then the same command starts again")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def finished(data, tmp_path_factory):
+    """A finished run of the small recipe (``command``'s flags), as a grid point leaves it."""
+    out = tmp_path_factory.mktemp("finished")
+    run(data, out)
+    return out
+
+
+def test_a_finished_run_of_the_same_config_is_copied_not_trained(data, finished, tmp_path, capsys, monkeypatch):
+    script = load_script("train")
+
+    def no_training(*args, **kw):
+        raise AssertionError("trained although the finished run has the same config")
+
+    monkeypatch.setattr(script.training, "train", no_training)
+    assert script.main(command(data, tmp_path, "--reuse-from", str(finished))[2:]) == 0
+    assert f"{finished} ran this very config" in capsys.readouterr().err
+    for name in ("model.npz", "history.csv"):
+        assert (tmp_path / name).read_bytes() == (finished / name).read_bytes(), name
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics == {**json.loads((finished / "metrics.json").read_text()), "reused_from": str(finished)}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "metrics.json", "model.npz"]
+
+
+def test_the_copy_is_what_training_again_gives(data, finished, tmp_path):
+    """The reason a copy may stand for a run: the same config trains to the same bits."""
+    run(data, tmp_path)
+    a, b = np.load(finished / "model.npz"), np.load(tmp_path / "model.npz")
+    assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
+    cols = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"]
+    pd.testing.assert_frame_equal(pd.read_csv(finished / "history.csv")[cols], pd.read_csv(tmp_path / "history.csv")[cols])
+
+
+def test_a_finished_run_of_another_config_or_without_its_files_is_not_reused(data, finished, tmp_path):
+    other = subprocess.run(command(data, tmp_path / "seed1", "--seed", "1", "--reuse-from", str(finished)),
+                           check=True, capture_output=True, text=True)  # fmt: skip
+    assert f"not reusing {finished}: it ran another config (train differ); training" in other.stderr
+    metrics = json.loads((tmp_path / "seed1" / "metrics.json").read_text())
+    assert "reused_from" not in metrics and metrics["hyperparameters"]["seed"] == 1 and metrics["epochs_run"] == 4
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "metrics.json").write_bytes((finished / "metrics.json").read_bytes())
+    lacking = subprocess.run(command(data, tmp_path / "out", "--reuse-from", str(partial)),
+                             check=True, capture_output=True, text=True)  # fmt: skip
+    assert f"not reusing {partial}: it lacks model.npz and history.csv; training" in lacking.stderr
+    assert "reused_from" not in json.loads((tmp_path / "out" / "metrics.json").read_text())

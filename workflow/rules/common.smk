@@ -172,8 +172,28 @@ def best_point():
 
 
 def final_input(wildcards):
-    best_point()  # waits for the selection; the values arrive through params
+    """The data, once the selection has run (the point's values arrive through params); for a
+    seed whose flags are the chosen point's own (the sweep's seed and epochs), that point's run
+    too, which train.py then copies instead of training it again.
+    """
+    point = best_point()
+    final = train_args(point, config["train"]["epochs"], wildcards.seed)
+    if final == train_args(point, config["sweep"]["epochs"], config["seed"]):
+        return {"data": DATA, "same_run": f"{point_dir(point)}/metrics.json"}
     return {"data": DATA}
+
+
+def final_gpu_slots(wildcards, input):
+    """A final training's share of --resources gpu: none where it copies the point's run."""
+    return 0 if "same_run" in input.keys() else GPU_SLOTS
+
+
+def reuse_flag(wildcards, input):
+    return (
+        f"--reuse-from {os.path.dirname(input.same_run)}"
+        if "same_run" in input.keys()
+        else ""
+    )
 
 
 # The final training runs once per seed, each in its own folder; the figures and the report's

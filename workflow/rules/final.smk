@@ -15,7 +15,7 @@ rule train_final:
         "../../environment.yml"
     threads: config["train"]["threads"]
     resources:
-        gpu=GPU_SLOTS,
+        gpu=final_gpu_slots,
         # resources, not params: as in train_point
         device=config["device"],
         jobs_per_gpu=config["train"]["jobs_per_gpu"],
@@ -23,9 +23,10 @@ rule train_final:
         # reruns only when the chosen point (or the recipe) changes, not when the sweep files are rewritten
         args=lambda w: train_args(best_point(), config["train"]["epochs"], w.seed),
         out_dir=lambda w, output: os.path.dirname(output.metrics),
+        reuse=reuse_flag,
     shell:
         f"python workflow/scripts/train.py --data {DATA} --out-dir {{params.out_dir}} {{params.args}}"
-        " --device {resources.device} --jobs-per-gpu {resources.jobs_per_gpu} 2> {log}"
+        " --device {resources.device} --jobs-per-gpu {resources.jobs_per_gpu} {params.reuse} 2> {log}"
 
 
 rule evaluate:

@@ -3,7 +3,9 @@
 Writes into --out-dir: history.csv (one row per epoch), model.npz (best
 validation accuracy), metrics.json (status, best accuracy, timing, provenance).
 A snapshot (state.npz) is saved after every epoch, so a killed run started
-again with the same arguments continues from its last completed epoch.
+again with the same arguments continues from its last completed epoch. With
+--reuse-from DIR, a finished run of the very same config in DIR is copied
+instead (the pipeline's final training of the chosen grid point's own seed).
 
 Every setting of the recipe is a required flag: the pipeline passes the values of
 config/config.yaml (defaults: workflow/schemas/config.schema.yaml) in full, e.g.
@@ -21,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -68,6 +71,9 @@ def parse_args(argv=None):
     where.add_argument("--jobs-per-gpu", type=int, required=True,
                        help="concurrent jobs that may share one GPU (on a GPU only)")  # fmt: skip
     where.add_argument("--gpu-lock-dir", type=Path, default=None, help="GPU claim locks (default: $TMPDIR/scratchcnn-gpu-locks-<uid>)")
+    where.add_argument("--reuse-from", type=Path, default=None, metavar="DIR",
+                       help="a finished run of this same recipe (the chosen grid point): where its metrics.json records "
+                            "the same run config, its results are copied instead of training again")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -113,12 +119,6 @@ def resumes(args) -> str:
 
 
 def run(args, held: contextlib.ExitStack) -> int:
-    try:
-        device_id = claim_device(args, held)
-        backend = get_backend(args.device, device_id=device_id)
-    except (BackendError, GpuClaimError) as exc:
-        log.error("%s", exc)
-        return 1
     arch = cnn.make_arch(
         filters1=args.filters, kernel_size=args.kernel_size,
         padding1=args.padding1, padding2=args.padding2, pool_size=args.pool_size, pool_stride=args.pool_stride,
@@ -130,6 +130,14 @@ def run(args, held: contextlib.ExitStack) -> int:
     run_config = {"arch": arch, "train": cfg.__dict__, "data": str(args.data), "train_subset": args.train_subset}
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
+    if args.reuse_from is not None and reuse(args.reuse_from, run_config, out):
+        return 0
+    try:
+        device_id = claim_device(args, held)
+        backend = get_backend(args.device, device_id=device_id)
+    except (BackendError, GpuClaimError) as exc:
+        log.error("%s", exc)
+        return 1
     log.info("backend %s on %s; arch %s; %s", backend.name, backend.device_name, arch, cfg)
 
     try:
@@ -191,6 +199,37 @@ def run(args, held: contextlib.ExitStack) -> int:
     })  # fmt: skip
     state_path.unlink(missing_ok=True)
     return 0
+
+
+def reuse(source: Path, run_config: dict, out: Path) -> bool:
+    """Copy the results of ``source``, a finished run, into ``out`` where its metrics.json
+    records exactly ``run_config``: the same recipe, seed and data give the same training, so
+    it need not run twice (the final training's first seed is the chosen grid point's own run
+    when sweep.epochs equals train.epochs). Anything else, and it says why and trains.
+    """
+    try:
+        metrics = json.loads((source / "metrics.json").read_text(encoding="utf-8"))
+        recorded = metrics["provenance"]["config"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("not reusing %s (%s: %s); training", source, type(exc).__name__, exc)
+        return False
+    missing = [name for name in ("model.npz", "history.csv") if not (source / name).is_file()]
+    if missing:
+        log.warning("not reusing %s: it lacks %s; training", source, " and ".join(missing))
+        return False
+    wanted = json.loads(json.dumps(run_config))  # as JSON reads it back: tuples as lists
+    if recorded != wanted:
+        differ = sorted(k for k in set(wanted) | set(recorded) if wanted.get(k) != recorded.get(k))
+        log.warning("not reusing %s: it ran another config (%s differ); training", source, ", ".join(differ))
+        return False
+    for name in ("model.npz", "history.csv"):
+        with atomic_path(out / name) as tmp:
+            shutil.copyfile(source / name, tmp)
+    write_json_atomic(out / "metrics.json", {**metrics, "reused_from": str(source)})
+    (out / "state.npz").unlink(missing_ok=True)  # an interrupted training of the same run, now moot
+    log.info("%s ran this very config (status %s, best val acc %.4f at epoch %d): its results are reused, "
+             "not trained again", source, metrics["status"], metrics["best_val_acc"] or float("nan"), metrics["best_epoch"])  # fmt: skip
+    return True
 
 
 if __name__ == "__main__":
