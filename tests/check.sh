@@ -43,7 +43,7 @@ sections = ["概述", "引言", "数据集", "模型设计", "训练过程", "�
 missing = [s for s in sections if s.replace(" ", "") not in flat]
 assert not missing, f"report/report.pdf lacks the sections {missing}"
 for row in ("原研究与本复现的差异", "批归一化", "梯度缩放", "原研究未说明之处", "原研究与本复现的数字", "第 7 节",
-            "最终配置在各随机种子下的结果"):
+            "最终配置在各随机种子下的结果", "种子 0 的训练与参数查找中选中点的那次训练完全相同"):
     assert row.replace(" ", "") in flat, f"report/report.pdf lacks {row!r}"
 s = m["seeds"]
 stat = f"{100 * s['mean']:.2f}% ± {100 * s['std']:.2f}%"

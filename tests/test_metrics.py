@@ -238,8 +238,9 @@ def test_summarize_seeds_script(tmp_path):
         d = tmp_path / str(seed)
         d.mkdir()
         (d / "test_metrics.json").write_text(json.dumps({"test_accuracy": acc, "n_test": 10}))
+        reused = {"reused_from": "results/sweep/points/p"} if seed == 3 else {}
         (d / "metrics.json").write_text(json.dumps({"hyperparameters": {"seed": seed}, "best_val_acc": acc + 0.01,
-                                                    "best_epoch": 4, "status": "ok"}))  # fmt: skip
+                                                    "best_epoch": 4, "status": "ok", **reused}))  # fmt: skip
         runs.append(str(d))
     out = tmp_path / "test_metrics.json"
     assert mod.main(["--runs", *runs, "--shown-seed", "8", "--out", str(out)]) == 0
@@ -248,6 +249,7 @@ def test_summarize_seeds_script(tmp_path):
     assert combined["seeds"]["shown"] == 8 and combined["seeds"]["mean"] == pytest.approx(0.6)
     assert [r["seed"] for r in combined["seeds"]["runs"]] == [3, 8]
     assert combined["seeds"]["runs"][0]["best_val_acc"] == pytest.approx(0.71)
+    assert [r["reused_from"] for r in combined["seeds"]["runs"]] == ["results/sweep/points/p", None]
     with pytest.raises(SystemExit, match="--shown-seed 1 is not among"):
         mod.main(["--runs", *runs, "--shown-seed", "1", "--out", str(tmp_path / "x.json")])
     with pytest.raises(SystemExit, match="does not exist"):

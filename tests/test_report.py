@@ -725,6 +725,10 @@ def test_seeds_give_mean_and_spread_and_name_the_shown_seed():
     assert r"\rowcolor{chosen}0 & 12 & 65.31 & 62.47 \\" in tex
     assert "62.18\\% $\\pm$ 1.05（3 个种子的均值）" in tex
     assert "个种子各训练一次" not in text(ctx())  # one run: no seed statistics claimed
+    assert "沿用了那次训练的结果" not in tex  # no run was copied from the grid
+    runs[1]["reused_from"] = "results/sweep/points/lr~0.01/reg~0.001/filters~32"
+    copied = text(R.build_context(**inputs))
+    assert "种子 1 的训练与参数查找中选中点的那次训练完全相同" in copied and "验证准确率正是参数查找按最高值选中该点的依据" in copied
 
 
 def test_a_stand_in_archive_is_not_called_official():

@@ -4,7 +4,8 @@
 Each seed was trained and evaluated on its own (``results/final/seeds/<seed>/``).
 The combined file is the shown seed's test metrics (the model the figures and
 the per-class tables describe) with a ``seeds`` block added: every seed's test
-and best validation accuracy, their mean and sample standard deviation::
+and best validation accuracy (and, for a run copied from the chosen grid point,
+that point), their mean and sample standard deviation::
 
     python workflow/scripts/summarize_seeds.py --runs results/final/seeds/0 results/final/seeds/1 \\
         --shown-seed 0 --out results/final/test_metrics.json
@@ -46,7 +47,8 @@ def main(argv=None) -> int:
             raise SystemExit(f"error: {folder / 'metrics.json'} records no hyperparameters.seed")
         runs.append({"seed": int(seed), "test_accuracy": float(test["test_accuracy"]),
                      "best_val_acc": float(train["best_val_acc"]), "best_epoch": int(train["best_epoch"]),
-                     "status": train.get("status", "ok"), "path": str(folder)})  # fmt: skip
+                     "status": train.get("status", "ok"), "path": str(folder),
+                     "reused_from": train.get("reused_from")})  # fmt: skip
         if int(seed) == args.shown_seed:
             shown = test
     if shown is None:

@@ -341,6 +341,8 @@ def seeds_context(seeds: dict | None) -> dict | None:
         "min_pct": pct(seeds["min"]),
         "max_pct": pct(seeds["max"]),
         "shown": str(int(seeds["shown"])),
+        # the seed whose run is the chosen grid point's own: its validation accuracy is the one selected
+        "grid_run": next((str(int(r["seed"])) for r in runs if r.get("reused_from")), None),
         "runs": [{"seed": str(int(r["seed"])), "acc_pct": pct(r["test_accuracy"]), "val_pct": pct(r["best_val_acc"]),
                   "best_epoch": str(int(r["best_epoch"])), "shown": int(r["seed"]) == int(seeds["shown"])}
                  for r in runs],  # fmt: skip
