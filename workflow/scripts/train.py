@@ -213,7 +213,8 @@ def reuse(source: Path, run_config: dict, out: Path) -> bool:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("not reusing %s (%s: %s); training", source, type(exc).__name__, exc)
         return False
-    missing = [name for name in ("model.npz", "history.csv") if not (source / name).is_file()]
+    copied = ("model.npz", "history.csv")  # and metrics.json, which says where they came from
+    missing = [name for name in copied if not (source / name).is_file()]
     if missing:
         log.warning("not reusing %s: it lacks %s; training", source, " and ".join(missing))
         return False
@@ -222,7 +223,7 @@ def reuse(source: Path, run_config: dict, out: Path) -> bool:
         differ = sorted(k for k in set(wanted) | set(recorded) if wanted.get(k) != recorded.get(k))
         log.warning("not reusing %s: it ran another config (%s differ); training", source, ", ".join(differ))
         return False
-    for name in ("model.npz", "history.csv"):
+    for name in copied:
         with atomic_path(out / name) as tmp:
             shutil.copyfile(source / name, tmp)
     write_json_atomic(out / "metrics.json", {**metrics, "reused_from": str(source)})
