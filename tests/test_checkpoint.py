@@ -77,3 +77,22 @@ def test_failed_save_leaves_nothing_behind(tmp_path):
     with pytest.raises(TypeError):
         save_checkpoint(tmp_path / "m.npz", params, bn, arch, {"bad": object()})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_snapshot_resumes_only_when_whole_and_of_the_same_run(tmp_path):
+    from scratchcnn.backend import get_backend
+    from scratchcnn.checkpoint import load_train_state, save_train_state
+    from scratchcnn.training import TrainState
+
+    backend = get_backend("cpu")
+    params, bn = cnn.init_params(cnn.make_arch(filters1=4), seed=1)
+    path = tmp_path / "state.npz"
+    save_train_state(path, TrainState(params, bn, epoch=2, history=[[1, 0.1]], best_epoch=2, best_val_acc=0.4), "run-a")
+    state = load_train_state(path, "run-a", backend)
+    assert state.epoch == 2 and state.best_val_acc == 0.4 and np.array_equal(state.params["W1"], params["W1"])
+    assert load_train_state(path, "run-b", backend) is None  # another run's snapshot
+    whole = path.read_bytes()
+    for bad in (whole[: len(whole) // 2], b"", b"not a zip file"):  # a write cut short, an empty or foreign file
+        path.write_bytes(bad)
+        assert load_train_state(path, "run-a", backend) is None
+    assert load_train_state(tmp_path / "none.npz", "run-a", backend) is None

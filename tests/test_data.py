@@ -373,6 +373,9 @@ def _damaged_prepared(prepared, change: dict) -> dict:
     ({"y_train": np.zeros(45, np.float32)}, r"y_train has dtype float32, expected integers"),
     ({"val_idx": np.arange(4)}, r"val_idx has shape \(4,\), expected \(15,\) to match x_val"),
     ({"meta_json": np.array("{not json")}, r"meta_json is not valid JSON"),
+    ({"class_names": np.array([b"cat"] * 10)}, r"class_names has dtype \|S3, expected text"),
+    ({"y_val": np.full(15, 10)}, r"y_val has labels 10\.\.10, expected 0\.\.9 \(one per class name\)"),
+    ({"y_test": np.arange(20) - 1}, r"y_test has labels -1\.\.18, expected 0\.\.9"),
 ])  # fmt: skip
 def test_load_prepared_names_the_file_and_the_problem(tmp_path, prepared, change, message):
     path = tmp_path / "cifar10.npz"

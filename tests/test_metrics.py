@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import math
 import sys
 import types
@@ -254,4 +255,38 @@ def test_summarize_seeds_script(tmp_path):
         mod.main(["--runs", *runs, "--shown-seed", "1", "--out", str(tmp_path / "x.json")])
     with pytest.raises(SystemExit, match="does not exist"):
         mod.main(["--runs", str(tmp_path / "none"), "--shown-seed", "1", "--out", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_summarize_seeds_takes_a_diverged_seed_and_names_the_file_and_key_of_a_bad_value(tmp_path):
+    mod = load_script("summarize_seeds")
+
+    def seed_dir(name, train, test=None):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "metrics.json").write_text(json.dumps(train))
+        (d / "test_metrics.json").write_text(json.dumps(test or {"test_accuracy": 0.1}))
+        return str(d)
+
+    ok = seed_dir("ok", {"hyperparameters": {"seed": 0}, "best_val_acc": 0.6, "best_epoch": 3, "status": "ok"},
+                  {"test_accuracy": 0.58})  # fmt: skip
+    # train.py's record of a seed that diverged in its first epoch: no best epoch, no best accuracy
+    gone = seed_dir("gone", {"hyperparameters": {"seed": 1}, "best_val_acc": None, "best_epoch": 0, "status": "diverged"})
+    out = tmp_path / "out.json"
+    assert mod.main(["--runs", ok, gone, "--shown-seed", "0", "--out", str(out)]) == 0
+    runs = json.loads(out.read_text())["seeds"]["runs"]
+    assert runs[1] == {"seed": 1, "test_accuracy": 0.1, "best_val_acc": None, "best_epoch": 0, "status": "diverged",
+                       "path": gone, "reused_from": None}  # fmt: skip
+    bad = [("no-seed", {"best_val_acc": 0.5, "best_epoch": 1}, None, "metrics.json: hyperparameters.seed is None, expected a number (an integer)"),
+           ("epoch-text", {"hyperparameters": {"seed": 2}, "best_val_acc": 0.5, "best_epoch": "3"}, None,
+            "metrics.json: best_epoch is '3', expected a number (an integer)"),
+           ("no-test", {"hyperparameters": {"seed": 3}, "best_val_acc": 0.5, "best_epoch": 1}, {"n_test": 10},
+            "test_metrics.json: test_accuracy is None, expected a number")]  # fmt: skip
+    for name, train, test, said in bad:
+        folder = seed_dir(name, train, test)
+        with pytest.raises(SystemExit, match=re.escape(f"error: {folder}/{said}")):
+            mod.main(["--runs", ok, folder, "--shown-seed", "0", "--out", str(tmp_path / "x.json")])
+    (tmp_path / "ok" / "metrics.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit, match="holds a JSON list, expected an object"):
+        mod.main(["--runs", ok, "--shown-seed", "0", "--out", str(tmp_path / "x.json")])
     assert not (tmp_path / "x.json").exists()

@@ -729,6 +729,11 @@ def test_seeds_give_mean_and_spread_and_name_the_shown_seed():
     runs[1]["reused_from"] = "results/sweep/points/lr~0.01/reg~0.001/filters~32"
     copied = text(R.build_context(**inputs))
     assert "种子 1 的训练与参数查找中选中点的那次训练完全相同" in copied and "验证准确率正是参数查找按最高值选中该点的依据" in copied
+    assert "的训练发散（损失不再有限而提前停止）" not in copied
+    runs[2].update(status="diverged", best_val_acc=None, best_epoch=0)  # diverged in its first epoch
+    diverged = text(R.build_context(**inputs))
+    assert "种子 2 的训练发散（损失不再有限而提前停止），它的测试准确率照样计入均值和标准差。" in diverged
+    assert r"2 & -- & -- & 63.05 \\" in diverged
 
 
 def test_a_stand_in_archive_is_not_called_official():

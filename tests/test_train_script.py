@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -171,16 +172,29 @@ def test_the_copy_is_what_training_again_gives(data, finished, tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(finished / "history.csv")[cols], pd.read_csv(tmp_path / "history.csv")[cols])
 
 
-def test_a_finished_run_of_another_config_or_without_its_files_is_not_reused(data, finished, tmp_path):
-    other = subprocess.run(command(data, tmp_path / "seed1", "--seed", "1", "--reuse-from", str(finished)),
-                           check=True, capture_output=True, text=True)  # fmt: skip
-    assert f"not reusing {finished}: it ran another config (train differ); training" in other.stderr
-    metrics = json.loads((tmp_path / "seed1" / "metrics.json").read_text())
-    assert "reused_from" not in metrics and metrics["hyperparameters"]["seed"] == 1 and metrics["epochs_run"] == 4
-    partial = tmp_path / "partial"
-    partial.mkdir()
-    (partial / "metrics.json").write_bytes((finished / "metrics.json").read_bytes())
-    lacking = subprocess.run(command(data, tmp_path / "out", "--reuse-from", str(partial)),
-                             check=True, capture_output=True, text=True)  # fmt: skip
-    assert f"not reusing {partial}: it lacks model.npz and history.csv; training" in lacking.stderr
-    assert "reused_from" not in json.loads((tmp_path / "out" / "metrics.json").read_text())
+def cut_short(path):
+    path.write_bytes(path.read_bytes()[:200])
+
+
+@pytest.mark.parametrize("breakage,said", [
+    (None, "it ran another config (train differ)"),  # this run has another seed
+    (lambda d: (d / "model.npz").unlink(), "model.npz does not exist"),
+    (lambda d: cut_short(d / "model.npz"), "model.npz is not a readable .npz file"),
+    (lambda d: (d / "history.csv").write_text((d / "history.csv").read_text().rsplit("\n", 2)[0] + "\n"),
+     "history.csv is not the 4 epochs its metrics.json records"),
+    (lambda d: (d / "metrics.json").write_text(json.dumps({**json.loads((d / "metrics.json").read_text()), "status": None})),
+     "metrics.json is unreadable or incomplete (ValueError"),
+    (lambda d: (d / "metrics.json").write_text("{"), "metrics.json is unreadable or incomplete (JSONDecodeError"),
+], ids=["another-config", "no-model", "model-cut-short", "history-short", "metrics-status", "metrics-cut-short"])  # fmt: skip
+def test_a_finished_run_that_cannot_stand_for_this_one_is_not_reused(data, finished, tmp_path, breakage, said):
+    source = tmp_path / "source"
+    shutil.copytree(finished, source)
+    seed = ["--seed", "1"] if breakage is None else []
+    if breakage is not None:
+        breakage(source)
+    result = subprocess.run(command(data, tmp_path / "out", *seed, "--reuse-from", str(source)),
+                            check=True, capture_output=True, text=True)  # fmt: skip
+    [warning] = [line for line in result.stderr.splitlines() if "not reusing" in line]
+    assert said in warning and warning.endswith("; training"), warning
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert "reused_from" not in metrics and metrics["epochs_run"] == 4

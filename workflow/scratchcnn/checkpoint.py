@@ -115,9 +115,9 @@ def load_train_state(path, fingerprint: str, backend: Backend) -> TrainState | N
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         info = json.loads(str(arrays.pop("info_json")))
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # a snapshot cut short, say
         return None
-    if info.pop("fingerprint") != fingerprint:
+    if not isinstance(info, dict) or info.pop("fingerprint", None) != fingerprint:
         return None
 
     def group(prefix):

@@ -24,11 +24,30 @@ from scratchcnn.metrics import seed_summary
 
 def read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SystemExit(f"error: {path} does not exist (train and evaluate that seed first)")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"error: {path} cannot be read ({exc})")
     except json.JSONDecodeError as exc:
         raise SystemExit(f"error: {path} is not valid JSON ({exc})")
+    if not isinstance(obj, dict):
+        raise SystemExit(f"error: {path} holds a JSON {type(obj).__name__}, expected an object")
+    return obj
+
+
+def number(obj: dict, keys: tuple, kind: type, path: Path, may_be_null=False):
+    """``obj[keys[0]][keys[1]]...`` as ``kind``; a missing, null or non-numeric value is an error naming
+    the file and the key (null is passed through where ``may_be_null``)."""
+    value = obj
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    if value is None and may_be_null:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+        raise SystemExit(f"error: {path}: {'.'.join(keys)} is {value!r}, expected a number"
+                         f"{' (an integer)' if kind is int else ''}")  # fmt: skip
+    return kind(value)
 
 
 def main(argv=None) -> int:
@@ -42,14 +61,14 @@ def main(argv=None) -> int:
     runs, shown = [], None
     for folder in args.runs:
         test, train = read_json(folder / "test_metrics.json"), read_json(folder / "metrics.json")
-        seed = (train.get("hyperparameters") or {}).get("seed")
-        if seed is None:
-            raise SystemExit(f"error: {folder / 'metrics.json'} records no hyperparameters.seed")
-        runs.append({"seed": int(seed), "test_accuracy": float(test["test_accuracy"]),
-                     "best_val_acc": float(train["best_val_acc"]), "best_epoch": int(train["best_epoch"]),
-                     "status": train.get("status", "ok"), "path": str(folder),
-                     "reused_from": train.get("reused_from")})  # fmt: skip
-        if int(seed) == args.shown_seed:
+        run = {"seed": number(train, ("hyperparameters", "seed"), int, folder / "metrics.json"),
+               "test_accuracy": number(test, ("test_accuracy",), float, folder / "test_metrics.json"),
+               # null where the seed diverged in its first epoch: it has no best epoch
+               "best_val_acc": number(train, ("best_val_acc",), float, folder / "metrics.json", may_be_null=True),
+               "best_epoch": number(train, ("best_epoch",), int, folder / "metrics.json"),
+               "status": train.get("status", "ok"), "path": str(folder), "reused_from": train.get("reused_from")}  # fmt: skip
+        runs.append(run)
+        if run["seed"] == args.shown_seed:
             shown = test
     if shown is None:
         raise SystemExit(f"error: --shown-seed {args.shown_seed} is not among the runs' seeds "
@@ -58,7 +77,10 @@ def main(argv=None) -> int:
         summary = seed_summary(runs)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}")
-    write_json_atomic(args.out, {**shown, "seeds": {"shown": args.shown_seed, **summary}})
+    try:
+        write_json_atomic(args.out, {**shown, "seeds": {"shown": args.shown_seed, **summary}})
+    except OSError as exc:
+        raise SystemExit(f"error: cannot write {args.out} ({exc})")
     print(f"summarize_seeds: {summary['n']} seeds, test accuracy mean {summary['mean']:.4f}; wrote {args.out}",
           file=sys.stderr)  # the rule sends stderr to its log
     return 0

@@ -34,7 +34,7 @@ import pandas as pd
 from scratchcnn import model as cnn
 from scratchcnn import sweeps, training
 from scratchcnn.backend import BackendError, get_backend
-from scratchcnn.checkpoint import load_train_state, save_checkpoint, save_train_state
+from scratchcnn.checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from scratchcnn.data import DataError, load_prepared
 from scratchcnn.devices import GpuClaimError, claim_gpu, count_gpus
 from scratchcnn.io import atomic_path, write_json_atomic
@@ -207,30 +207,47 @@ def reuse(source: Path, run_config: dict, out: Path) -> bool:
     it need not run twice (the final training's first seed is the chosen grid point's own run
     when sweep.epochs equals train.epochs). Anything else, and it says why and trains.
     """
-    try:
-        metrics = json.loads((source / "metrics.json").read_text(encoding="utf-8"))
-        recorded = metrics["provenance"]["config"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("not reusing %s (%s: %s); training", source, type(exc).__name__, exc)
+    metrics, why = finished_run(source, run_config)
+    if why:
+        log.warning("not reusing %s: %s; training", source, why)
         return False
-    copied = ("model.npz", "history.csv")  # and metrics.json, which says where they came from
-    missing = [name for name in copied if not (source / name).is_file()]
-    if missing:
-        log.warning("not reusing %s: it lacks %s; training", source, " and ".join(missing))
-        return False
-    wanted = json.loads(json.dumps(run_config))  # as JSON reads it back: tuples as lists
-    if recorded != wanted:
-        differ = sorted(k for k in set(wanted) | set(recorded) if wanted.get(k) != recorded.get(k))
-        log.warning("not reusing %s: it ran another config (%s differ); training", source, ", ".join(differ))
-        return False
-    for name in copied:
+    for name in REUSED:
         with atomic_path(out / name) as tmp:
             shutil.copyfile(source / name, tmp)
     write_json_atomic(out / "metrics.json", {**metrics, "reused_from": str(source)})
     (out / "state.npz").unlink(missing_ok=True)  # an interrupted training of the same run, now moot
-    log.info("%s ran this very config (status %s, best val acc %.4f at epoch %d): its results are reused, "
-             "not trained again", source, metrics["status"], metrics["best_val_acc"] or float("nan"), metrics["best_epoch"])  # fmt: skip
+    log.info("%s ran this very config (status %s, best epoch %d of %d): its results are reused, not trained again",
+             source, metrics["status"], metrics["best_epoch"], metrics["epochs_run"])  # fmt: skip
     return True
+
+
+REUSED = ("model.npz", "history.csv")  # and metrics.json, which says where they came from
+
+
+def finished_run(source: Path, run_config: dict) -> tuple[dict, str | None]:
+    """The metrics.json of the finished run in ``source``, and why it cannot stand for a run
+    of ``run_config`` (None: it can), its files checked as evaluate.py and the figures read them."""
+    path = source / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        recorded = metrics["provenance"]["config"]
+        if metrics["status"] not in ("ok", "diverged") or not all(
+                isinstance(metrics[k], int) for k in ("best_epoch", "epochs_run")):  # fmt: skip
+            raise ValueError("status, best_epoch or epochs_run is not what train.py writes")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return {}, f"{path} is unreadable or incomplete ({type(exc).__name__}: {exc})"
+    wanted = json.loads(json.dumps(run_config))  # as JSON reads it back: tuples as lists
+    if recorded != wanted:
+        differ = sorted(k for k in set(wanted) | set(recorded) if wanted.get(k) != recorded.get(k))
+        return metrics, f"it ran another config ({', '.join(differ)} differ)"
+    try:
+        load_checkpoint(source / "model.npz", expected_arch=run_config["arch"])
+        history = pd.read_csv(source / "history.csv")
+    except (CheckpointError, OSError, ValueError) as exc:  # pandas' parser errors are ValueErrors
+        return metrics, f"{type(exc).__name__}: {exc}"
+    if list(history.columns) != list(training.HISTORY_COLUMNS) or len(history) != metrics["epochs_run"]:
+        return metrics, f"{source / 'history.csv'} is not the {metrics['epochs_run']} epochs its metrics.json records"
+    return metrics, None
 
 
 if __name__ == "__main__":

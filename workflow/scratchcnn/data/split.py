@@ -186,6 +186,8 @@ def _check_prepared(path: Path, headers: dict) -> None:
             problems.append(f"{idx} has shape {shape[idx]}, expected ({shape[x][0]},) to match {x}")
     if len(shape["class_names"]) != 1:
         problems.append(f"class_names has shape {shape['class_names']}, expected (n_classes,)")
+    if kind["class_names"] != "U":
+        problems.append(f"class_names has dtype {headers['class_names'][1]}, expected text")
     if shape["meta_json"] != ():
         problems.append(f"meta_json has shape {shape['meta_json']}, expected () (one JSON text)")
     if problems:
@@ -215,5 +217,10 @@ def load_prepared(path, arrays=PREPARED_KEYS) -> Prepared:
         meta = json.loads(meta_text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: meta_json is not valid JSON ({exc})") from exc
+    # a label outside the classes would train against an all-zero target without a word
+    wrong = [f"{k} has labels {int(v.min())}..{int(v.max())}, expected 0..{len(class_names) - 1} (one per class name)"
+             for k, v in loaded.items() if k.startswith("y_") and v.size and (v.min() < 0 or v.max() >= len(class_names))]  # fmt: skip
+    if wrong:
+        raise DataError(f"{path}: " + "; ".join(wrong))
     shapes = {k: shape for k, (shape, _) in headers.items()}
     return Prepared(path=path, arrays=loaded, class_names=class_names, meta=meta, shapes=shapes)

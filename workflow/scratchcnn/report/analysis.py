@@ -343,7 +343,11 @@ def seeds_context(seeds: dict | None) -> dict | None:
         "shown": str(int(seeds["shown"])),
         # the seed whose run is the chosen grid point's own: its validation accuracy is the one selected
         "grid_run": next((str(int(r["seed"])) for r in runs if r.get("reused_from")), None),
-        "runs": [{"seed": str(int(r["seed"])), "acc_pct": pct(r["test_accuracy"]), "val_pct": pct(r["best_val_acc"]),
-                  "best_epoch": str(int(r["best_epoch"])), "shown": int(r["seed"]) == int(seeds["shown"])}
+        "diverged": "、".join(str(int(r["seed"])) for r in runs if r.get("status") == "diverged"),
+        "runs": [{"seed": str(int(r["seed"])), "acc_pct": pct(r["test_accuracy"]),
+                  # a seed that diverged in its first epoch has no best epoch
+                  "val_pct": pct(r["best_val_acc"]) if r.get("best_val_acc") is not None else "--",
+                  "best_epoch": str(int(r["best_epoch"])) if r.get("best_val_acc") is not None else "--",
+                  "shown": int(r["seed"]) == int(seeds["shown"])}
                  for r in runs],  # fmt: skip
     }
