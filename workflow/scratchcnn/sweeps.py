@@ -79,6 +79,8 @@ def choose_best(rows: list[dict]) -> dict:
 
     Ties go to the earlier row, so the choice is stable.
     """
+    if not rows:
+        raise SelectionError("no grid points to choose from: the sweep summaries have no rows")
     usable = [r for r in rows if r["status"] == "ok" and r["best_val_acc"] is not None]
     if not usable:
         statuses = ", ".join(sorted({str(r["status"]) for r in rows})) or "no points"

@@ -34,12 +34,46 @@ def rows_from_metrics(sweep: str, paths: list[Path]) -> list[dict]:
     rows = []
     for path in paths:
         try:
-            metrics = json.loads(Path(path).read_text())
-            point = metrics["hyperparameters"]
-        except (OSError, json.JSONDecodeError, KeyError) as exc:
-            raise SystemExit(f"select: cannot read grid point {path}: {exc}") from exc
-        rows.append({**sweeps.summary_row(sweep, point, metrics), "path": str(Path(path).parent)})
+            metrics = json.loads(Path(path).read_text(encoding="utf-8"))
+            row = {**sweeps.summary_row(sweep, metrics["hyperparameters"], metrics), "path": str(Path(path).parent)}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise SystemExit(f"select: cannot read grid point {path} ({type(exc).__name__}: {exc})") from exc
+        rows.append(checked(row, path))
     return rows
+
+
+def rows_from_summaries(paths: list[Path]) -> list[dict]:
+    rows = []
+    for path in paths:
+        try:
+            table = pd.read_csv(path)
+        except (OSError, ValueError) as exc:  # pandas' parser errors are ValueErrors
+            raise SystemExit(f"select: cannot read sweep summary {path} ({type(exc).__name__}: {exc})") from exc
+        missing = [c for c in COLUMNS if c not in table.columns]
+        if missing:
+            raise SystemExit(f"select: sweep summary {path} lacks the columns {', '.join(missing)}")
+        # pandas reads an empty cell as NaN
+        rows += [checked({k: None if pd.isna(v) else v for k, v in r.items()}, path) for r in table.to_dict("records")]
+    return rows
+
+
+def checked(row: dict, source: Path) -> dict:
+    """``row`` with its hyperparameters as plain numbers, or an error naming ``source``: a point
+    that finished has a status and, unless it diverged in its first epoch, an accuracy."""
+    try:
+        row.update(sweeps.plain_point(row))
+        if row["best_val_acc"] is not None:
+            row["best_val_acc"] = float(row["best_val_acc"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SystemExit(f"select: {source}: a hyperparameter or best_val_acc is missing or not a number "
+                         f"({type(exc).__name__}: {exc})") from exc  # fmt: skip
+    if row["status"] not in ("ok", "diverged") or (row["status"] == "ok" and row["best_val_acc"] is None):
+        raise SystemExit(f"select: {source}: status {row['status']!r} with best_val_acc {row['best_val_acc']!r}; "
+                         "a finished point has status ok with an accuracy, or diverged")  # fmt: skip
+    return row
+
+
+COLUMNS = sweeps.SUMMARY_COLUMNS + ["path"]
 
 
 def main(argv=None) -> int:
@@ -58,21 +92,20 @@ def main(argv=None) -> int:
             p.error("--metrics needs --sweep")
         rows = rows_from_metrics(args.sweep, args.metrics)
     else:
-        rows = pd.concat([pd.read_csv(s) for s in args.summaries]).to_dict("records")
-        for r in rows:  # pandas reads an empty accuracy as NaN
-            if pd.isna(r["best_val_acc"]):
-                r["best_val_acc"] = None
+        rows = rows_from_summaries(args.summaries)
     try:
         best = sweeps.choose_best(rows)
     except sweeps.SelectionError as exc:
         log.error("%s", exc)
         return 1
-    table = pd.DataFrame(rows, columns=sweeps.SUMMARY_COLUMNS + ["path"])
-    with atomic_path(args.out_summary) as tmp:
-        table.to_csv(tmp, index=False)
-    chosen = {**sweeps.plain_point(best), "best_val_acc": float(best["best_val_acc"]),
-              "sweep": best["sweep"], "path": best["path"]}  # fmt: skip
-    write_json_atomic(args.out_best, chosen)
+    chosen = {**sweeps.plain_point(best), "best_val_acc": best["best_val_acc"], "sweep": best["sweep"], "path": best["path"]}
+    try:  # both files or neither
+        with atomic_path(args.out_summary) as tmp:
+            pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp, index=False)
+        write_json_atomic(args.out_best, chosen)
+    except OSError as exc:
+        args.out_summary.unlink(missing_ok=True)
+        raise SystemExit(f"select: cannot write the selection ({exc})") from exc
     n_div = sum(r["status"] != "ok" for r in rows)
     log.info("%d points (%d diverged); best: %s", len(rows), n_div, chosen)
     return 0
