@@ -346,6 +346,24 @@ def test_plot_script_names_the_missing_flag(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("name, flag, damage, said", [
+    ("loss_curve", "--history", lambda p: p.write_text("epoch,lr\n"), "--history {p} cannot be read (ValueError: it has a header but no rows)"),
+    ("loss_curve", "--history", lambda p: p.write_text("epoch,lr\n1,0.1\n"), "figure 'loss_curve' cannot be drawn from --history {p} (KeyError"),
+    ("per_class_accuracy", "--test-metrics", lambda p: p.write_text("{"), "--test-metrics {p} cannot be read (JSONDecodeError"),
+    ("test_samples", "--predictions", lambda p: p.write_bytes(b"PK\x03\x04 cut short"), "--predictions {p} cannot be read ("),
+    ("test_samples", "--data", lambda p: p.write_bytes(b"not a zip"), "--data {p} cannot be read (DataError: {p} is not a readable .npz"),
+])  # fmt: skip
+def test_a_bad_input_file_is_named_and_no_figure_is_written(inputs, tmp_path, name, flag, damage, said):
+    files = {f: inputs[f] for f in ["--" + role.replace("_", "-") for role in figures.FIGURES[name].inputs]}
+    files[flag] = tmp_path / Path(inputs[flag]).name
+    damage(files[flag])
+    argv = ["--which", name, "--out-dir", str(tmp_path / "out"), "--lang", "en"]
+    with pytest.raises(SystemExit) as ei:
+        load_script("plot_figures").main(argv + [str(a) for pair in files.items() for a in pair])
+    assert str(ei.value).startswith(f"error: figure {name!r}") and said.format(p=files[flag]) in str(ei.value), ei.value
+    assert not (tmp_path / "out").exists()
+
+
 # --------------------------------------------------------------------------- what the figures show
 
 

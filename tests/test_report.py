@@ -566,6 +566,24 @@ def test_render_cli_refuses_missing_figures(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("role, damage, said", [
+    ("test_metrics", lambda p: p.write_text("{"), "--test-metrics {p} cannot be read (JSONDecodeError"),
+    ("summary", lambda p: p.write_text(""), "--summary {p} cannot be read (EmptyDataError"),
+    ("model", lambda p: p.write_bytes(p.read_bytes()[:100]), "--model {p} cannot be read (CheckpointError"),
+    ("data", lambda p: p.write_text("[]"), "--data-meta {p} cannot be read (DataError"),
+    ("best", lambda p: p.write_text("[]"), "--best {p} cannot be read (ValueError: it holds a JSON list, expected an object)"),
+    ("final_metrics", lambda p: p.write_text("{}"), "the results lack or garble a value the report needs (KeyError"),
+])  # fmt: skip
+def test_render_cli_names_a_bad_input_and_writes_nothing(tmp_path, capsys, role, damage, said):
+    paths = write_results(tmp_path, fixture_inputs())
+    damage(paths[role])
+    out = tmp_path / "report" / "report.tex"
+    assert render_cli(tmp_path, paths, out) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("render_report: error: ") and said.format(p=paths[role]) in err and "Traceback" not in err, err
+    assert not out.exists()
+
+
 def test_compile_without_tex_names_the_packages(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(compile_report.shutil, "which", lambda name: None)
     tex = tmp_path / "report.tex"

@@ -8,10 +8,16 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+
+# What reading a results file (json, pandas, np.load) raises when the file is missing, cut short,
+# foreign or lacks a key: a step script turns these into one line naming the file.
+READ_ERRORS = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
 
 
 @contextmanager

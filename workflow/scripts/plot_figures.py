@@ -21,7 +21,8 @@ import pandas as pd
 
 from scratchcnn import figures
 from scratchcnn.checkpoint import load_checkpoint
-from scratchcnn.data import load_prepared
+from scratchcnn.data import DataError, load_prepared
+from scratchcnn.io import READ_ERRORS
 from scratchcnn.logs import setup_logging
 
 
@@ -62,10 +63,17 @@ def _read_npz(path) -> dict:
         return {k: z[k] for k in z.files}
 
 
+def _read_table(path) -> pd.DataFrame:
+    table = pd.read_csv(path)
+    if table.empty:  # a figure of nothing would pass for a result
+        raise ValueError("it has a header but no rows")
+    return table
+
+
 # role -> how its file is read
 READERS = {
-    "history": pd.read_csv,
-    "summary": pd.read_csv,
+    "history": _read_table,
+    "summary": _read_table,
     "model": load_checkpoint,
     "test_metrics": lambda path: json.loads(Path(path).read_text(encoding="utf-8")),
     "data": _read_data,
@@ -82,8 +90,16 @@ class Inputs(dict):
         self.args = args
 
     def __missing__(self, role):
-        self[role] = READERS[role](getattr(self.args, role))
+        path = getattr(self.args, role)
+        try:
+            self[role] = READERS[role](path)
+        except (*READ_ERRORS, DataError) as exc:
+            raise InputError(f"{_flag(role)} {path} cannot be read ({type(exc).__name__}: {exc})") from exc
         return self[role]
+
+
+class InputError(Exception):
+    """An input file that cannot be read as its role needs; the message names it."""
 
 
 def main(argv=None) -> int:
@@ -94,9 +110,16 @@ def main(argv=None) -> int:
     for name in args.which:
         try:
             fig = figures.FIGURES[name].draw(inputs, lang, args.seed)
-        except ValueError as exc:
+        except InputError as exc:
             raise SystemExit(f"error: figure {name!r}: {exc}")
-        for path in figures.save_figure(fig, args.out_dir / name, dpi=args.dpi):
+        except (ValueError, KeyError, IndexError, TypeError) as exc:  # a column, key or class the file lacks
+            files = ", ".join(f"{_flag(role)} {getattr(args, role)}" for role in figures.FIGURES[name].inputs)
+            raise SystemExit(f"error: figure {name!r} cannot be drawn from {files} ({type(exc).__name__}: {exc})")
+        try:
+            saved = figures.save_figure(fig, args.out_dir / name, dpi=args.dpi)
+        except OSError as exc:
+            raise SystemExit(f"error: figure {name!r} cannot be written to {args.out_dir} ({exc})")
+        for path in saved:
             logging.info("wrote %s", path)
     return 0
 

@@ -30,10 +30,12 @@ from pathlib import Path
 
 import pandas as pd
 
+import jinja2
+
 from scratchcnn import report
 from scratchcnn.checkpoint import load_checkpoint
-from scratchcnn.data import load_prepared
-from scratchcnn.io import write_text_atomic
+from scratchcnn.data import DataError, load_prepared
+from scratchcnn.io import READ_ERRORS, write_text_atomic
 
 
 def read_data_meta(npz_path) -> dict:
@@ -45,10 +47,32 @@ def read_data_meta(npz_path) -> dict:
 
 def read_json(path) -> dict:
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        obj = json.load(f)
+    if not isinstance(obj, dict):
+        raise ValueError(f"it holds a JSON {type(obj).__name__}, expected an object")
+    return obj
+
+
+class InputError(Exception):
+    """An input file the report cannot be made from; the message names it."""
+
+
+def read(flag: str, path, reader):
+    try:
+        return reader(path)
+    except (*READ_ERRORS, DataError) as exc:
+        raise InputError(f"{flag} {path} cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
 def main(argv=None) -> int:
+    try:
+        return render(argv)
+    except InputError as exc:
+        print(f"render_report: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def render(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--template", required=True, help="the jinja2 template (report/report.tex.j2)")
     ap.add_argument("--test-metrics", required=True, help="the seeds' summary (results/final/test_metrics.json)")
@@ -78,23 +102,31 @@ def main(argv=None) -> int:
     # as LaTeX sees it: latexmk runs in the folder of the .tex
     fig_rel = Path(os.path.relpath(figures_dir.resolve(), out.parent.resolve())).as_posix()
 
-    checkpoint = load_checkpoint(args.model)
+    checkpoint = read("--model", args.model, load_checkpoint)
     arch, arrays = checkpoint.arch, checkpoint.params
-    context = report.build_context(
-        test_metrics=read_json(args.test_metrics),
-        summary=pd.read_csv(args.summary),
-        history=pd.read_csv(args.history),
-        best=read_json(args.best),
-        data_meta={**read_data_meta(args.data_meta), **({"synthetic": True} if args.synthetic else {})},
-        arch=arch,
-        final_metrics=read_json(args.final_metrics),
-        figures_dir=fig_rel,
-        param_stats=report.array_stats(arrays),
-        first_layer=arrays["W1"],
-        study_accuracy=args.study_accuracy,
-    )
-    text = report.render(args.template, context)
-    write_text_atomic(out, text)
+    inputs = {
+        "test_metrics": read("--test-metrics", args.test_metrics, read_json),
+        "summary": read("--summary", args.summary, pd.read_csv),
+        "history": read("--history", args.history, pd.read_csv),
+        "best": read("--best", args.best, read_json),
+        "data_meta": {**read("--data-meta", args.data_meta, read_data_meta), **({"synthetic": True} if args.synthetic else {})},
+        "final_metrics": read("--final-metrics", args.final_metrics, read_json),
+    }  # fmt: skip
+    try:
+        context = report.build_context(**inputs, arch=arch, figures_dir=fig_rel, param_stats=report.array_stats(arrays),
+                                       first_layer=arrays["W1"], study_accuracy=args.study_accuracy)  # fmt: skip
+    except (KeyError, ValueError, TypeError, IndexError) as exc:  # a key, column or value the results lack
+        files = ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k in inputs)
+        raise InputError(f"the results lack or garble a value the report needs ({type(exc).__name__}: {exc}); "
+                         f"read from {files}") from exc  # fmt: skip
+    try:
+        text = report.render(args.template, context)
+    except (OSError, jinja2.TemplateError) as exc:
+        raise InputError(f"--template {args.template} cannot be rendered ({type(exc).__name__}: {exc})") from exc
+    try:
+        write_text_atomic(out, text)
+    except OSError as exc:
+        raise InputError(f"--out {out} cannot be written ({exc})") from exc
     print(f"render_report: wrote {out}", file=sys.stderr)  # the rule sends stderr to its log
     return 0
 
