@@ -25,7 +25,7 @@ import pandas as pd
 
 from scratchcnn.logs import setup_logging
 from scratchcnn import sweeps
-from scratchcnn.io import atomic_path, write_json_atomic
+from scratchcnn.io import READ_ERRORS, atomic_path, write_json_atomic
 
 log = logging.getLogger("select")
 
@@ -36,7 +36,7 @@ def rows_from_metrics(sweep: str, paths: list[Path]) -> list[dict]:
         try:
             metrics = json.loads(Path(path).read_text(encoding="utf-8"))
             row = {**sweeps.summary_row(sweep, metrics["hyperparameters"], metrics), "path": str(Path(path).parent)}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (*READ_ERRORS, AttributeError) as exc:
             raise SystemExit(f"select: cannot read grid point {path} ({type(exc).__name__}: {exc})") from exc
         rows.append(checked(row, path))
     return rows
@@ -47,7 +47,7 @@ def rows_from_summaries(paths: list[Path]) -> list[dict]:
     for path in paths:
         try:
             table = pd.read_csv(path)
-        except (OSError, ValueError) as exc:  # pandas' parser errors are ValueErrors
+        except READ_ERRORS as exc:
             raise SystemExit(f"select: cannot read sweep summary {path} ({type(exc).__name__}: {exc})") from exc
         missing = [c for c in COLUMNS if c not in table.columns]
         if missing:

@@ -37,7 +37,7 @@ from scratchcnn.backend import BackendError, get_backend
 from scratchcnn.checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from scratchcnn.data import DataError, load_prepared
 from scratchcnn.devices import GpuClaimError, claim_gpu, count_gpus
-from scratchcnn.io import atomic_path, write_json_atomic
+from scratchcnn.io import READ_ERRORS, atomic_path, write_json_atomic
 from scratchcnn.logs import setup_logging
 from scratchcnn.provenance import provenance
 
@@ -234,7 +234,7 @@ def finished_run(source: Path, run_config: dict) -> tuple[dict, str | None]:
         if metrics["status"] not in ("ok", "diverged") or not all(
                 isinstance(metrics[k], int) for k in ("best_epoch", "epochs_run")):  # fmt: skip
             raise ValueError("status, best_epoch or epochs_run is not what train.py writes")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except READ_ERRORS as exc:
         return {}, f"{path} is unreadable or incomplete ({type(exc).__name__}: {exc})"
     wanted = json.loads(json.dumps(run_config))  # as JSON reads it back: tuples as lists
     if recorded != wanted:
