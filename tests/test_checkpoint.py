@@ -65,6 +65,20 @@ def test_wrong_shape_is_named(saved, tmp_path):
         load_checkpoint(tmp_path / "bad.npz")
 
 
+@pytest.mark.parametrize("change, said", [
+    ({"W1": "int8"}, r"W1 has dtype int8, expected floats"),
+    ({"meta_json": np.array("[1, 2]")}, r"arch_json and meta_json must each hold a JSON object"),
+    ({"arch_json": np.array("7")}, r"arch_json and meta_json must each hold a JSON object"),
+])  # fmt: skip
+def test_wrong_dtype_or_metadata_kind_is_named(saved, tmp_path, change, said):
+    with np.load(saved[0]) as z:
+        arrays = dict(z)
+    arrays.update({k: arrays[k].astype(v) if isinstance(v, str) else v for k, v in change.items()})
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(CheckpointError, match=said):
+        load_checkpoint(tmp_path / "bad.npz")
+
+
 def test_architecture_mismatch_is_named(saved):
     path, arch, _, _ = saved
     with pytest.raises(CheckpointError, match="filters1: checkpoint has 4, expected 32"):

@@ -594,3 +594,12 @@ def test_script_error_exit_without_traceback(tmp_path):
     assert r.returncode == 1
     assert "not an existing file" in r.stderr and "by other means" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_malformed_md5_or_count_is_a_usage_error_before_any_work(tmp_path):
+    r = run_script("download.py", "--source", tmp_path / "absent.tar.gz", "--md5", "xyz", "--out", tmp_path / "o.tar.gz")
+    assert r.returncode == 2 and "argument --md5: 'xyz' is not an md5 (32 hexadecimal digits)" in r.stderr
+    r = run_script("make_demo_archive.py", "--out", tmp_path / "d.tar.gz", "--n-train-per-class", "-1",
+                   "--n-test-per-class", "1", "--seed", "0")  # fmt: skip
+    assert r.returncode == 2 and "argument --n-train-per-class: -1 is below 1" in r.stderr
+    assert "Traceback" not in r.stderr and list(tmp_path.iterdir()) == []

@@ -198,3 +198,21 @@ def test_a_finished_run_that_cannot_stand_for_this_one_is_not_reused(data, finis
     assert said in warning and warning.endswith("; training"), warning
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert "reused_from" not in metrics and metrics["epochs_run"] == 4
+
+
+@pytest.mark.parametrize("flags, said", [
+    (("--batch-size", "0"), "argument --batch-size: 0 is below 1"),
+    (("--filters", "two"), "argument --filters: 'two' is not an integer"),
+    (("--train-subset", "-300"), "argument --train-subset: -300 is below 0"),
+])  # fmt: skip
+def test_a_flag_the_code_cannot_run_with_is_a_usage_error(data, tmp_path, flags, said):
+    result = subprocess.run(command(data, tmp_path, *flags), capture_output=True, text=True)
+    assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not tmp_path.joinpath("metrics.json").exists()
+
+
+def test_layers_that_do_not_fit_the_image_are_one_error(data, tmp_path):
+    result = subprocess.run(command(data, tmp_path, "--kernel-size", "40"), capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "the network's layers do not fit together: a 40x40 kernel with stride 1 and padding 1 does not fit an input of size 32" in result.stderr
+    assert not list(tmp_path.iterdir())

@@ -74,6 +74,8 @@ def load_checkpoint(path, expected_arch: dict | None = None) -> Checkpoint:
         meta = json.loads(str(arrays["meta_json"]))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"checkpoint {path}: arch_json/meta_json is not valid JSON ({exc})") from exc
+    if not isinstance(arch, dict) or not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path}: arch_json and meta_json must each hold a JSON object")
     if expected_arch is not None:
         diff = [
             f"{k}: checkpoint has {arch.get(k)!r}, expected {v!r}"
@@ -90,6 +92,10 @@ def load_checkpoint(path, expected_arch: dict | None = None) -> Checkpoint:
         f"{k} has shape {arrays[k].shape}, the architecture needs {tuple(shapes[k])}"
         for k in ARRAY_NAMES
         if arrays[k].shape != tuple(shapes[k])
+    ] + [
+        f"{k} has dtype {arrays[k].dtype}, expected floats"
+        for k in ARRAY_NAMES
+        if arrays[k].dtype.kind != "f"
     ]
     if wrong:
         raise CheckpointError(f"checkpoint {path}: " + "; ".join(wrong))

@@ -17,6 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
+from scratchcnn.cli import md5
 from scratchcnn.data import DataError, fetch_archive
 from scratchcnn.logs import setup_logging
 
@@ -24,7 +25,7 @@ from scratchcnn.logs import setup_logging
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--source", required=True, help="http(s) URL, file:// URL or local path")
-    ap.add_argument("--md5", required=True, help="expected md5 of the archive")
+    ap.add_argument("--md5", required=True, type=md5, help="expected md5 of the archive")
     ap.add_argument("--out", required=True, help="where the verified archive goes")
     ap.add_argument("--log", help="also write the log to this file")
     ap.add_argument("--retries", type=int, default=4, help="retries on transient errors")

@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 
+from scratchcnn.cli import integer
 from scratchcnn.data import make_synthetic_images, md5sum, write_archive
 from scratchcnn.logs import setup_logging
 
@@ -21,9 +22,9 @@ from scratchcnn.logs import setup_logging
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="archive to write (.tar.gz)")
-    ap.add_argument("--n-train-per-class", type=int, required=True, help="training images of each class")
-    ap.add_argument("--n-test-per-class", type=int, required=True, help="test images of each class")
-    ap.add_argument("--seed", type=int, required=True, help="seed of the images (same seed, same bytes)")
+    ap.add_argument("--n-train-per-class", type=integer(1), required=True, help="training images of each class")
+    ap.add_argument("--n-test-per-class", type=integer(1), required=True, help="test images of each class")
+    ap.add_argument("--seed", type=integer(0), required=True, help="seed of the images (same seed, same bytes)")
     args = ap.parse_args(argv)
     setup_logging()
     log = logging.getLogger("make_demo_archive")

@@ -34,6 +34,7 @@ import pandas as pd
 from scratchcnn import model as cnn
 from scratchcnn import sweeps, training
 from scratchcnn.backend import BackendError, get_backend
+from scratchcnn.cli import integer
 from scratchcnn.checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from scratchcnn.data import DataError, load_prepared
 from scratchcnn.devices import GpuClaimError, claim_gpu, count_gpus
@@ -51,24 +52,24 @@ def parse_args(argv=None):
     recipe = p.add_argument_group("the recipe (config/config.yaml; all required)")
     recipe.add_argument("--lr", type=float, required=True)
     recipe.add_argument("--reg", type=float, required=True, help="L2 strength")
-    recipe.add_argument("--filters", type=int, required=True, help="filters of both convolutions")
-    recipe.add_argument("--batch-size", type=int, required=True)
-    recipe.add_argument("--epochs", type=int, required=True)
+    recipe.add_argument("--filters", type=integer(1), required=True, help="filters of both convolutions")
+    recipe.add_argument("--batch-size", type=integer(1), required=True)
+    recipe.add_argument("--epochs", type=integer(1), required=True)
     recipe.add_argument("--lr-decay", type=float, required=True)
-    recipe.add_argument("--lr-step", type=int, required=True)
+    recipe.add_argument("--lr-step", type=integer(1), required=True)
     recipe.add_argument("--clip", type=float, required=True, help="max L2 norm per gradient array (0: off)")
     recipe.add_argument("--bn-momentum", type=float, required=True)
-    recipe.add_argument("--kernel-size", type=int, required=True)
-    recipe.add_argument("--padding1", type=int, required=True)
-    recipe.add_argument("--padding2", type=int, required=True)
-    recipe.add_argument("--pool-size", type=int, required=True)
-    recipe.add_argument("--pool-stride", type=int, required=True)
-    recipe.add_argument("--seed", type=int, required=True)
-    recipe.add_argument("--train-subset", type=int, required=True,
+    recipe.add_argument("--kernel-size", type=integer(1), required=True)
+    recipe.add_argument("--padding1", type=integer(0), required=True)
+    recipe.add_argument("--padding2", type=integer(0), required=True)
+    recipe.add_argument("--pool-size", type=integer(1), required=True)
+    recipe.add_argument("--pool-stride", type=integer(1), required=True)
+    recipe.add_argument("--seed", type=integer(0), required=True)
+    recipe.add_argument("--train-subset", type=integer(0), required=True,
                         help="use only the first N training images (0: all)")  # fmt: skip
     where = p.add_argument_group("where it runs (the pipeline reruns nothing when these change)")
     where.add_argument("--device", required=True, choices=["auto", "cpu", "gpu"])
-    where.add_argument("--jobs-per-gpu", type=int, required=True,
+    where.add_argument("--jobs-per-gpu", type=integer(1), required=True,
                        help="concurrent jobs that may share one GPU (on a GPU only)")  # fmt: skip
     where.add_argument("--gpu-lock-dir", type=Path, default=None, help="GPU claim locks (default: $TMPDIR/scratchcnn-gpu-locks-<uid>)")
     where.add_argument("--reuse-from", type=Path, default=None, metavar="DIR",
@@ -119,10 +120,14 @@ def resumes(args) -> str:
 
 
 def run(args, held: contextlib.ExitStack) -> int:
-    arch = cnn.make_arch(
-        filters1=args.filters, kernel_size=args.kernel_size,
-        padding1=args.padding1, padding2=args.padding2, pool_size=args.pool_size, pool_stride=args.pool_stride,
-    )  # fmt: skip
+    try:
+        arch = cnn.make_arch(
+            filters1=args.filters, kernel_size=args.kernel_size,
+            padding1=args.padding1, padding2=args.padding2, pool_size=args.pool_size, pool_stride=args.pool_stride,
+        )  # fmt: skip
+    except ValueError as exc:  # layers that do not fit a 32x32 image
+        log.error("the network's layers do not fit together: %s", exc)
+        return 1
     cfg = training.TrainConfig(
         lr=args.lr, reg=args.reg, batch_size=args.batch_size, epochs=args.epochs, lr_decay=args.lr_decay,
         lr_step=args.lr_step, clip=args.clip or None, bn_momentum=args.bn_momentum, seed=args.seed,
