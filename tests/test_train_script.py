@@ -216,3 +216,26 @@ def test_layers_that_do_not_fit_the_image_are_one_error(data, tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert "the network's layers do not fit together: a 40x40 kernel with stride 1 and padding 1 does not fit an input of size 32" in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_a_full_disk_says_what_failed_and_that_the_run_resumes(data, tmp_path, capsys, monkeypatch):
+    """A snapshot that cannot be written (ENOSPC on the second epoch's) ends the run with one line,
+    and the first epoch's snapshot stays for the same command to resume from."""
+    import errno
+
+    script = load_script("train")
+    real, calls = script.save_train_state, []
+
+    def disk_full(path, *args):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, *args)
+
+    monkeypatch.setattr(script, "save_train_state", disk_full)
+    assert script.main(command(data, tmp_path)[2:]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"cannot write {tmp_path / 'state.npz'} (No space left on device); once it can be, the same command " \
+           f"resumes after the last completed epoch from {tmp_path / 'state.npz'}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.npz"]

@@ -111,6 +111,10 @@ def main(argv=None) -> int:
                   "or fewer filters need less; then the same command %s",
                   where, type(exc).__name__, exc, args.filters, args.batch_size, args.jobs_per_gpu, resumes(args))  # fmt: skip
         return 1
+    except OSError as exc:  # the data were read before training: a snapshot or a result that cannot be written
+        log.error("cannot write %s (%s); once it can be, the same command %s",
+                  exc.filename or args.out_dir, exc.strerror or exc, resumes(args))  # fmt: skip
+        return 1
 
 
 def resumes(args) -> str:
