@@ -603,3 +603,11 @@ def test_a_malformed_md5_or_count_is_a_usage_error_before_any_work(tmp_path):
                    "--n-test-per-class", "1", "--seed", "0")  # fmt: skip
     assert r.returncode == 2 and "argument --n-train-per-class: -1 is below 1" in r.stderr
     assert "Traceback" not in r.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_prepare_names_an_output_it_cannot_write(tmp_path, archive):
+    (tmp_path / "taken").write_text("a file where the output's folder should be")
+    out = tmp_path / "taken" / "cifar10.npz"
+    r = run_script("prepare.py", "--archive", archive, "--out", out, "--n-val", "6", "--split-seed", "0",
+                   "--expected-train", "60", "--expected-test", "20")  # fmt: skip
+    assert r.returncode == 1 and f"cannot write {out}" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -219,6 +219,20 @@ def test_evaluate_cli_records_its_settings_and_the_checkpoints_config(tmp_path, 
     assert m["test_accuracy"] == 1.0  # r = 0 -> class 0
 
 
+def test_evaluate_writes_all_four_outputs_or_none(tmp_path, capsys):
+    """The last file's name taken by a folder: the error names the folder, the first three go again."""
+    ev = load_script("evaluate")
+    known_checkpoint(tmp_path / "model.npz")
+    write_prepared(tmp_path / "cifar10.npz", class_names=[f"k{i}" for i in range(10)],
+                   x_test=np.zeros((3, 32, 32, 3), np.float32), y_test=np.zeros(3))  # fmt: skip
+    out = tmp_path / "out"
+    (out / "test_metrics.json").mkdir(parents=True)
+    rc = ev.main(["--model", str(tmp_path / "model.npz"), "--data", str(tmp_path / "cifar10.npz"),
+                  "--out-dir", str(out), "--device", "cpu", "--batch-size", "2"])  # fmt: skip
+    assert rc == 1 and f"error: cannot write the evaluation into {out}" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["test_metrics.json"]  # the folder, nothing else
+
+
 def test_seed_summary_mean_and_sample_std():
     from scratchcnn.metrics import seed_summary
 

@@ -23,6 +23,7 @@ import numpy as np
 from scratchcnn import sweeps
 from scratchcnn.backend import get_backend
 from scratchcnn.checkpoint import CheckpointError, load_checkpoint
+from scratchcnn.cli import integer
 from scratchcnn.data import DataError, load_prepared
 from scratchcnn.io import save_npz_atomic, write_json_atomic, write_text_atomic
 from scratchcnn.logs import setup_logging
@@ -121,10 +122,17 @@ def run_evaluation(model, data, out_dir, device, batch_size) -> dict:
         ckpt.meta.get("config") or {}, backend, {"device": device, "batch_size": batch_size}
     )
 
-    save_npz_atomic(out_dir / "predictions.npz", {"y_true": y.astype(np.int64), "y_pred": y_pred, "probs": probs})
-    write_text_atomic(out_dir / "per_class.csv", per_class_csv(metrics))
-    write_text_atomic(out_dir / "confusion.csv", confusion_csv(metrics))
-    write_json_atomic(out_dir / "test_metrics.json", metrics)  # last: its presence means all are done
+    outputs = [out_dir / name for name in ("predictions.npz", "per_class.csv", "confusion.csv", "test_metrics.json")]
+    try:
+        save_npz_atomic(outputs[0], {"y_true": y.astype(np.int64), "y_pred": y_pred, "probs": probs})
+        write_text_atomic(outputs[1], per_class_csv(metrics))
+        write_text_atomic(outputs[2], confusion_csv(metrics))
+        write_json_atomic(outputs[3], metrics)  # last: its presence means all are done
+    except OSError as exc:  # all four or none
+        for path in outputs:
+            if path.is_file():
+                path.unlink()
+        raise OSError(f"cannot write the evaluation into {out_dir} ({exc})") from exc
     log.info(
         "test accuracy %.4f, loss %.4f, %.0f images/s",
         metrics["test_accuracy"], metrics["test_loss"], metrics["throughput"]["images_per_second"],
@@ -139,13 +147,11 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, required=True, help="results/data/cifar10.npz")
     p.add_argument("--out-dir", type=Path, required=True, help="e.g. results/final/seeds/0")
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], required=True)
-    p.add_argument("--batch-size", type=int, required=True, help="images per forward pass")
+    p.add_argument("--batch-size", type=integer(1), required=True, help="images per forward pass")
     args = p.parse_args(argv)
-    if args.batch_size < 1:
-        p.error("--batch-size must be positive")
     try:
         run_evaluation(args.model, args.data, args.out_dir, args.device, args.batch_size)
-    except (CheckpointError, DataError, FileNotFoundError, ValueError) as exc:
+    except (CheckpointError, DataError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

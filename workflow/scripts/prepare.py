@@ -20,6 +20,7 @@ import logging
 import sys
 import time
 
+from scratchcnn.cli import integer
 from scratchcnn.data import DataError, prepare_dataset
 from scratchcnn.io import save_npz_atomic
 from scratchcnn.logs import setup_logging
@@ -29,14 +30,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--archive", required=True, help="verified CIFAR-10 python .tar.gz")
     ap.add_argument("--out", required=True, help="cifar10.npz to write")
-    ap.add_argument("--n-val", type=int, required=True, help="validation images")
-    ap.add_argument("--split-seed", type=int, required=True, help="seed of the train/val split")
+    ap.add_argument("--n-val", type=integer(1), required=True, help="validation images")
+    ap.add_argument("--split-seed", type=integer(0), required=True, help="seed of the train/val split")
     ap.add_argument(
         "--standardize", action="store_true",
         help="per-channel standardisation with training-split mean/std",
     )
-    ap.add_argument("--expected-train", type=int, required=True, help="training images in the archive")
-    ap.add_argument("--expected-test", type=int, required=True, help="test images in the archive")
+    ap.add_argument("--expected-train", type=integer(1), required=True, help="training images in the archive")
+    ap.add_argument("--expected-test", type=integer(1), required=True, help="test images in the archive")
     ap.add_argument("--log", help="also write the log to this file")
     args = ap.parse_args(argv)
     setup_logging(args.log)
@@ -55,7 +56,11 @@ def main(argv=None) -> int:
         log.error("%s", e)
         return 1
     t1 = time.monotonic()
-    save_npz_atomic(args.out, arrays)
+    try:
+        save_npz_atomic(args.out, arrays)
+    except OSError as e:  # a full disk, say
+        log.error("cannot write %s (%s)", args.out, e.strerror or e)
+        return 1
     t2 = time.monotonic()
     for k, v in arrays.items():
         if k != "meta_json":
