@@ -415,6 +415,16 @@ def test_fetch_wrong_md5_leaves_nothing(server, tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_fetch_names_a_destination_it_cannot_use(server, tmp_path):
+    (tmp_path / "folder.tar.gz").mkdir()
+    with pytest.raises(DataError, match=r"folder\.tar\.gz is a folder; remove it or set data\.archive"):
+        fetch(server.url, tmp_path / "folder.tar.gz", server.md5)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DataError, match=r"cannot create the folder of .*file/a\.tar\.gz"):
+        fetch(server.url, tmp_path / "file" / "a.tar.gz", server.md5)
+    assert server.requests == []  # refused before fetching anything
+
+
 def test_fetch_404_fails_at_once(server, tmp_path):
     server.plan = ["404"] * 5
     with pytest.raises(DataError, match=r"HTTP 404.*by other means"):

@@ -193,7 +193,12 @@ def fetch_archive(
     dest = Path(dest)
     md5 = md5.strip().lower()
     hint = _HINT.format(dest=dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_dir():
+        raise DataError(f"the archive's place {dest} is a folder; remove it or set data.archive to a file name")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create the folder of {dest}: {e}") from e
     if dest.exists():
         found = md5sum(dest)
         if found == md5:
