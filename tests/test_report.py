@@ -571,7 +571,7 @@ def test_render_cli_refuses_missing_figures(tmp_path, capsys):
     ("summary", lambda p: p.write_text(""), "--summary {p} cannot be read (EmptyDataError"),
     ("model", lambda p: p.write_bytes(p.read_bytes()[:100]), "--model {p} cannot be read (CheckpointError"),
     ("data", lambda p: p.write_text("[]"), "--data-meta {p} cannot be read (DataError"),
-    ("best", lambda p: p.write_text("[]"), "--best {p} cannot be read (ValueError: it holds a JSON list, expected an object)"),
+    ("best", lambda p: p.write_text("[]"), "--best {p} cannot be read (ValueError: {p} holds a JSON list, expected an object)"),
     ("final_metrics", lambda p: p.write_text("{}"), "the results lack or garble a value the report needs (KeyError"),
 ])  # fmt: skip
 def test_render_cli_names_a_bad_input_and_writes_nothing(tmp_path, capsys, role, damage, said):

@@ -59,6 +59,14 @@ def write_json_atomic(path, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_plain) + "\n")
 
 
+def read_json_object(path) -> dict:
+    """The JSON object in ``path`` (every results file's top level is one); anything else is a ValueError."""
+    obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} holds a JSON {type(obj).__name__}, expected an object")
+    return obj
+
+
 def _plain(obj):
     """JSON fallback for NumPy scalars and arrays (``Paramspace`` hands out NumPy scalars)."""
     if isinstance(obj, np.generic):

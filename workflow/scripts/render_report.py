@@ -23,19 +23,17 @@ relative to the folder of ``--out`` (where latexmk runs).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 import jinja2
+import pandas as pd
 
 from scratchcnn import report
 from scratchcnn.checkpoint import load_checkpoint
 from scratchcnn.data import DataError, load_prepared
-from scratchcnn.io import READ_ERRORS, write_text_atomic
+from scratchcnn.io import READ_ERRORS, read_json_object, write_text_atomic
 
 
 def read_data_meta(npz_path) -> dict:
@@ -43,14 +41,6 @@ def read_data_meta(npz_path) -> dict:
     data = load_prepared(npz_path, arrays=())
     shapes = {name: list(shape) for name, shape in data.shapes.items()}
     return {**data.meta, "class_names": data.class_names, "shapes": shapes}
-
-
-def read_json(path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        obj = json.load(f)
-    if not isinstance(obj, dict):
-        raise ValueError(f"it holds a JSON {type(obj).__name__}, expected an object")
-    return obj
 
 
 class InputError(Exception):
@@ -105,12 +95,12 @@ def render(argv=None) -> int:
     checkpoint = read("--model", args.model, load_checkpoint)
     arch, arrays = checkpoint.arch, checkpoint.params
     inputs = {
-        "test_metrics": read("--test-metrics", args.test_metrics, read_json),
+        "test_metrics": read("--test-metrics", args.test_metrics, read_json_object),
         "summary": read("--summary", args.summary, pd.read_csv),
         "history": read("--history", args.history, pd.read_csv),
-        "best": read("--best", args.best, read_json),
+        "best": read("--best", args.best, read_json_object),
         "data_meta": {**read("--data-meta", args.data_meta, read_data_meta), **({"synthetic": True} if args.synthetic else {})},
-        "final_metrics": read("--final-metrics", args.final_metrics, read_json),
+        "final_metrics": read("--final-metrics", args.final_metrics, read_json_object),
     }  # fmt: skip
     try:
         context = report.build_context(**inputs, arch=arch, figures_dir=fig_rel, param_stats=report.array_stats(arrays),

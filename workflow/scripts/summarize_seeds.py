@@ -18,22 +18,19 @@ import json
 import sys
 from pathlib import Path
 
-from scratchcnn.io import write_json_atomic
+from scratchcnn.io import read_json_object, write_json_atomic
 from scratchcnn.metrics import seed_summary
 
 
 def read_json(path: Path) -> dict:
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        return read_json_object(path)
     except FileNotFoundError:
         raise SystemExit(f"error: {path} does not exist (train and evaluate that seed first)")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SystemExit(f"error: {path} cannot be read ({exc})")
     except json.JSONDecodeError as exc:
         raise SystemExit(f"error: {path} is not valid JSON ({exc})")
-    if not isinstance(obj, dict):
-        raise SystemExit(f"error: {path} holds a JSON {type(obj).__name__}, expected an object")
-    return obj
+    except (OSError, ValueError) as exc:  # a folder, unreadable bytes, a JSON list
+        raise SystemExit(f"error: {path} cannot be read ({exc})")
 
 
 def number(obj: dict, keys: tuple, kind: type, path: Path, may_be_null=False):
