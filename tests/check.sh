@@ -3,8 +3,8 @@
 #   unit tests, tests/test_cupy.py on a NumPy stand-in for CuPy, the slow ones (SCRATCHCNN_SLOW=1:
 #   the device calls' plumbing on the demo), snakemake --lint, snakefmt, a dry run of the full default pipeline, the demo end to end to
 #   report/report.pdf through the README's command as typed (cores and the gpu resource come from
-#   profiles/default) and Snakemake's HTML report of it, then what the demo's outputs must do: be readable by
-#   others, and rerun only where something a step uses changed.
+#   profiles/default), its final seed 0 copied from the chosen grid point, and Snakemake's HTML report of it,
+#   then what the demo's outputs must do: be readable by others, and rerun only where something a step uses changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 umask 022  # the usual umask, so the outputs must come out 0644
