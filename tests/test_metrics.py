@@ -219,6 +219,17 @@ def test_evaluate_cli_records_its_settings_and_the_checkpoints_config(tmp_path, 
     assert m["test_accuracy"] == 1.0  # r = 0 -> class 0
 
 
+def test_evaluate_refuses_an_empty_test_set(tmp_path, capsys):
+    ev = load_script("evaluate")
+    known_checkpoint(tmp_path / "model.npz")
+    write_prepared(tmp_path / "cifar10.npz", class_names=[f"k{i}" for i in range(10)],
+                   x_test=np.zeros((0, 32, 32, 3), np.float32), y_test=np.zeros(0))  # fmt: skip
+    rc = ev.main(["--model", str(tmp_path / "model.npz"), "--data", str(tmp_path / "cifar10.npz"),
+                  "--out-dir", str(tmp_path / "out"), "--device", "cpu", "--batch-size", "2"])  # fmt: skip
+    assert rc == 1 and f"error: {tmp_path / 'cifar10.npz'}: x_test holds no images" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_evaluate_writes_all_four_outputs_or_none(tmp_path, capsys):
     """The last file's name taken by a folder: the error names the folder, the first three go again."""
     ev = load_script("evaluate")

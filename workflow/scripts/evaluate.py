@@ -46,6 +46,8 @@ def hyperparameters(meta: dict, arch: dict) -> dict:
 def load_test_data(path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``x_test``, ``y_test`` and the class names only (the training arrays stay on disk)."""
     data = load_prepared(path, arrays=("x_test", "y_test"))
+    if not len(data.arrays["y_test"]):  # an accuracy of nothing would read as 0 %
+        raise DataError(f"{path}: x_test holds no images")
     return data.arrays["x_test"], data.arrays["y_test"].astype(np.int64), data.class_names
 
 
