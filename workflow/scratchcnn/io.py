@@ -15,9 +15,21 @@ from pathlib import Path
 import numpy as np
 
 
-# What reading a results file (json, pandas, np.load) raises when the file is missing, cut short,
-# foreign or lacks a key: a step script turns these into one line naming the file.
+# What reading a results file (json, pandas, np.load, our DataError and CheckpointError) raises when
+# the file is missing, cut short, foreign or lacks a key: a step script says it in one line naming the file.
 READ_ERRORS = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
+
+
+class InputError(Exception):
+    """An input file a step cannot use; the message names its flag and path."""
+
+
+def read_input(flag: str, path, reader):
+    """``reader(path)``, any of READ_ERRORS turned into an InputError naming ``flag`` and ``path``."""
+    try:
+        return reader(path)
+    except READ_ERRORS as exc:
+        raise InputError(f"{flag} {path} cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
 @contextmanager

@@ -11,7 +11,6 @@ Each figure reads only the inputs its registry entry names
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -21,8 +20,8 @@ import pandas as pd
 
 from scratchcnn import figures
 from scratchcnn.checkpoint import load_checkpoint
-from scratchcnn.data import DataError, load_prepared
-from scratchcnn.io import READ_ERRORS
+from scratchcnn.data import load_prepared
+from scratchcnn.io import InputError, read_input, read_json_object
 from scratchcnn.logs import setup_logging
 
 
@@ -75,7 +74,7 @@ READERS = {
     "history": _read_table,
     "summary": _read_table,
     "model": load_checkpoint,
-    "test_metrics": lambda path: json.loads(Path(path).read_text(encoding="utf-8")),
+    "test_metrics": read_json_object,
     "data": _read_data,
     "predictions": _read_npz,
 }
@@ -90,16 +89,8 @@ class Inputs(dict):
         self.args = args
 
     def __missing__(self, role):
-        path = getattr(self.args, role)
-        try:
-            self[role] = READERS[role](path)
-        except (*READ_ERRORS, DataError) as exc:
-            raise InputError(f"{_flag(role)} {path} cannot be read ({type(exc).__name__}: {exc})") from exc
+        self[role] = read_input(_flag(role), getattr(self.args, role), READERS[role])
         return self[role]
-
-
-class InputError(Exception):
-    """An input file that cannot be read as its role needs; the message names it."""
 
 
 def main(argv=None) -> int:

@@ -32,8 +32,8 @@ import pandas as pd
 
 from scratchcnn import report
 from scratchcnn.checkpoint import load_checkpoint
-from scratchcnn.data import DataError, load_prepared
-from scratchcnn.io import READ_ERRORS, read_json_object, write_text_atomic
+from scratchcnn.data import load_prepared
+from scratchcnn.io import InputError, read_input, read_json_object, write_text_atomic
 
 
 def read_data_meta(npz_path) -> dict:
@@ -41,17 +41,6 @@ def read_data_meta(npz_path) -> dict:
     data = load_prepared(npz_path, arrays=())
     shapes = {name: list(shape) for name, shape in data.shapes.items()}
     return {**data.meta, "class_names": data.class_names, "shapes": shapes}
-
-
-class InputError(Exception):
-    """An input file the report cannot be made from; the message names it."""
-
-
-def read(flag: str, path, reader):
-    try:
-        return reader(path)
-    except (*READ_ERRORS, DataError) as exc:
-        raise InputError(f"{flag} {path} cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
 def main(argv=None) -> int:
@@ -92,15 +81,15 @@ def render(argv=None) -> int:
     # as LaTeX sees it: latexmk runs in the folder of the .tex
     fig_rel = Path(os.path.relpath(figures_dir.resolve(), out.parent.resolve())).as_posix()
 
-    checkpoint = read("--model", args.model, load_checkpoint)
+    checkpoint = read_input("--model", args.model, load_checkpoint)
     arch, arrays = checkpoint.arch, checkpoint.params
     inputs = {
-        "test_metrics": read("--test-metrics", args.test_metrics, read_json_object),
-        "summary": read("--summary", args.summary, pd.read_csv),
-        "history": read("--history", args.history, pd.read_csv),
-        "best": read("--best", args.best, read_json_object),
-        "data_meta": {**read("--data-meta", args.data_meta, read_data_meta), **({"synthetic": True} if args.synthetic else {})},
-        "final_metrics": read("--final-metrics", args.final_metrics, read_json_object),
+        "test_metrics": read_input("--test-metrics", args.test_metrics, read_json_object),
+        "summary": read_input("--summary", args.summary, pd.read_csv),
+        "history": read_input("--history", args.history, pd.read_csv),
+        "best": read_input("--best", args.best, read_json_object),
+        "data_meta": {**read_input("--data-meta", args.data_meta, read_data_meta), **({"synthetic": True} if args.synthetic else {})},
+        "final_metrics": read_input("--final-metrics", args.final_metrics, read_json_object),
     }  # fmt: skip
     try:
         context = report.build_context(**inputs, arch=arch, figures_dir=fig_rel, param_stats=report.array_stats(arrays),

@@ -16,7 +16,6 @@ step fails and says so.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ import pandas as pd
 
 from scratchcnn.logs import setup_logging
 from scratchcnn import sweeps
-from scratchcnn.io import READ_ERRORS, atomic_path, write_json_atomic
+from scratchcnn.io import READ_ERRORS, atomic_path, read_json_object, write_json_atomic
 
 log = logging.getLogger("select")
 
@@ -34,9 +33,9 @@ def rows_from_metrics(sweep: str, paths: list[Path]) -> list[dict]:
     rows = []
     for path in paths:
         try:
-            metrics = json.loads(Path(path).read_text(encoding="utf-8"))
+            metrics = read_json_object(path)
             row = {**sweeps.summary_row(sweep, metrics["hyperparameters"], metrics), "path": str(Path(path).parent)}
-        except (*READ_ERRORS, AttributeError) as exc:
+        except READ_ERRORS as exc:
             raise SystemExit(f"select: cannot read grid point {path} ({type(exc).__name__}: {exc})") from exc
         rows.append(checked(row, path))
     return rows

@@ -35,10 +35,10 @@ from scratchcnn import model as cnn
 from scratchcnn import sweeps, training
 from scratchcnn.backend import BackendError, get_backend
 from scratchcnn.cli import integer
-from scratchcnn.checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint, save_train_state
+from scratchcnn.checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from scratchcnn.data import DataError, load_prepared
 from scratchcnn.devices import GpuClaimError, claim_gpu, count_gpus
-from scratchcnn.io import READ_ERRORS, atomic_path, write_json_atomic
+from scratchcnn.io import READ_ERRORS, atomic_path, read_json_object, write_json_atomic
 from scratchcnn.logs import setup_logging
 from scratchcnn.provenance import provenance
 
@@ -238,7 +238,7 @@ def finished_run(source: Path, run_config: dict) -> tuple[dict, str | None]:
     of ``run_config`` (None: it can), its files checked as evaluate.py and the figures read them."""
     path = source / "metrics.json"
     try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
+        metrics = read_json_object(path)
         recorded = metrics["provenance"]["config"]
         if metrics["status"] not in ("ok", "diverged") or not all(
                 isinstance(metrics[k], int) for k in ("best_epoch", "epochs_run")):  # fmt: skip
@@ -252,7 +252,7 @@ def finished_run(source: Path, run_config: dict) -> tuple[dict, str | None]:
     try:
         load_checkpoint(source / "model.npz", expected_arch=run_config["arch"])
         history = pd.read_csv(source / "history.csv")
-    except (CheckpointError, OSError, ValueError) as exc:  # pandas' parser errors are ValueErrors
+    except READ_ERRORS as exc:
         return metrics, f"{type(exc).__name__}: {exc}"
     if list(history.columns) != list(training.HISTORY_COLUMNS) or len(history) != metrics["epochs_run"]:
         return metrics, f"{source / 'history.csv'} is not the {metrics['epochs_run']} epochs its metrics.json records"
