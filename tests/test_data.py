@@ -615,6 +615,15 @@ def test_a_malformed_md5_or_count_is_a_usage_error_before_any_work(tmp_path):
     assert "Traceback" not in r.stderr and list(tmp_path.iterdir()) == []
 
 
+def test_make_demo_archive_names_an_output_it_cannot_write(tmp_path):
+    (tmp_path / "taken").write_text("a file where the archive's folder should be")
+    out = tmp_path / "taken" / "d.tar.gz"
+    r = run_script("make_demo_archive.py", "--out", out, "--n-train-per-class", "1", "--n-test-per-class", "1",
+                   "--seed", "0")  # fmt: skip
+    assert r.returncode == 1 and f"cannot write the archive {out}" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.stdout == ""
+
+
 def test_prepare_names_an_output_it_cannot_write(tmp_path, archive):
     (tmp_path / "taken").write_text("a file where the output's folder should be")
     out = tmp_path / "taken" / "cifar10.npz"

@@ -364,6 +364,19 @@ def test_a_bad_input_file_is_named_and_no_figure_is_written(inputs, tmp_path, na
     assert not (tmp_path / "out").exists()
 
 
+def test_several_figures_with_one_bad_input_write_none(inputs, tmp_path):
+    """By hand, several --which at once: a figure that cannot be drawn stops the run before the
+    figures drawn ahead of it are written, so the folder never holds a partial set."""
+    bad = tmp_path / "history.csv"
+    bad.write_text("epoch,lr\n1,0.1\n")  # lacks the loss columns
+    argv = ["--which", "per_class_accuracy", "loss_curve", "--out-dir", str(tmp_path / "out"), "--lang", "en",
+            "--test-metrics", str(inputs["--test-metrics"]), "--history", str(bad)]  # fmt: skip
+    with pytest.raises(SystemExit) as ei:
+        load_script("plot_figures").main(argv)
+    assert str(ei.value).startswith("error: figure 'loss_curve' cannot be drawn from --history")
+    assert not (tmp_path / "out").exists()
+
+
 # --------------------------------------------------------------------------- what the figures show
 
 

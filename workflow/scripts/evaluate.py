@@ -22,7 +22,7 @@ import numpy as np
 
 from scratchcnn import sweeps
 from scratchcnn.backend import get_backend
-from scratchcnn.checkpoint import CheckpointError, load_checkpoint
+from scratchcnn.checkpoint import load_checkpoint
 from scratchcnn.cli import integer
 from scratchcnn.data import DataError, load_prepared
 from scratchcnn.io import save_npz_atomic, write_json_atomic, write_text_atomic
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         run_evaluation(args.model, args.data, args.out_dir, args.device, args.batch_size)
-    except (CheckpointError, DataError, OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # CheckpointError and DataError are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -31,7 +31,11 @@ def main(argv=None) -> int:
     x, y, xt, yt, names = make_synthetic_images(
         args.n_train_per_class, args.n_test_per_class, args.seed
     )
-    out = write_archive(args.out, x, y, xt, yt, names)  # temp file + rename
+    try:
+        out = write_archive(args.out, x, y, xt, yt, names)  # temp file + rename
+    except OSError as exc:
+        print(f"error: cannot write the archive {args.out} ({exc})", file=sys.stderr)
+        return 1
     md5 = md5sum(out)
     log.info("wrote %s: %d train, %d test images, md5 %s", out, len(x), len(xt), md5)
     print(md5)

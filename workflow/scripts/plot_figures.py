@@ -98,20 +98,25 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     lang = figures.setup_style(args.lang)
     inputs = Inputs(args)
+    drawn = {}  # every figure is drawn before any is written: a failure leaves no partial set
     for name in args.which:
         try:
-            fig = figures.FIGURES[name].draw(inputs, lang, args.seed)
+            drawn[name] = figures.FIGURES[name].draw(inputs, lang, args.seed)
         except InputError as exc:
             raise SystemExit(f"error: figure {name!r}: {exc}")
         except (ValueError, KeyError, IndexError, TypeError) as exc:  # a column, key or class the file lacks
             files = ", ".join(f"{_flag(role)} {getattr(args, role)}" for role in figures.FIGURES[name].inputs)
             raise SystemExit(f"error: figure {name!r} cannot be drawn from {files} ({type(exc).__name__}: {exc})")
+    written = []
+    for name, fig in drawn.items():
         try:
-            saved = figures.save_figure(fig, args.out_dir / name, dpi=args.dpi)
+            written += figures.save_figure(fig, args.out_dir / name, dpi=args.dpi)
         except OSError as exc:
+            for path in written:
+                path.unlink(missing_ok=True)
             raise SystemExit(f"error: figure {name!r} cannot be written to {args.out_dir} ({exc})")
-        for path in saved:
-            logging.info("wrote %s", path)
+    for path in written:
+        logging.info("wrote %s", path)
     return 0
 
 
