@@ -8,10 +8,14 @@ import ast
 import os
 import re
 import shutil
+import signal
 import site
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 import yaml
@@ -131,6 +135,47 @@ def test_training_on_the_cpu_runs_side_by_side(tmp_path):
     assert re.findall(r"resources: .*\bgpu=(\d+), device=(\w+)", said) == [("0", "cpu")] * 2
     events = re.findall(r"^(?:local)?rule (train_point):|^Finished jobid: \d+ \(Rule: (train_point)\)", said, re.M)
     assert [("start" if started else "end") for started, _ in events] == ["start", "start", "end", "end"], said
+
+
+def test_ctrl_c_in_a_run_then_the_same_command_resumes_the_killed_point(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while a grid point trains:
+    Snakemake stops and marks the job incomplete, the point keeps its snapshot, and the same command
+    again (the default profile's --rerun-incomplete) resumes it after its last completed epoch and
+    ends with the results an uninterrupted run gives."""
+    repo = fresh_copy(tmp_path)
+    point = "results/sweep/points/lr~0.05/reg~0.001/filters~32"
+    run = [f"{point}/metrics.json", "--configfile", "config/demo.yaml", "--config", "sweep={epochs: 30}",
+           "model={filters: 32}", "--cores", "1"]  # fmt: skip
+    log = repo / "logs" / "sweep" / "points" / "lr~0.05" / "reg~0.001" / "filters~32.log"
+    proc = subprocess.Popen(["snakemake", *run], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)  # fmt: skip
+    deadline = time.time() + 300
+    while not (repo / point / "state.npz").exists():
+        assert proc.poll() is None and time.time() < deadline, "training ended before it could be interrupted"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    said = proc.communicate(timeout=120)[0]
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the interrupt arrived")
+    assert "interrupted; the same command" in log.read_text(), said
+    assert (repo / point / "state.npz").is_file() and not (repo / point / "metrics.json").exists()
+
+    again = snakemake(repo, *run)
+    assert again.returncode == 0, again.stdout + again.stderr
+    resumed = re.search(r"resuming after epoch (\d+)", log.read_text())
+    assert resumed and 1 <= int(resumed[1]) < 30, log.read_text()
+    history = (repo / point / "history.csv").read_text()
+    with np.load(repo / point / "model.npz") as z:
+        model = {k: z[k] for k in z.files if k != "meta_json"}  # meta records the run's time
+
+    whole = snakemake(repo, *run, "--forcerun", "train_point")
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    assert "resuming" not in log.read_text()
+    assert (repo / point / "history.csv").read_text().count("\n") == history.count("\n") == 31
+    with np.load(repo / point / "model.npz") as z:
+        assert sorted(model) == sorted(k for k in z.files if k != "meta_json")
+        for name, array in model.items():
+            np.testing.assert_array_equal(z[name], array, err_msg=name)
 
 
 def test_the_gpu_profile_shares_one_gpu_between_its_jobs(repo):
