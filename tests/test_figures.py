@@ -241,6 +241,32 @@ def test_heatmap_cells_show_each_points_accuracy_where_its_ticks_say():
     plt_close(fig)
 
 
+def test_heatmap_marks_the_point_the_selection_takes_from_a_tie():
+    """Two cells with the same accuracy: the box and the bold number go to the earlier point in
+    the summary's order, the one sweeps.choose_best picks, wherever the axes place it."""
+    from matplotlib.patches import Rectangle
+
+    from scratchcnn.sweeps import choose_best
+
+    figures.setup_style("en")
+    summary = make_summary()
+    lr_reg = summary["sweep"] == "lr_reg"
+    top = summary.loc[lr_reg, "best_val_acc"].max()
+    late = lr_reg & (summary["lr"] == 0.0001) & (summary["reg"] == 0.0)  # drawn first: the lowest lr and reg
+    summary.loc[late, "best_val_acc"] = top
+    pick = choose_best(summary[lr_reg].to_dict("records"))
+    assert (pick["lr"], pick["reg"]) != (0.0001, 0.0)
+    fig = figures.sweep_heatmap(summary, "en")
+    ax = fig.axes[0]
+    [box] = [p for p in ax.patches if isinstance(p, Rectangle) and not p.get_fill()]
+    x, y = box.get_x() + 0.5, box.get_y() + 0.5
+    lrs, regs = sorted(set(summary.loc[lr_reg, "lr"])), sorted(set(summary.loc[lr_reg, "reg"]))
+    assert (lrs[round(x)], regs[round(y)]) == (pick["lr"], pick["reg"])
+    bold = [t for t in ax.texts if t.get_fontweight() == "bold"]
+    assert [(round(t.get_position()[0]), round(t.get_position()[1])) for t in bold] == [(round(x), round(y))]
+    plt_close(fig)
+
+
 def test_per_class_bars_are_each_class_accuracy():
     """Bar heights and their labels are the per-class accuracy (not precision or recall), in class order."""
     rng = np.random.default_rng(5)

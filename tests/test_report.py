@@ -23,6 +23,7 @@ import pytest
 from cifar_fixtures import write_prepared
 from scratchcnn.metrics import classification_report
 from scratchcnn import report as R
+from scratchcnn.sweeps import choose_best
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "report" / "report.tex.j2"
@@ -850,3 +851,22 @@ def test_a_heat_map_sweep_without_a_finished_point_is_not_called_unvaried():
     inputs["summary"] = summary
     tex = text(R.build_context(**inputs))
     assert "以热图展示了学习率与正则化强度组合的最好验证准确率" in tex and "没有改变学习率和正则化强度" not in tex
+
+
+def test_a_tie_in_a_sweep_is_told_as_the_selection_broke_it():
+    """Two points of a sweep with the same accuracy: the report's best of the sweep is the one the
+    selection chose (the earlier in the grid: sweeps.choose_best, whose pick a later sweep builds
+    on), not the first in the table's order of values, and the prose calls it a tie."""
+    summary = make_summary()
+    lr_reg = summary["sweep"] == "lr_reg"
+    summary.loc[lr_reg & (summary["lr"] == 0.01) & (summary["reg"] == 0.0001), "best_val_acc"] = 0.6398
+    chosen = choose_best(summary[lr_reg].to_dict("records"))
+    assert (chosen["lr"], chosen["reg"]) == (0.01, 0.001)  # the grid's order, not the table's (reg 0.0001 first)
+    [sweep] = [s for s in ctx(summary=summary)["sweeps"] if s["raw_name"] == "lr_reg"]
+    assert (sweep["best"]["lr"], sweep["best"]["reg"]) == ("0.01", "0.001")
+    assert (sweep["second"]["lr"], sweep["second"]["reg"]) == ("0.01", "0.0001") and sweep["margin_kind"] == "equal"
+    tex = text(ctx(summary=summary))
+    assert says(tex, "其中最好的点是 lr=0.01、reg=0.001、filters=32，验证准确率 63.98\\%，")
+    assert says(tex, "与 lr=0.01、reg=0.0001、filters=32 的点并列（准确率相同时取网格中排在前面的点）")
+    assert "高 0.00 个百分点" not in tex
+    assert says(text(ctx()), "比第二名（lr=0.01、reg=0.0001、filters=32，63.22\\%）高 0.76 个百分点")

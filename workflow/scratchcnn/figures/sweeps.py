@@ -65,7 +65,10 @@ def sweep_heatmap(summary: pd.DataFrame, lang: str, sweep: str | None = None) ->
     if vmax - vmin < 1e-9:
         vmin, vmax = vmin - 0.5, vmax + 0.5
     im = ax.imshow(np.ma.masked_invalid(acc), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
-    best = np.unravel_index(np.nanargmax(acc), acc.shape) if finite.size else None
+    best = None
+    if finite.size:  # the first of equals in the summary's order, as the selection (sweeps.choose_best) breaks a tie
+        top = rows.loc[rows.loc[~rows["diverged"], "acc"].idxmax()]
+        best = (regs.index(float(top["reg"])), lrs.index(float(top["lr"])))
     for i in range(len(regs)):
         for j in range(len(lrs)):
             if div[i, j] or not seen[i, j]:

@@ -35,15 +35,16 @@ def _point(row) -> dict:
 def _sweeps_context(summary, best: dict) -> list[dict]:
     out = []
     for name, g in summary.groupby("sweep", sort=False):
+        ok = g[g["status"] == "ok"]
+        # ranked in the summary's order, which is the selection's: a tie goes to the earlier row,
+        # as sweeps.choose_best (and so the sweep's best.json, which a later sweep builds on) decides
+        top = ok.sort_values("best_val_acc", ascending=False, kind="stable") if len(ok) else ok
         g = g.copy()
         g["_key"] = [tuple(facts.sort_key(v) for v in values) for values in zip(*(g[h] for h in HYPERPARAMETERS))]
-        g = g.sort_values("_key", kind="stable")
-        ok = g[g["status"] == "ok"]
-        top = ok.sort_values("best_val_acc", ascending=False, kind="stable") if len(ok) else ok
-        best_idx = top.index[0] if len(top) else None
+        g = g.sort_values("_key", kind="stable")  # the table's rows in the order of their values
         varying = [c for c in HYPERPARAMETERS if g[c].astype(str).nunique() > 1]
         rows = []
-        for idx, r in g.iterrows():
+        for _, r in g.iterrows():
             status = str(r["status"])
             rows.append({
                 "lr": plain(r["lr"]),
@@ -56,7 +57,6 @@ def _sweeps_context(summary, best: dict) -> list[dict]:
                 "status": status,
                 "status_tex": tex_escape(status),
                 "chosen": str(r["sweep"]) == str(best.get("sweep", r["sweep"])) and facts.same_point(r, best),
-                "sweep_best": idx == best_idx,
             })  # fmt: skip
         entry = {
             "name": tex_escape(name),
@@ -68,6 +68,9 @@ def _sweeps_context(summary, best: dict) -> list[dict]:
             "best": _point(top.iloc[0]) if len(top) else None,
             "margin_pp": (
                 pct(top["best_val_acc"].iloc[0] - top["best_val_acc"].iloc[1]) if len(top) > 1 else None
+            ),
+            "margin_kind": (
+                facts.compare(top["best_val_acc"].iloc[0], top["best_val_acc"].iloc[1], 1e-9) if len(top) > 1 else None
             ),
             "spread_pp": (
                 pct(top["best_val_acc"].iloc[0] - top["best_val_acc"].iloc[-1]) if len(top) > 1 else None
