@@ -870,3 +870,28 @@ def test_a_tie_in_a_sweep_is_told_as_the_selection_broke_it():
     assert says(tex, "与 lr=0.01、reg=0.0001、filters=32 的点并列（准确率相同时取网格中排在前面的点）")
     assert "高 0.00 个百分点" not in tex
     assert says(text(ctx()), "比第二名（lr=0.01、reg=0.0001、filters=32，63.22\\%）高 0.76 个百分点")
+
+
+def test_the_heat_map_paragraph_describes_the_sweep_the_figure_shows():
+    """The report's words on the lr x L2 heat map and the figure pick the same sweep (one rule,
+    sweeps.shown_sweep), also where an earlier sweep varies fewer values; a sweep with one point
+    left finished (the others diverged) has a best but no worst, and the report still renders."""
+    import matplotlib.pyplot as plt
+
+    from scratchcnn import figures
+
+    rows = lambda sweep, pts, status="ok": [{"sweep": sweep, "lr": lr, "reg": reg, "filters": 32, "best_val_acc": acc,
+                                             "best_epoch": 5, "epochs": 10, "seconds": 300.0, "seconds_per_epoch": 30.0,
+                                             "status": status} for lr, reg, acc in pts]  # fmt: skip
+    summary = pd.DataFrame(rows("regs", [(0.01, 1e-3, 0.6398), (0.01, 1e-2, 0.6011)])
+                           + rows("lrs", [(0.1, 1e-3, 0.5402), (0.01, 1e-3, 0.6398), (0.001, 1e-3, 0.4955)]))  # fmt: skip
+    best = {"sweep": "regs", "lr": 0.01, "reg": 1e-3, "filters": 32, "best_val_acc": 0.6398}
+    c = ctx(summary=summary, best=best)
+    assert c["heatmap_sweep"]["raw_name"] == "lrs"
+    fig = figures.sweep_heatmap(summary, "en")
+    assert len(fig.axes[0].get_xticks()) == 3 and len(fig.axes[0].get_yticks()) == 1  # lrs' three lrs, one reg
+    plt.close(fig)
+    assert says(text(c), "以热图展示了查找 \\texttt{lrs} 中每个")
+    summary.loc[summary["lr"] != 0.01, ["status", "best_val_acc"]] = ["diverged", float("nan")]
+    tex = text(ctx(summary=summary, best=best))
+    assert says(tex, "最好的组合是 lr=0.01、reg=0.001（63.98\\%），其余的组合都没有正常完成。")

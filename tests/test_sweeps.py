@@ -41,3 +41,25 @@ def test_choose_best_ignores_diverged_and_keeps_first_of_ties():
 def test_choose_best_fails_clearly_when_all_diverged():
     with pytest.raises(sweeps.SelectionError, match="all 2 points diverged"):
         sweeps.choose_best([row(None, "diverged"), row(0.9, "diverged")])
+
+
+def test_shown_sweep_varies_most_then_has_most_combinations_then_comes_first():
+    import pandas as pd  # a dependency of the project: never a reason to skip
+
+    def summary(*sweeps_):  # (name, [(lr, reg, filters), ...]) in the summary's order
+        return pd.DataFrame([{"sweep": n, "lr": lr, "reg": reg, "filters": f}
+                             for n, pts in sweeps_ for lr, reg, f in pts])  # fmt: skip
+
+    reg_only = ("a", [(0.1, 0.0, 8), (0.1, 1e-3, 8)])
+    lr_only = ("b", [(0.1, 0.0, 8), (0.01, 0.0, 8), (0.001, 0.0, 8)])
+    both = ("c", [(0.1, 0.0, 8), (0.01, 1e-3, 8)])
+    filters = ("d", [(0.1, 0.0, 4), (0.1, 0.0, 8), (0.1, 0.0, 16)])
+    assert sweeps.shown_sweep(summary(reg_only, lr_only, both), ("lr", "reg")) == "c"  # varies both
+    assert sweeps.shown_sweep(summary(reg_only, lr_only), ("lr", "reg")) == "b"  # three values against two
+    assert sweeps.shown_sweep(summary(lr_only, ("e", lr_only[1])), ("lr", "reg")) == "b"  # a tie: the earlier
+    assert sweeps.shown_sweep(summary(("e", lr_only[1]), lr_only), ("lr", "reg")) == "e"
+    assert sweeps.shown_sweep(summary(reg_only, filters), ("filters",)) == "d"
+    # more rows but fewer filter counts: the counts decide (a filters x lr sweep has 4 rows, 2 counts)
+    wide = ("f", [(0.1, 0.0, 4), (0.01, 0.0, 4), (0.1, 0.0, 8), (0.01, 0.0, 8)])
+    assert sweeps.shown_sweep(summary(wide, filters), ("filters",)) == "d"
+    assert sweeps.shown_sweep(summary(filters), ("lr", "reg")) is None

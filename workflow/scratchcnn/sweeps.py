@@ -89,3 +89,18 @@ def choose_best(rows: list[dict]) -> dict:
             "lower the learning rates in config/grid.yaml"
         )
     return max(usable, key=lambda r: r["best_val_acc"])  # max keeps the first of equals
+
+
+def shown_sweep(summary, vary):
+    """The sweep a figure over the hyperparameters ``vary`` shows, and the report describes with it.
+
+    ``summary`` is the sweep summary (a DataFrame). The sweep varying most of ``vary`` wins, then
+    the one with the most distinct combinations of them, then the earlier one; ``None`` where no
+    sweep varies any of them.
+    """
+    shown, shown_rank = None, (0, 0)
+    for name, rows in summary.groupby("sweep", sort=False):
+        rank = (sum(rows[h].nunique() > 1 for h in vary), len(rows[list(vary)].drop_duplicates()))
+        if rank[0] and rank > shown_rank:
+            shown, shown_rank = name, rank
+    return shown

@@ -11,27 +11,24 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..sweeps import shown_sweep
 from .style import COLORS, new_figure, num_label, t, text_color, title
 
 
 def _pick_sweep(summary: pd.DataFrame, vary: Sequence[str], sweep: str | None) -> pd.DataFrame:
-    """The rows of the sweep named ``sweep``, or of the sweep varying most of ``vary``.
+    """The rows of the sweep named ``sweep``, or of the sweep ``scratchcnn.sweeps.shown_sweep`` picks
+    for ``vary`` (the one the report describes beside the figure).
 
     A grid that varies none of them (a single point, say) gives all its rows.
     """
-    if sweep is not None:
-        rows = summary[summary["sweep"] == sweep]
-        if rows.empty:
-            raise ValueError(f"summary has no rows of sweep {sweep!r}")
-        return rows
-    candidates = []
-    for name, rows in summary.groupby("sweep", sort=True):
-        varied = sum(rows[c].nunique() > 1 for c in vary)
-        if varied:
-            candidates.append((-varied, -len(rows), str(name), rows))
-    if not candidates:
-        return summary
-    return sorted(candidates, key=lambda c: c[:3])[0][3]
+    if sweep is None:
+        sweep = shown_sweep(summary, vary)
+        if sweep is None:
+            return summary
+    rows = summary[summary["sweep"] == sweep]
+    if rows.empty:
+        raise ValueError(f"summary has no rows of sweep {sweep!r}")
+    return rows
 
 
 def _is_diverged(rows: pd.DataFrame) -> pd.Series:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..figures.registry import FIGURES
 from .. import study
-from ..sweeps import HYPERPARAMETERS
+from ..sweeps import HYPERPARAMETERS, shown_sweep
 from . import facts
 from .fmt import duration, integer, norm_value, pct, plain, ratio, seconds, shape, size, stat
 from .latex import TexStr, tex_escape, tex_file, tex_path
@@ -140,10 +140,10 @@ def filter_cost_context(summary) -> dict | None:
     }
 
 
-def heatmap_sweep(sweeps: list[dict]) -> dict | None:
-    """The sweep the lr x L2 heat map shows: one varying both, else one varying either."""
-    both = next((s for s in sweeps if {"lr", "reg"} <= set(s["varying"])), None)
-    return both or next((s for s in sweeps if {"lr", "reg"} & set(s["varying"])), None)
+def heatmap_sweep(sweeps: list[dict], summary) -> dict | None:
+    """The entry of ``sweeps`` for the sweep the lr x L2 heat map shows; None where none varies either."""
+    name = shown_sweep(summary, ("lr", "reg"))
+    return next((s for s in sweeps if s["raw_name"] == str(name)), None) if name is not None else None
 
 
 # ---------------------------------------------------------------------------- per class

@@ -338,7 +338,7 @@ def build_context(
         "history_rows": history_rows,
         "n_history": str(len(h)),
         "sweeps": sweeps,
-        "heatmap_sweep": heatmap_sweep(sweeps),
+        "heatmap_sweep": heatmap_sweep(sweeps, summary),
         "chosen": chosen_context(summary, best),
         "filter_cost": filter_cost_context(summary),
         "classes": classes_context(test_metrics),

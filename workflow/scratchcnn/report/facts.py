@@ -13,7 +13,7 @@ import numpy as np
 from .. import study
 from ..architecture import layer_table  # noqa: F401  (a fact of the report too)
 from ..data.classes import ANIMALS, VEHICLES
-from ..sweeps import HYPERPARAMETERS
+from ..sweeps import HYPERPARAMETERS, shown_sweep
 
 
 #: Test accuracy of the study being reproduced (its abstract).
@@ -88,16 +88,12 @@ def class_extremes(per_class: list[dict], key="accuracy") -> dict:
 def filter_cost(summary) -> dict | None:
     """Seconds per epoch and best validation accuracy per filter count.
 
-    Uses the sweep in which ``filters`` takes the most distinct values (the
-    filters sweep); ``None`` when no sweep varies the filter count.
+    Uses the sweep the filters figure shows (``shown_sweep``); ``None`` when no
+    sweep varies the filter count.
     """
     if summary is None or len(summary) == 0 or "filters" not in summary:
         return None
-    best_sweep, best_n = None, 1
-    for name, g in summary.groupby("sweep", sort=False):
-        n = g["filters"].nunique()
-        if n > best_n:
-            best_sweep, best_n = name, n
+    best_sweep = shown_sweep(summary, ("filters",))
     if best_sweep is None:
         return None
     g = summary[summary["sweep"] == best_sweep]
