@@ -895,3 +895,45 @@ def test_the_heat_map_paragraph_describes_the_sweep_the_figure_shows():
     summary.loc[summary["lr"] != 0.01, ["status", "best_val_acc"]] = ["diverged", float("nan")]
     tex = text(ctx(summary=summary, best=best))
     assert says(tex, "最好的组合是 lr=0.01、reg=0.001（63.98\\%），其余的组合都没有正常完成。")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_any_grid_renders_and_names_each_sweeps_pick_as_the_selection_does(seed):
+    """Random grids (one to three sweeps varying any of lr, reg and filters, ties, diverged points,
+    sweeps where one or no point finished): the report renders, highlights the chosen row once, and
+    names as each sweep's best the point sweeps.choose_best picks from that sweep's rows."""
+    rng = np.random.default_rng(seed)
+    values = {"lr": [0.1, 0.01, 0.001], "reg": [0.0, 1e-4, 1e-3], "filters": [8, 16, 32]}
+    rows = []
+    for s in range(rng.integers(1, 4)):
+        varied = [h for h in values if rng.random() < 0.5] or [str(rng.choice(list(values)))]
+        axes = {h: list(rng.choice(values[h], size=rng.integers(1, 4), replace=False)) if h in varied
+                else [values[h][1]] for h in values}  # fmt: skip
+        for lr in axes["lr"]:
+            for reg in axes["reg"]:
+                for f in axes["filters"]:
+                    diverged = rng.random() < 0.3
+                    rows.append({"sweep": f"s{s}", "lr": float(lr), "reg": float(reg), "filters": int(f),
+                                 "best_val_acc": np.nan if diverged else float(rng.choice([0.5, 0.6, 0.6, 0.7])),
+                                 "best_epoch": 0 if diverged else 3, "epochs": 2 if diverged else 10,
+                                 "seconds": 10.0 * f, "seconds_per_epoch": float(f),
+                                 "status": "diverged" if diverged else "ok"})  # fmt: skip
+    summary = pd.DataFrame(rows)
+    if not (summary["status"] == "ok").any():
+        summary.loc[0, ["status", "best_val_acc", "best_epoch", "epochs"]] = ["ok", 0.55, 3, 10]
+    records = [{**r, "best_val_acc": None if r["status"] != "ok" else r["best_val_acc"]}
+               for r in summary.to_dict("records")]  # fmt: skip
+    best = {**choose_best(records), "path": "results/sweep/points/x"}
+    inputs = fixture_inputs()
+    inputs["final_metrics"]["hyperparameters"] = {**HP, **{h: best[h] for h in ("lr", "reg", "filters")}}
+    c = R.build_context(**{**inputs, "summary": summary, "best": best})
+    text(c)  # renders: no attribute of a missing point is asked for
+    assert sum(r["chosen"] for s in c["sweeps"] for r in s["rows"]) == 1
+    for entry in c["sweeps"]:
+        sweep_rows = [r for r in records if r["sweep"] == entry["raw_name"]]
+        if not any(r["status"] == "ok" for r in sweep_rows):
+            assert entry["best"] is None
+            continue
+        pick = choose_best(sweep_rows)
+        assert (entry["best"]["lr"], entry["best"]["reg"], entry["best"]["filters"]) == (
+            R.plain(pick["lr"]), R.plain(pick["reg"]), str(pick["filters"])), entry["raw_name"]
