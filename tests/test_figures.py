@@ -267,6 +267,44 @@ def test_heatmap_marks_the_point_the_selection_takes_from_a_tie():
     plt_close(fig)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_any_grid_draws_both_sweep_figures_and_boxes_the_selections_pick(seed):
+    """Random grids (sweeps varying lr, reg or both, ties, diverged points): both sweep figures
+    draw, and the heat map's box sits on the point sweeps.choose_best picks from the sweep shown."""
+    from matplotlib.patches import Rectangle
+
+    from scratchcnn.sweeps import choose_best, shown_sweep
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(rng.integers(1, 4)):
+        lrs = rng.choice([0.1, 0.01, 0.001], size=rng.integers(1, 4), replace=False)
+        regs = rng.choice([0.0, 1e-4, 1e-3], size=rng.integers(1, 4), replace=False)
+        for lr in lrs:
+            for reg in regs:
+                diverged = rng.random() < 0.3
+                acc = np.nan if diverged else float(rng.choice([0.5, 0.6, 0.6, 0.7]))
+                rows.append((f"s{s}", float(lr), float(reg), 32, acc, 3, 10, 100.0, 10.0,
+                             "diverged" if diverged else "ok"))  # fmt: skip
+    summary = pd.DataFrame(rows, columns=make_summary().columns)
+    figures.setup_style("en")
+    plt_close(figures.filters_sweep(summary, "en"))
+    fig = figures.sweep_heatmap(summary, "en")
+    name = shown_sweep(summary, ("lr", "reg"))
+    shown = summary if name is None else summary[summary["sweep"] == name]
+    boxes = [p for p in fig.axes[0].patches if isinstance(p, Rectangle) and not p.get_fill()]
+    if not (shown["status"] == "ok").any():
+        assert boxes == []
+    else:
+        records = [{**r, "best_val_acc": r["best_val_acc"] if r["status"] == "ok" else None}
+                   for r in shown.to_dict("records")]  # fmt: skip
+        pick = choose_best(records)
+        lrs, regs = sorted(set(shown["lr"])), sorted(set(shown["reg"]))
+        [box] = boxes
+        assert (lrs[round(box.get_x() + 0.5)], regs[round(box.get_y() + 0.5)]) == (pick["lr"], pick["reg"])
+    plt_close(fig)
+
+
 def test_per_class_bars_are_each_class_accuracy():
     """Bar heights and their labels are the per-class accuracy (not precision or recall), in class order."""
     rng = np.random.default_rng(5)
