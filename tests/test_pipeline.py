@@ -51,6 +51,19 @@ def test_a_bad_value_is_refused_naming_the_key_and_its_file(tmp_path):
     assert "properties:" not in out  # Snakemake's dump of the schema is left out
 
 
+def test_layers_that_do_not_fit_the_image_are_refused_before_anything_runs(tmp_path):
+    """A kernel too large for the second convolution's input: refused when the workflow loads,
+    naming the keys, not after the download and the data preparation in the first training job."""
+    cfg = write(tmp_path, "c.yaml", "model:\n  kernel_size: 15\n")
+    r = dry_run("--configfile", "config/demo.yaml", cfg)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "config: the network's layers do not fit a 32x32 image (model.kernel_size, padding1, padding2" in out, out
+    assert "a 15x15 kernel with stride 1 and padding 0 does not fit an input of size 10" in out
+    fits = dry_run("--configfile", "config/demo.yaml", write(tmp_path, "d.yaml", "model:\n  kernel_size: 5\n"))
+    assert fits.returncode == 0, fits.stderr[-2000:]
+
+
 def test_nested_command_line_values_are_used_as_numbers_and_checked():
     # Snakemake reads train='{...}' with every value a string; the workflow types them by the schema
     r = dry_run("--configfile", "config/demo.yaml", "-p", "--config", "sweep={epochs: 2}",

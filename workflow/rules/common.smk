@@ -22,6 +22,7 @@ shell.prefix(
 
 from scratchcnn import backend as backendlib
 from scratchcnn import configcheck
+from scratchcnn import model as modellib
 from scratchcnn import sweeps as sweeplib
 from scratchcnn.figures import FIGURES as FIGURE_REGISTRY
 
@@ -86,6 +87,20 @@ try:
 except ValueError as exc:
     raise WorkflowError(
         f"config (schema: {SCHEMAS}/config.schema.yaml):{exc}"
+    ) from None
+
+try:  # before anything runs (the download, the data), not in the first training job
+    modellib.make_arch(
+        kernel_size=config["model"]["kernel_size"],
+        padding1=config["model"]["padding1"],
+        padding2=config["model"]["padding2"],
+        pool_size=config["model"]["pool_size"],
+        pool_stride=config["model"]["pool_stride"],
+    )
+except ValueError as exc:
+    raise WorkflowError(
+        "config: the network's layers do not fit a 32x32 image "
+        f"(model.kernel_size, padding1, padding2, pool_size, pool_stride): {exc}"
     ) from None
 
 GRID_FILE = config["sweep"]["grid"]
