@@ -51,9 +51,10 @@ def test_a_bad_value_is_refused_naming_the_key_and_its_file(tmp_path):
     assert "properties:" not in out  # Snakemake's dump of the schema is left out
 
 
-def test_layers_that_do_not_fit_the_image_are_refused_before_anything_runs(tmp_path):
-    """A kernel too large for the second convolution's input: refused when the workflow loads,
-    naming the keys, not after the download and the data preparation in the first training job."""
+def test_layers_that_do_not_fit_or_no_training_images_are_refused_before_anything_runs(tmp_path):
+    """A kernel too large for the second convolution's input, or a validation split as large as
+    the training archive: refused when the workflow loads, naming the keys, not after the download
+    (and the data preparation)."""
     cfg = write(tmp_path, "c.yaml", "model:\n  kernel_size: 15\n")
     r = dry_run("--configfile", "config/demo.yaml", cfg)
     assert r.returncode != 0
@@ -62,6 +63,9 @@ def test_layers_that_do_not_fit_the_image_are_refused_before_anything_runs(tmp_p
     assert "a 15x15 kernel with stride 1 and padding 0 does not fit an input of size 10" in out
     fits = dry_run("--configfile", "config/demo.yaml", write(tmp_path, "d.yaml", "model:\n  kernel_size: 5\n"))
     assert fits.returncode == 0, fits.stderr[-2000:]
+    r = dry_run("--configfile", "config/demo.yaml", "--config", "data={n_val: 400}")
+    assert r.returncode != 0 and "config: data.n_val (400) leaves no training images: the archive holds " \
+        "data.expected_train = 400; keep n_val below that" in r.stdout + r.stderr, r.stderr[-2000:]
 
 
 def test_nested_command_line_values_are_used_as_numbers_and_checked():

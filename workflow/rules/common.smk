@@ -103,6 +103,12 @@ except ValueError as exc:
         f"(model.kernel_size, padding1, padding2, pool_size, pool_stride): {exc}"
     ) from None
 
+if config["data"]["n_val"] >= config["data"]["expected_train"]:
+    raise WorkflowError(
+        f"config: data.n_val ({config['data']['n_val']}) leaves no training images: the archive "
+        f"holds data.expected_train = {config['data']['expected_train']}; keep n_val below that"
+    )
+
 GRID_FILE = config["sweep"]["grid"]
 try:  # whatever is wrong with the grid, the message names its file
     with open(GRID_FILE, encoding="utf-8") as f:
