@@ -110,6 +110,12 @@ awk '$1 != "all" && $1 != "figure" && $1 != "render_report" && $1 != "compile_re
   && grep -q "^figure $figures$" "$tmp/plan" || { echo "report.language would run:"; cat "$tmp/plan"; exit 1; }
 echo "report.language: the $figures figures and the report only"
 
+echo "== after a code update, the README's --forcerun figure render_report redraws the figures and the report alone"
+snakemake -n --configfile config/demo.yaml --forcerun figure render_report > "$tmp/plan.log" 2>&1 || { cat "$tmp/plan.log"; exit 1; }
+forced=$(grep -E '^[a-z_]+ +[0-9]+$' "$tmp/plan.log" | awk '$1 != "total" && $1 != "all" {print $1, $2}' | sort -u | xargs)
+[ "$forced" = "compile_report 1 figure $figures render_report 1" ] || { echo "--forcerun would run: $forced"; exit 1; }
+echo "--forcerun figure render_report: $forced"
+
 echo "== changing one grid value retrains exactly the point it names"
 grid_plan() {  # OLD NEW POINT: the demo's grid with the text OLD replaced by NEW trains POINT alone
   sed "s/$(printf '%s' "$1" | sed 's/[][]/\\&/g')/$2/" config/demo_grid.yaml > "$tmp/grid.yaml"
