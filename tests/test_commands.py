@@ -12,7 +12,6 @@ import signal
 import site
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from scratchcnn.figures import FIGURES
+from step_scripts import stop_after_snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("snakemake") is None or shutil.which("git") is None
@@ -149,14 +149,7 @@ def test_ctrl_c_in_a_run_then_the_same_command_resumes_the_killed_point(tmp_path
     log = repo / "logs" / "sweep" / "points" / "lr~0.05" / "reg~0.001" / "filters~32.log"
     proc = subprocess.Popen(["snakemake", *run], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)  # fmt: skip
-    deadline = time.time() + 300
-    while not (repo / point / "state.npz").exists():
-        assert proc.poll() is None and time.time() < deadline, "training ended before it could be interrupted"
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGINT)
-    said = proc.communicate(timeout=120)[0]
-    if proc.returncode == 0:
-        pytest.skip("the run finished before the interrupt arrived")
+    said = stop_after_snapshot(proc, repo / point / "state.npz", lambda: os.killpg(proc.pid, signal.SIGINT))[0]
     assert "interrupted; the same command" in log.read_text(), said
     assert (repo / point / "state.npz").is_file() and not (repo / point / "metrics.json").exists()
 

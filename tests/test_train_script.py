@@ -6,7 +6,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 from cifar_fixtures import write_prepared
 from recipe import train_argv
 from scratchcnn.checkpoint import load_checkpoint
-from step_scripts import load_script
+from step_scripts import stop_after_snapshot, load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "workflow" / "scripts" / "train.py"
@@ -62,12 +61,7 @@ def test_outputs_follow_the_contract(data, tmp_path):
 
 def kill_after_first_snapshot(data, out):
     proc = subprocess.Popen(command(data, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (out / "state.npz").exists():  # the first epoch's snapshot
-        assert proc.poll() is None and time.time() < deadline, "training ended before it could be killed"
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    stop_after_snapshot(proc, out / "state.npz", proc.kill)  # SIGKILL: no chance to clean up
     assert not (out / "metrics.json").exists()
 
 
@@ -101,14 +95,7 @@ def test_divergence_is_a_status_not_a_crash(data, tmp_path):
 
 def test_ctrl_c_says_how_to_go_on_and_the_same_command_resumes(data, tmp_path):
     proc = subprocess.Popen(command(data, tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (tmp_path / "state.npz").exists():
-        assert proc.poll() is None and time.time() < deadline, "training ended before it could be interrupted"
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGINT)
-    err = proc.communicate(timeout=120)[1]
-    if proc.returncode == 0:
-        pytest.skip("the run finished before the interrupt arrived")
+    err = stop_after_snapshot(proc, tmp_path / "state.npz", lambda: os.kill(proc.pid, signal.SIGINT))[1]
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
     assert "interrupted; the same command" in err and f"from {tmp_path / 'state.npz'}" in err
     assert not (tmp_path / "metrics.json").exists()
