@@ -84,8 +84,9 @@ def choose_best(rows: list[dict]) -> dict:
     usable = [r for r in rows if r["status"] == "ok" and r["best_val_acc"] is not None]
     if not usable:
         statuses = ", ".join(sorted({str(r["status"]) for r in rows})) or "no points"
+        which = "the only point" if len(rows) == 1 else f"all {len(rows)} points"
         raise SelectionError(
-            f"no grid point can be chosen: all {len(rows)} points diverged or failed ({statuses}); "
+            f"no grid point can be chosen: {which} ended without a usable result ({statuses}); "
             "lower the learning rates in config/grid.yaml"
         )
     return max(usable, key=lambda r: r["best_val_acc"])  # max keeps the first of equals
