@@ -89,18 +89,14 @@ except ValueError as exc:
         f"config (schema: {SCHEMAS}/config.schema.yaml):{exc}"
     ) from None
 
+# the model settings that shape the layers (each one's flag of train.py is its name)
+LAYER_KEYS = ("kernel_size", "padding1", "padding2", "pool_size", "pool_stride")
 try:  # before anything runs (the download, the data), not in the first training job
-    modellib.make_arch(
-        kernel_size=config["model"]["kernel_size"],
-        padding1=config["model"]["padding1"],
-        padding2=config["model"]["padding2"],
-        pool_size=config["model"]["pool_size"],
-        pool_stride=config["model"]["pool_stride"],
-    )
+    modellib.make_arch(**{k: config["model"][k] for k in LAYER_KEYS})
 except ValueError as exc:
     raise WorkflowError(
         "config: the network's layers do not fit a 32x32 image "
-        f"(model.kernel_size, padding1, padding2, pool_size, pool_stride): {exc}"
+        f"(model.{', '.join(LAYER_KEYS)}): {exc}"
     ) from None
 
 if config["data"]["n_val"] >= config["data"]["expected_train"]:
@@ -178,8 +174,7 @@ def train_args(point, epochs, seed):
             f"--epochs {int(epochs)}",
             f"--batch-size {t['batch_size']} --lr-decay {t['lr_decay']} --lr-step {t['lr_step']}",
             f"--clip {t['clip']} --bn-momentum {m['bn_momentum']} --seed {int(seed)}",
-            f"--kernel-size {m['kernel_size']} --padding1 {m['padding1']} --padding2 {m['padding2']}",
-            f"--pool-size {m['pool_size']} --pool-stride {m['pool_stride']}",
+            *(f"--{k.replace('_', '-')} {m[k]}" for k in LAYER_KEYS),
             f"--train-subset {t['train_subset']}",
         ]
     )

@@ -70,7 +70,7 @@ def _sweeps_context(summary, best: dict) -> list[dict]:
                 pct(top["best_val_acc"].iloc[0] - top["best_val_acc"].iloc[1]) if len(top) > 1 else None
             ),
             "margin_kind": (
-                facts.compare(top["best_val_acc"].iloc[0], top["best_val_acc"].iloc[1], 1e-9) if len(top) > 1 else None
+                facts.compare(top["best_val_acc"].iloc[0], top["best_val_acc"].iloc[1], facts.TIE_PP) if len(top) > 1 else None
             ),
             "spread_pp": (
                 pct(top["best_val_acc"].iloc[0] - top["best_val_acc"].iloc[-1]) if len(top) > 1 else None
@@ -105,7 +105,7 @@ def chosen_context(summary, best: dict) -> dict:
     if sel["runner_up"] is not None:
         chosen["runner_up"] = _point(sel["runner_up"])
         chosen["margin_pp"] = pct(abs(sel["margin_pp"]) / 100.0)
-        chosen["margin_kind"] = facts.compare(float(best["best_val_acc"]), sel["runner_up"]["best_val_acc"], 1e-9)
+        chosen["margin_kind"] = facts.compare(float(best["best_val_acc"]), sel["runner_up"]["best_val_acc"], facts.TIE_PP)
     return chosen
 
 

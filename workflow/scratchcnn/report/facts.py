@@ -21,6 +21,8 @@ STUDY_TEST_ACCURACY = study.TEST_ACCURACY_ABSTRACT
 
 #: Differences smaller than this many percentage points count as "equal".
 EQUAL_PP = 0.05
+#: Grid points tie, and costs are equal, only where they are equal up to float rounding.
+TIE_PP = 1e-9
 #: A relative change of the validation loss over the last epochs below this counts as flat.
 FLAT_REL = 0.02
 
@@ -126,7 +128,7 @@ def filter_cost(summary) -> dict | None:
         "high": hi,
         "ratio": hi["ratio"],
         "per_filter_seconds": per_filter,
-        "cost_direction": compare(hi["seconds_per_epoch"], lo["seconds_per_epoch"], 1e-9),
+        "cost_direction": compare(hi["seconds_per_epoch"], lo["seconds_per_epoch"], TIE_PP),
         "acc_direction": compare(hi["best_val_acc"], lo["best_val_acc"]),
         "best_acc_filters": best_acc["filters"],
     }
