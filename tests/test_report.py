@@ -649,6 +649,7 @@ def test_optional_fields_render():
     assert "不裁剪" in tex and "没有启用梯度裁剪" in tex
     assert r"$\rho=0.9$" in tex
     assert "CuPy & 13.3.0" in tex and "NVIDIA H100 80GB HBM3" in tex and "CUDA 运行时 & 12.8" in tex
+    assert "NVIDIA H100 80GB HBM3（CuPy 后端）上进行" in tex and "训练计算后端 & CuPy" in tex
     assert r"自定义 CUDA 核函数 & 关闭（\texttt{SCRATCHCNN\_KERNELS=0}）" in tex
     assert r"TF32 矩阵乘法 & 开启（\texttt{CUPY\_TF32}）" in tex
     assert "未记录" in tex
@@ -662,6 +663,7 @@ def test_gpu_numerics_rows_only_for_a_cupy_run():
     inputs = fixture_inputs()
     tex = text(R.build_context(**inputs))
     assert "CUDA 核函数" not in tex and "CUDA 运行时" not in tex  # a NumPy run has none
+    assert "训练计算后端 & NumPy" in tex and "（NumPy 后端）上，推理速度" in tex and "numpy 后端" not in tex
     inputs["final_metrics"] = copy.deepcopy(inputs["final_metrics"])
     inputs["final_metrics"]["provenance"].update(backend="cupy", gpu_numerics={"custom_kernels": True, "tf32": False})
     tex = text(R.build_context(**inputs))

@@ -25,6 +25,15 @@ class NoGpuError(BackendError):
     """No GPU to try: CuPy is not installed, or it sees no CUDA device or driver."""
 
 
+#: How the report writes each backend's name (results files record the module name).
+DISPLAY_NAMES = {"numpy": "NumPy", "cupy": "CuPy"}
+
+
+def display_name(name: str) -> str:
+    """``"NumPy"`` for ``"numpy"``, ``"CuPy"`` for ``"cupy"``; anything else as it is."""
+    return DISPLAY_NAMES.get(name, name)
+
+
 @dataclass(frozen=True)
 class Backend:
     xp: ModuleType

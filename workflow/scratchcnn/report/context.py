@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backend import display_name
 from ..figures.style import t as label
 from ..data.download import OFFICIAL_MD5
 from . import facts
@@ -56,7 +57,7 @@ def test_context(test_metrics: dict, study_accuracy: float, headline: float) -> 
         "diff_pp": pct(abs(headline - study_accuracy)),
         "study_pct": pct(study_accuracy, 1),
         "images_per_second": integer(tp["images_per_second"]) if tp.get("images_per_second") else None,
-        "throughput_backend": tex_escape(tp.get("backend", "?")),
+        "throughput_backend": tex_escape(display_name(tp.get("backend", "?"))),
         "throughput_device": tex_escape(tp.get("device", "?")),
         "checkpoint_path": tex_path(ckpt["path"]) if ckpt.get("path") else None,
         "checkpoint_epoch": str(int(ckpt["epoch"])) if ckpt.get("epoch") is not None else None,
@@ -68,7 +69,7 @@ def _env_context(prov: dict) -> dict:
     versions = prov.get("versions") or {}
     commit = prov.get("git_commit")
     return {
-        "backend": tex_escape(prov.get("backend", "?")),
+        "backend": tex_escape(display_name(prov.get("backend", "?"))),
         "device": tex_escape(prov.get("device", "?")),
         "python": tex_escape(versions.get("python", "?")),
         "numpy": tex_escape(versions.get("numpy", "?")),
@@ -87,7 +88,7 @@ def environments_context(final_metrics: dict, test_metrics: dict) -> dict:
     """The training run's and the evaluation's environments, and whether they match."""
     prov = final_metrics.get("provenance") or {}
     train_env = _env_context(prov)
-    train_env["backend"] = tex_escape(final_metrics.get("backend") or prov.get("backend", "?"))
+    train_env["backend"] = tex_escape(display_name(final_metrics.get("backend") or prov.get("backend", "?")))
     train_env["device"] = tex_escape(final_metrics.get("device") or prov.get("device", "?"))
     eval_env = _env_context(test_metrics.get("provenance") or {})
     same = str(train_env["device"]) == str(eval_env["device"]) and str(train_env["backend"]) == str(eval_env["backend"])
