@@ -171,6 +171,28 @@ def test_ctrl_c_in_a_run_then_the_same_command_resumes_the_killed_point(tmp_path
             np.testing.assert_array_equal(z[name], array, err_msg=name)
 
 
+def test_a_run_directory_of_its_own_runs_the_demo_and_leaves_the_repository_as_it_was(tmp_path):
+    """``snakemake -s REPO/Snakefile`` in a run directory holding a copy of config/ (as
+    ``--directory`` would set it): the steps run the repository's scripts and template, and every
+    result lands in the run directory."""
+    repo = fresh_copy(tmp_path / "repo")
+    run = tmp_path / "runs" / "demo"
+    shutil.copytree(repo / "config", run / "config")
+    files = lambda root: {p.relative_to(root) for p in root.rglob("*") if "__pycache__" not in p.parts}
+    before = files(repo)
+    target = "report/report.pdf" if shutil.which("latexmk") else "report/report.tex"
+    r = snakemake(run, "-s", str(repo / "Snakefile"), target, "--configfile", "config/demo.yaml", "--cores", "2")
+    said = r.stdout + r.stderr
+    assert r.returncode == 0, said
+    assert f"Using workflow specific profile {repo / 'profiles' / 'default'}" in said
+    assert "python ../../repo/workflow/scripts/train.py --data results/data/cifar10.npz" in said
+    assert (run / target).is_file() and (run / "results" / "final" / "test_metrics.json").is_file()
+    assert files(repo) == before, sorted(map(str, files(repo) - before))
+    # a profile named as the README says for a run directory is the clone's
+    gpu = snakemake(run, "-s", str(repo / "Snakefile"), "-n", "--workflow-profile", "gpu")
+    assert f"Using workflow specific profile {repo / 'profiles' / 'gpu'}" in gpu.stdout + gpu.stderr
+
+
 def test_the_gpu_profile_shares_one_gpu_between_its_jobs(repo):
     """profiles/gpu: as many training jobs at once as may share the GPU, and each told that number."""
     profile = yaml.safe_load((repo / "profiles" / "gpu" / "config.yaml").read_text())

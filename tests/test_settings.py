@@ -100,7 +100,7 @@ def dry_run(workdir: Path, config: Path, target: str) -> dict:
         command = re.search(r"^Shell command: (.*)$", block, re.M)
         resources = re.search(r"^\s+resources: (.*)$", block, re.M)
         jobs.setdefault(rule, []).append({"output": output[1].split(", ") if output else [],
-                                          "command": command[1] if command else None,
+                                          "command": command[1] if command else None, "cwd": workdir,
                                           "resources": dict(r.split("=", 1) for r in resources[1].split(", ")) if resources else {}})  # fmt: skip
     return jobs
 
@@ -218,15 +218,16 @@ def data(tmp_path_factory):
     return {"path": path, "x": x[:N_TRAIN], "y": y[:N_TRAIN]}
 
 
-def run_printed(command: str, data: Path, out_dir: Path) -> Path:
-    """Run a printed train.py command as it is, on ``data`` and into ``out_dir``."""
-    words = shlex.split(command.split(" 2> ")[0])
-    assert words[:2] == ["python", "workflow/scripts/train.py"], words[:2]
+def run_printed(job: dict, data: Path, out_dir: Path) -> Path:
+    """Run a dry run's printed train.py command as it is, where Snakemake would, on ``data`` and
+    into ``out_dir``. The dry run's working directory is a run directory of its own, so the
+    command names this repository's script by a path relative to it."""
+    words = shlex.split(job["command"].split(" 2> ")[0])
+    assert words[0] == "python" and (job["cwd"] / words[1]).resolve() == ROOT / "workflow" / "scripts" / "train.py", words[:2]
     args = words[2:]
     for flag, value in (("--data", data), ("--out-dir", out_dir)):
         args[args.index(flag) + 1] = str(value)
-    r = subprocess.run([sys.executable, str(ROOT / "workflow" / "scripts" / "train.py"), *args],
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run([sys.executable, words[1], *args], cwd=job["cwd"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     return out_dir
 
@@ -235,7 +236,7 @@ def run_printed(command: str, data: Path, out_dir: Path) -> Path:
 def point_run(pipeline, data, tmp_path_factory):
     """The grid point with lr 0.2 (sweep.epochs = 1: one epoch of one batch)."""
     [job] = [j for j in pipeline["train_point"] if point_of(j)[0] == LR]
-    return run_printed(job["command"], data["path"], tmp_path_factory.mktemp("point"))
+    return run_printed(job, data["path"], tmp_path_factory.mktemp("point"))
 
 
 def configured_arch(filters):
@@ -293,7 +294,7 @@ def test_bn_momentum_reaches_the_running_statistics(point_run, data):
 
 
 def test_final_run_follows_train_epochs_and_the_lr_schedule(pipeline, data, tmp_path):
-    out = run_printed(pipeline["train_final"][-1]["command"], data["path"], tmp_path)
+    out = run_printed(pipeline["train_final"][-1], data["path"], tmp_path)
     history = pd.read_csv(out / "history.csv")
     t = SETTINGS["train"]
     assert len(history) == t["epochs"]

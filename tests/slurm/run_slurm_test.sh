@@ -16,7 +16,9 @@
 #   - in another copy locally with --cores 2,
 # then checks that the jobs went through sbatch (slurmctld's records, the kept SLURM logs) and
 # that summary.csv's best_val_acc and every point's model.npz arrays are equal bit for bit.
-# The daemons are stopped on any exit; KEEP=1 keeps the temporary folder for a look.
+# RUN_DIR=1 makes the SLURM run from a run directory of its own (config/ alone; snakemake -s the
+# copy's Snakefile) and checks that nothing lands beside the code. The daemons are stopped on any
+# exit; KEEP=1 keeps the temporary folder for a look.
 # Not part of pytest: it needs root and takes a few minutes.
 set -euo pipefail
 
@@ -152,13 +154,21 @@ copy_repo "$WORK/local"
   || { tail -n 40 "$WORK/local.log"; exit 1; }
 local_done=$(date +%s)
 
-say "SLURM run: snakemake $TARGET --executor slurm (profiles/slurm) in another copy"
-copy_repo "$WORK/slurmrun"
+if [ "${RUN_DIR:-0}" = 1 ]; then  # the README's run directory of its own: config/ alone, the code elsewhere
+  say "SLURM run: snakemake -s <another copy>/Snakefile $TARGET --executor slurm (profiles/slurm) in a run directory"
+  copy_repo "$WORK/slurmrepo"
+  mkdir -p "$WORK/slurmrun" && cp -r "$WORK/slurmrepo/config" "$WORK/slurmrun/"
+  code=("$WORK/slurmrepo/Snakefile" slurm)  # a profile by name: Snakemake looks beside the Snakefile
+else
+  say "SLURM run: snakemake $TARGET --executor slurm (profiles/slurm) in another copy"
+  copy_repo "$WORK/slurmrun"
+  code=(Snakefile profiles/slurm)
+fi
 cd "$WORK/slurmrun"
 first_job=$(squeue -h -t all -o %i | sort -n | tail -n 1)
 set +e
-PATH="$WORK/bin:$PATH" snakemake "$TARGET" --configfile "$CONFIG" --config "$SET" \
-  --workflow-profile profiles/slurm \
+PATH="$WORK/bin:$PATH" snakemake -s "${code[0]}" "$TARGET" --configfile "$CONFIG" --config "$SET" \
+  --workflow-profile "${code[1]}" \
   --slurm-no-account --slurm-status-command squeue --slurm-init-seconds-before-status-checks 2 \
   --slurm-keep-successful-logs --latency-wait 5 --jobs 4 >"$WORK/slurmrun.log" 2>&1
 snake_rc=$?
@@ -219,6 +229,9 @@ for path in sorted((local / "results/sweep").glob("*/lr~*/reg~*/filters~*/model.
     assert rows == 2, f"{rel.parent}: {rows} epochs, not the 2 of --config sweep={{epochs: 2}}"
     print(f"   {rel}: {len(x.files)} arrays equal bit for bit")
 print(f"   summary.csv best_val_acc and best.json equal; {n_points} points' model.npz equal")
+if (work / "slurmrepo").exists():  # RUN_DIR=1: the results went to the run directory, none beside the code
+    assert not [p for p in ("results", "logs", ".snakemake") if (work / "slurmrepo" / p).exists()], "written beside the code"
+    print("   the run directory holds every result; the code's copy none")
 PY
 
 say "passed: local run $((local_done - local_start))s, SLURM run $((slurm_done - local_done))s"

@@ -27,6 +27,22 @@ from scratchcnn import sweeps as sweeplib
 from scratchcnn.figures import FIGURES as FIGURE_REGISTRY
 
 
+# The working directory is the repository (the usual way) or a run directory of its own
+# (`snakemake -s REPO/Snakefile -d RUN`, RUN/config/ a copy of REPO/config/): the step scripts and
+# the report's template are found beside the Snakefile. The paths are relative to the working
+# directory, so that in the repository the commands read "python workflow/scripts/..." as ever
+# (a rule's command text is a rerun trigger).
+def repo_path(*parts):
+    """A file of this repository, relative to the working directory."""
+    target = os.path.realpath(os.path.join(workflow.basedir, *parts))
+    return os.path.relpath(target, os.path.realpath(os.getcwd()))
+
+
+def script(name, args):
+    """The command that runs step script workflow/scripts/NAME with ARGS (a shell template)."""
+    return f"python {shlex.quote(repo_path('workflow', 'scripts', name))} {args}"
+
+
 def coerce_float_strings(node, where, source):
     """YAML reads 1e-4 (no dot) as a string: use it as a number, and say so."""
     if isinstance(node, dict):

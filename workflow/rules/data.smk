@@ -12,9 +12,12 @@ if config["data"]["synthetic"]:
             test=config["data"]["synthetic_test_per_class"],
             seed=config["seed"],
         shell:
-            "python workflow/scripts/make_demo_archive.py --out {output.archive:q}"
-            " --n-train-per-class {params.train} --n-test-per-class {params.test}"
-            " --seed {params.seed} 2> {log}"
+            script(
+                "make_demo_archive.py",
+                "--out {output.archive:q}"
+                " --n-train-per-class {params.train} --n-test-per-class {params.test}"
+                " --seed {params.seed} 2> {log}",
+            )
 
 else:
 
@@ -32,8 +35,11 @@ else:
         params:
             md5=config["data"]["md5"],
         shell:
-            "python workflow/scripts/download.py --source {resources.url:q} --md5 {params.md5}"
-            " --out {output.archive:q} 2> {log}"
+            script(
+                "download.py",
+                "--source {resources.url:q} --md5 {params.md5}"
+                " --out {output.archive:q} 2> {log}",
+            )
 
 
 rule prepare:
@@ -54,6 +60,9 @@ rule prepare:
         expected_train=config["data"]["expected_train"],
         expected_test=config["data"]["expected_test"],
     shell:
-        "python workflow/scripts/prepare.py --archive {input.archive:q} --out {output.data}"
-        " --n-val {params.n_val} --split-seed {params.split_seed} {params.standardize}"
-        " --expected-train {params.expected_train} --expected-test {params.expected_test} 2> {log}"
+        script(
+            "prepare.py",
+            "--archive {input.archive:q} --out {output.data}"
+            " --n-val {params.n_val} --split-seed {params.split_seed} {params.standardize}"
+            " --expected-train {params.expected_train} --expected-test {params.expected_test} 2> {log}",
+        )

@@ -21,5 +21,9 @@ rule figure:
         # shown in Snakemake's HTML report (workflow/report/figure.rst)
         caption=lambda w: FIGURE_REGISTRY[w.name].caption["en"],
     shell:
-        "MPLBACKEND=Agg python workflow/scripts/plot_figures.py --which {wildcards.name}"
-        " --out-dir results/figures --lang {params.lang} {params.flags} 2> {log}"
+        "MPLBACKEND=Agg "
+        + script(
+            "plot_figures.py",
+            "--which {wildcards.name}"
+            " --out-dir results/figures --lang {params.lang} {params.flags} 2> {log}",
+        )

@@ -25,8 +25,11 @@ rule train_final:
         out_dir=lambda w, output: os.path.dirname(output.metrics),
         reuse=reuse_flag,
     shell:
-        f"python workflow/scripts/train.py --data {DATA} --out-dir {{params.out_dir}} {{params.args}}"
-        " --device {resources.device} --jobs-per-gpu {resources.jobs_per_gpu} {params.reuse} 2> {log}"
+        script(
+            "train.py",
+            f"--data {DATA} --out-dir {{params.out_dir}} {{params.args}}"
+            " --device {resources.device} --jobs-per-gpu {resources.jobs_per_gpu} {params.reuse} 2> {log}",
+        )
 
 
 rule evaluate:
@@ -53,9 +56,12 @@ rule evaluate:
     params:
         out_dir=lambda w, output: os.path.dirname(output.metrics),
     shell:
-        "python workflow/scripts/evaluate.py --model {input.model} --data {input.data}"
-        " --out-dir {params.out_dir} --device {resources.device} --batch-size {resources.batch_size}"
-        " 2> {log}"
+        script(
+            "evaluate.py",
+            "--model {input.model} --data {input.data}"
+            " --out-dir {params.out_dir} --device {resources.device} --batch-size {resources.batch_size}"
+            " 2> {log}",
+        )
 
 
 rule summarize_seeds:
@@ -76,5 +82,8 @@ rule summarize_seeds:
         runs=expand(FINAL, seed=SEEDS),
         shown=SEEDS[0],
     shell:
-        "python workflow/scripts/summarize_seeds.py --runs {params.runs} --shown-seed {params.shown}"
-        " --out {output.metrics} 2> {log}"
+        script(
+            "summarize_seeds.py",
+            "--runs {params.runs} --shown-seed {params.shown}"
+            " --out {output.metrics} 2> {log}",
+        )

@@ -1,6 +1,6 @@
 rule render_report:
     input:
-        template="report/report.tex.j2",
+        template=repo_path("report", "report.tex.j2"),
         test_metrics=f"{FINAL_DIR}/test_metrics.json",
         summary="results/sweep/summary.csv",
         history=f"{SHOWN}/history.csv",
@@ -19,10 +19,13 @@ rule render_report:
         # the report says when its data are the demo's synthetic images
         synthetic="--synthetic" if config["data"]["synthetic"] else "",
     shell:
-        "python workflow/scripts/render_report.py --template {input.template}"
-        " --test-metrics {input.test_metrics} --summary {input.summary} --history {input.history}"
-        " --best {input.best} --final-metrics {input.final_metrics} --model {input.model}"
-        " --data-meta {input.data} {params.synthetic} --figures-dir results/figures --out {output.tex} 2> {log}"
+        script(
+            "render_report.py",
+            "--template {input.template}"
+            " --test-metrics {input.test_metrics} --summary {input.summary} --history {input.history}"
+            " --best {input.best} --final-metrics {input.final_metrics} --model {input.model}"
+            " --data-meta {input.data} {params.synthetic} --figures-dir results/figures --out {output.tex} 2> {log}",
+        )
 
 
 rule compile_report:
@@ -36,4 +39,7 @@ rule compile_report:
     conda:
         "../../environment.yml"
     shell:
-        "python workflow/scripts/compile_report.py --tex {input.tex} --out {output.pdf} --log {log}"
+        script(
+            "compile_report.py",
+            "--tex {input.tex} --out {output.pdf} --log {log}",
+        )

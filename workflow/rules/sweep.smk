@@ -25,8 +25,11 @@ rule train_point:
         ),
         out_dir=lambda w, output: os.path.dirname(output.metrics),
     shell:
-        "python workflow/scripts/train.py --data {input.data} --out-dir {params.out_dir}"
-        " {params.args} --device {resources.device} --jobs-per-gpu {resources.jobs_per_gpu} 2> {log}"
+        script(
+            "train.py",
+            "--data {input.data} --out-dir {params.out_dir}"
+            " {params.args} --device {resources.device} --jobs-per-gpu {resources.jobs_per_gpu} 2> {log}",
+        )
 
 
 checkpoint select_sweep:
@@ -40,8 +43,11 @@ checkpoint select_sweep:
     conda:
         "../../environment.yml"
     shell:
-        "python workflow/scripts/select_best.py --sweep {wildcards.sweep} --metrics {input}"
-        " --out-summary {output.summary} --out-best {output.best} 2> {log}"
+        script(
+            "select_best.py",
+            "--sweep {wildcards.sweep} --metrics {input}"
+            " --out-summary {output.summary} --out-best {output.best} 2> {log}",
+        )
 
 
 checkpoint select:
@@ -55,5 +61,8 @@ checkpoint select:
     conda:
         "../../environment.yml"
     shell:
-        "python workflow/scripts/select_best.py --summaries {input}"
-        " --out-summary {output.summary} --out-best {output.best} 2> {log}"
+        script(
+            "select_best.py",
+            "--summaries {input}"
+            " --out-summary {output.summary} --out-best {output.best} 2> {log}",
+        )
