@@ -191,6 +191,11 @@ def test_a_run_directory_of_its_own_runs_the_demo_and_leaves_the_repository_as_i
     # a profile named as the README says for a run directory is the clone's
     gpu = snakemake(run, "-s", str(repo / "Snakefile"), "-n", "--workflow-profile", "gpu")
     assert f"Using workflow specific profile {repo / 'profiles' / 'gpu'}" in gpu.stdout + gpu.stderr
+    # named by a path that exists only in the clone, Snakemake would leave it out silently: refused
+    lost = snakemake(run, "-s", str(repo / "Snakefile"), "-n", "--workflow-profile", "profiles/gpu")
+    said = lost.stdout + lost.stderr
+    assert lost.returncode != 0 and "--workflow-profile profiles/gpu: no such profile in" in said, said
+    assert "This workflow's profiles: default, gpu, slurm; name one" in said
 
 
 def test_the_gpu_profile_shares_one_gpu_between_its_jobs(repo):

@@ -43,6 +43,35 @@ def script(name, args):
     return f"python {shlex.quote(repo_path('workflow', 'scripts', name))} {args}"
 
 
+def missing_workflow_profile(argv):
+    """The --workflow-profile named in ARGV that Snakemake finds nowhere, or None. (Snakemake then
+    goes on without any profile, silently: a run directory's "profiles/gpu", say.)"""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--workflow-profile="):
+            name = arg.split("=", 1)[1]
+        elif arg == "--workflow-profile" and i + 1 < len(argv):
+            name = argv[i + 1]
+        else:
+            continue
+        # where Snakemake looks: as given, under profiles/, under profiles/ beside the Snakefile
+        places = (
+            name,
+            os.path.join("profiles", name),
+            os.path.join(workflow.basedir, "profiles", name),
+        )
+        return None if name == "none" or any(map(os.path.exists, places)) else name
+    return None
+
+
+if missing := missing_workflow_profile(sys.argv):
+    ours = sorted(os.listdir(os.path.join(workflow.basedir, "profiles")))
+    raise WorkflowError(
+        f"--workflow-profile {missing}: no such profile in {os.getcwd()} or beside the Snakefile "
+        f"({workflow.basedir}), and Snakemake would go on without one. This workflow's profiles: "
+        f"{', '.join(ours)}; name one, e.g. --workflow-profile gpu."
+    )
+
+
 def coerce_float_strings(node, where, source):
     """YAML reads 1e-4 (no dot) as a string: use it as a number, and say so."""
     if isinstance(node, dict):
