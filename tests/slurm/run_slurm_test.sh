@@ -158,7 +158,7 @@ if [ "${RUN_DIR:-0}" = 1 ]; then  # the README's run directory of its own: confi
   say "SLURM run: snakemake -s <another copy>/Snakefile $TARGET --executor slurm (profiles/slurm) in a run directory"
   copy_repo "$WORK/slurmrepo"
   mkdir -p "$WORK/slurmrun" && cp -r "$WORK/slurmrepo/config" "$WORK/slurmrun/"
-  code=("$WORK/slurmrepo/Snakefile" slurm)  # a profile by name: Snakemake looks beside the Snakefile
+  code=("$WORK/slurmrepo/Snakefile" "$WORK/slurmrepo/profiles/slurm")
 else
   say "SLURM run: snakemake $TARGET --executor slurm (profiles/slurm) in another copy"
   copy_repo "$WORK/slurmrun"

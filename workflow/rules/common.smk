@@ -44,8 +44,9 @@ def script(name, args):
 
 
 def missing_workflow_profile(argv):
-    """The --workflow-profile named in ARGV that Snakemake finds nowhere, or None. (Snakemake then
-    goes on without any profile, silently: a run directory's "profiles/gpu", say.)"""
+    """The --workflow-profile named in ARGV that Snakemake finds nowhere, or None. (Snakemake 9.27
+    then goes on without any profile, silently: a run directory's "profiles/gpu", say.)
+    """
     for i, arg in enumerate(argv):
         if arg.startswith("--workflow-profile="):
             name = arg.split("=", 1)[1]
@@ -68,7 +69,7 @@ if missing := missing_workflow_profile(sys.argv):
     raise WorkflowError(
         f"--workflow-profile {missing}: no such profile in {os.getcwd()} or beside the Snakefile "
         f"({workflow.basedir}), and Snakemake would go on without one. This workflow's profiles: "
-        f"{', '.join(ours)}; name one, e.g. --workflow-profile gpu."
+        f"{', '.join(ours)}; give one by its path, e.g. --workflow-profile {os.path.join(workflow.basedir, 'profiles', 'gpu')}."
     )
 
 
