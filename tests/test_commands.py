@@ -174,9 +174,9 @@ def test_ctrl_c_in_a_run_then_the_same_command_resumes_the_killed_point(tmp_path
 def test_a_run_directory_of_its_own_runs_the_demo_and_leaves_the_repository_as_it_was(tmp_path):
     """``snakemake -s REPO/Snakefile`` in a run directory holding a copy of config/ (as
     ``--directory`` would set it): the steps run the repository's scripts and template, and every
-    result lands in the run directory."""
-    repo = fresh_copy(tmp_path / "repo")
-    run = tmp_path / "runs" / "demo"
+    result lands in the run directory. Both paths have a space."""
+    repo = fresh_copy(tmp_path / "the clone")
+    run = tmp_path / "runs" / "the demo"
     shutil.copytree(repo / "config", run / "config")
     files = lambda root: {p.relative_to(root) for p in root.rglob("*") if "__pycache__" not in p.parts}
     before = files(repo)
@@ -185,7 +185,7 @@ def test_a_run_directory_of_its_own_runs_the_demo_and_leaves_the_repository_as_i
     said = r.stdout + r.stderr
     assert r.returncode == 0, said
     assert f"Using workflow specific profile {repo / 'profiles' / 'default'}" in said
-    assert "python ../../repo/workflow/scripts/train.py --data results/data/cifar10.npz" in said
+    assert "python '../../the clone/workflow/scripts/train.py' --data results/data/cifar10.npz" in said
     assert (run / target).is_file() and (run / "results" / "final" / "test_metrics.json").is_file()
     assert files(repo) == before, sorted(map(str, files(repo) - before))
     # a profile given as the README says for a run directory, by the clone's path

@@ -21,7 +21,7 @@ rule render_report:
     shell:
         script(
             "render_report.py",
-            "--template {input.template}"
+            "--template {input.template:q}"
             " --test-metrics {input.test_metrics} --summary {input.summary} --history {input.history}"
             " --best {input.best} --final-metrics {input.final_metrics} --model {input.model}"
             " --data-meta {input.data} {params.synthetic} --figures-dir results/figures --out {output.tex} 2> {log}",
