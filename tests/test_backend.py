@@ -80,6 +80,22 @@ def test_may_use_gpu_is_decided_without_a_gpu(monkeypatch, tmp_path):
     assert [backend.may_use_gpu(d) for d in settings] == [False, True, True]
 
 
+def test_auto_without_cupy_on_a_machine_with_an_nvidia_gpu_is_told_it_trains_on_the_cpu(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # as where CuPy is not installed
+    monkeypatch.setattr(backend.os.path, "exists", lambda p: False)  # no driver file
+    monkeypatch.setattr(backend.shutil, "which", lambda name: None)
+    assert backend.unused_gpu_warning("auto") is None  # no GPU: nothing to say
+    monkeypatch.setattr(backend.shutil, "which", lambda name: f"/usr/bin/{name}")
+    said = backend.unused_gpu_warning("auto")
+    assert said.startswith("device: auto trains on the CPU here: CuPy is not installed")
+    assert "NVIDIA GPU (/usr/bin/nvidia-smi)" in said and "./setup.sh --gpu" in said
+    assert backend.unused_gpu_warning("cpu") is None and backend.unused_gpu_warning("gpu") is None
+    monkeypatch.setattr(backend.os.path, "exists", lambda p: p == "/proc/driver/nvidia/version")
+    assert "NVIDIA GPU (/proc/driver/nvidia/version)" in backend.unused_gpu_warning("auto")
+    monkeypatch.setattr(backend, "may_use_gpu", lambda device: True)  # CuPy installed: jobs use the GPU
+    assert backend.unused_gpu_warning("auto") is None
+
+
 def test_auto_warns_when_a_gpu_is_there_but_fails(monkeypatch, caplog):
     """CuPy sees a GPU, but a first kernel fails (a CUDA too new for the driver, say): auto still
     runs on NumPy, and says why, once."""

@@ -136,3 +136,28 @@ def test_the_points_folder_is_not_a_sweep_name(tmp_path):
     write(tmp_path, "g.yaml", "sweeps:\n  pointz:\n    lr: [0.1]\n")  # any other name is a sweep
     r = dry_run("--configfile", "config/demo.yaml", cfg)
     assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
+
+
+def test_a_machine_with_an_nvidia_gpu_but_no_cupy_is_told_training_runs_on_the_cpu(tmp_path):
+    """device: auto, CuPy not installed (as in this environment), nvidia-smi on PATH: the plan warns."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("cupy") is not None or os.path.exists("/proc/driver/nvidia/version"):
+        pytest.skip("needs a Python without CuPy on a machine without an NVIDIA driver")
+    plain = dry_run("--configfile", "config/demo.yaml", "--config", "device=auto", target=["results/data/cifar10.npz"])
+    assert plain.returncode == 0 and "trains on the CPU here" not in plain.stdout + plain.stderr
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    r = subprocess.run(["snakemake", "results/data/cifar10.npz", "-n", "--nolock", "--configfile", "config/demo.yaml",
+                        "--config", "device=auto"], cwd=ROOT, capture_output=True, text=True, env=env)  # fmt: skip
+    said = r.stdout + r.stderr
+    assert r.returncode == 0, said
+    assert f"device: auto trains on the CPU here: CuPy is not installed, although this machine has an NVIDIA GPU ({fake / 'nvidia-smi'})" in said
+    # device: cpu is a choice: nothing to say
+    r = subprocess.run(["snakemake", "results/data/cifar10.npz", "-n", "--nolock", "--configfile", "config/demo.yaml",
+                        "--config", "device=cpu"], cwd=ROOT, capture_output=True, text=True, env=env)  # fmt: skip
+    assert r.returncode == 0 and "trains on the CPU here" not in r.stdout + r.stderr

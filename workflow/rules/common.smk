@@ -181,6 +181,8 @@ FIGURES = list(FIGURE_REGISTRY)
 # where it cannot (device cpu, or auto without CuPy), so that CPU jobs run side by side, as many
 # as --cores allows at train.threads cores each, instead of one at a time
 GPU_SLOTS = 1 if backendlib.may_use_gpu(config["device"]) else 0
+if unused_gpu := backendlib.unused_gpu_warning(config["device"]):
+    logger.warning(unused_gpu)
 
 
 def read_json(path):

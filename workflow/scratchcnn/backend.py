@@ -8,6 +8,7 @@ import importlib.util
 import logging
 import os
 import platform
+import shutil
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -129,6 +130,28 @@ def may_use_gpu(device: str) -> bool:
     if device == "auto":
         return importlib.util.find_spec("cupy") is not None
     return True
+
+
+def nvidia_gpu_sign() -> str | None:
+    """What shows that this machine has an NVIDIA GPU: its driver's ``/proc`` file, or ``nvidia-smi``
+    on PATH; None where neither is there."""
+    if os.path.exists("/proc/driver/nvidia/version"):
+        return "/proc/driver/nvidia/version"
+    return shutil.which("nvidia-smi")
+
+
+def unused_gpu_warning(device: str) -> str | None:
+    """For ``device: auto`` where CuPy is not installed but the machine has an NVIDIA GPU: a line
+    saying that training runs on the CPU (hours instead of minutes) and how to use the GPU; else None."""
+    if device != "auto" or may_use_gpu(device):
+        return None
+    sign = nvidia_gpu_sign()
+    if sign is None:
+        return None
+    return (
+        f"device: auto trains on the CPU here: CuPy is not installed, although this machine has an "
+        f"NVIDIA GPU ({sign}). ./setup.sh --gpu installs CuPy (README, GPU); device: cpu says the CPU is meant."
+    )
 
 
 def get_backend(device: str = "auto", device_id: int | None = None) -> Backend:
