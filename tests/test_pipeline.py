@@ -1,5 +1,7 @@
 """The Snakemake workflow itself: config checks and the shape of the DAG (dry runs only)."""
 
+import importlib.util
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -11,9 +13,9 @@ pytestmark = pytest.mark.skipif(subprocess.run(["which", "snakemake"], capture_o
                                 reason="snakemake is not installed")  # fmt: skip
 
 
-def dry_run(*args, target=()):
+def dry_run(*args, target=(), env=None):
     return subprocess.run(["snakemake", *target, "-n", "--nolock", "--cores", "1", *args],
-                          cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+                          cwd=ROOT, capture_output=True, text=True, env=env)  # fmt: skip
 
 
 def jobs(out):
@@ -140,24 +142,20 @@ def test_the_points_folder_is_not_a_sweep_name(tmp_path):
 
 def test_a_machine_with_an_nvidia_gpu_but_no_cupy_is_told_training_runs_on_the_cpu(tmp_path):
     """device: auto, CuPy not installed (as in this environment), nvidia-smi on PATH: the plan warns."""
-    import importlib.util
-    import os
-
     if importlib.util.find_spec("cupy") is not None or os.path.exists("/proc/driver/nvidia/version"):
         pytest.skip("needs a Python without CuPy on a machine without an NVIDIA driver")
-    plain = dry_run("--configfile", "config/demo.yaml", "--config", "device=auto", target=["results/data/cifar10.npz"])
+    demo = ("--configfile", "config/demo.yaml", "--config")
+    target = ["results/data/cifar10.npz"]
+    plain = dry_run(*demo, "device=auto", target=target)
     assert plain.returncode == 0 and "trains on the CPU here" not in plain.stdout + plain.stderr
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "nvidia-smi").write_text("#!/bin/sh\nexit 0\n")
     (fake / "nvidia-smi").chmod(0o755)
     env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
-    r = subprocess.run(["snakemake", "results/data/cifar10.npz", "-n", "--nolock", "--configfile", "config/demo.yaml",
-                        "--config", "device=auto"], cwd=ROOT, capture_output=True, text=True, env=env)  # fmt: skip
+    r = dry_run(*demo, "device=auto", target=target, env=env)
     said = r.stdout + r.stderr
     assert r.returncode == 0, said
     assert f"device: auto trains on the CPU here: CuPy is not installed, although this machine has an NVIDIA GPU ({fake / 'nvidia-smi'})" in said
-    # device: cpu is a choice: nothing to say
-    r = subprocess.run(["snakemake", "results/data/cifar10.npz", "-n", "--nolock", "--configfile", "config/demo.yaml",
-                        "--config", "device=cpu"], cwd=ROOT, capture_output=True, text=True, env=env)  # fmt: skip
+    r = dry_run(*demo, "device=cpu", target=target, env=env)  # device: cpu is a choice: nothing to say
     assert r.returncode == 0 and "trains on the CPU here" not in r.stdout + r.stderr
