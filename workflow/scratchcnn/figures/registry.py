@@ -30,7 +30,6 @@ INPUTS = {
 @dataclass(frozen=True)
 class FigureSpec:
     name: str
-    subject: str  # the module that draws it: network | curves | sweeps | weights | evaluation
     inputs: tuple[str, ...]  # roles of INPUTS it reads
     draw: Callable[[Mapping[str, Any], str, int], Figure]  # (loaded inputs by role, lang, seed)
     title: dict  # drawn on the figure, {"zh": ..., "en": ...}
@@ -49,79 +48,79 @@ def _test_samples(i, lang, seed):
 
 _SPECS = (
     FigureSpec(
-        "network", "network", ("model",),
+        "network", ("model",),
         lambda i, lang, seed: network.network_diagram(i["model"].arch, lang),
         title={"zh": "网络结构：各层的输出形状与参数量", "en": "The network: output shape and parameters of each layer"},
         caption={"zh": "由检查点中的网络结构绘制的网络示意图", "en": "The network drawn from the checkpoint's architecture"},
     ),
     FigureSpec(
-        "activations", "network", (),
+        "activations", (),
         lambda i, lang, seed: network.activation_functions(lang),
         title={"zh": "ReLU、sigmoid 与 tanh 及其导数", "en": "ReLU, sigmoid and tanh and their derivatives"},
         caption={"zh": "三种激活函数（左）及其导数（右）", "en": "Three activation functions (left) and their derivatives (right)"},
     ),
     FigureSpec(
-        "loss_curve", "curves", ("history",),
+        "loss_curve", ("history",),
         lambda i, lang, seed: curves.loss_curve(i["history"], lang),
         title={"zh": "最终模型的训练与验证交叉熵", "en": "Training and validation cross-entropy of the final model"},
         caption={"zh": "最终训练的训练与验证交叉熵（虚线为训练损失中的 L2 正则项）", "en": "Training and validation cross-entropy of the final training per epoch, and the L2 term of the training loss (dashed)"},
     ),
     FigureSpec(
-        "val_accuracy", "curves", ("history",),
+        "val_accuracy", ("history",),
         lambda i, lang, seed: curves.val_accuracy(i["history"], lang),
         title={"zh": "最终模型的训练与验证准确率", "en": "Training and validation accuracy of the final model"},
         caption={"zh": "最终训练的训练准确率与验证准确率", "en": "Training and validation accuracy of the final training, per epoch"},
     ),
     FigureSpec(
-        "sweep_heatmap", "sweeps", ("summary",),
+        "sweep_heatmap", ("summary",),
         lambda i, lang, seed: sweeps.sweep_heatmap(i["summary"], lang),
         title={"zh": "学习率 × 正则化网格搜索：最佳验证准确率", "en": "Learning-rate × regularization sweep: best validation accuracy"},
         caption={"zh": "学习率与正则化强度查找的最好验证准确率", "en": "Best validation accuracy over the learning-rate x L2 grid"},
     ),
     FigureSpec(
-        "filters_sweep", "sweeps", ("summary",),
+        "filters_sweep", ("summary",),
         lambda i, lang, seed: sweeps.filters_sweep(i["summary"], lang),
         title={"zh": "卷积核数量对验证准确率与训练耗时的影响", "en": "Validation accuracy and training time vs number of filters"},
         caption={"zh": "卷积核数量对验证准确率与每个 epoch 耗时的影响", "en": "Best validation accuracy and seconds per epoch against the number of filters"},
     ),
     FigureSpec(
-        "per_class_accuracy", "evaluation", ("test_metrics",),
+        "per_class_accuracy", ("test_metrics",),
         lambda i, lang, seed: evaluation.per_class_accuracy(i["test_metrics"], lang),
         title={"zh": "各类别的测试准确率", "en": "Test accuracy per class"},
         caption={"zh": "各类别的测试准确率", "en": "Test accuracy per class"},
     ),
     FigureSpec(
-        "conv1_kernels", "weights", ("model",),
+        "conv1_kernels", ("model",),
         lambda i, lang, seed: weights.conv1_kernels(i["model"].params["W1"], lang),
         title={"zh": "第一层卷积核 $W_1$（RGB，各核独立归一化）", "en": "First-layer kernels $W_1$ (RGB, each min-max scaled)"},
         caption={"zh": "第一层卷积核（conv1）", "en": "First-layer kernels (conv1)"},
     ),
     FigureSpec(
-        "conv2_kernels", "weights", ("model",),
+        "conv2_kernels", ("model",),
         lambda i, lang, seed: weights.conv2_kernels(i["model"].params["W2"], lang),
         title={"zh": "第二层卷积核 $W_2$ 的第 1 个输入通道（各核独立归一化）", "en": "Second-layer kernels $W_2$, input channel 1 (each min-max scaled)"},
         caption={"zh": "第二层卷积核（conv2）", "en": "Second-layer kernels (conv2)"},
     ),
     FigureSpec(
-        "fc_weights", "weights", ("model", "test_metrics"),
+        "fc_weights", ("model", "test_metrics"),
         lambda i, lang, seed: weights.fc_weights(i["model"].params["W3"], i["test_metrics"]["class_names"], lang),
         title={"zh": "全连接层权重 $W_3$（特征 × 类别）", "en": "Fully connected weights $W_3$ (features × classes)"},
         caption={"zh": "全连接层权重 $W_3$ 的热图", "en": "Heat map of the fully connected weights W3"},
     ),
     FigureSpec(
-        "histograms", "weights", ("model",),
+        "histograms", ("model",),
         lambda i, lang, seed: weights.histograms(i["model"].params, lang),
         title={"zh": "最终模型参数的分布", "en": "Distributions of the final model's parameters"},
         caption={"zh": "各层参数的分布", "en": "Distributions of every parameter array"},
     ),
     FigureSpec(
-        "confusion_matrix", "evaluation", ("test_metrics",),
+        "confusion_matrix", ("test_metrics",),
         lambda i, lang, seed: evaluation.confusion_matrix(i["test_metrics"]["confusion"], i["test_metrics"]["class_names"], lang),
         title={"zh": "测试集混淆矩阵（颜色按行归一化，数字为样本数）", "en": "Test confusion matrix (colours row-normalized, numbers are counts)"},
         caption={"zh": "测试集混淆矩阵", "en": "Test confusion matrix"},
     ),
     FigureSpec(
-        "test_samples", "evaluation", ("data", "predictions", "test_metrics"),
+        "test_samples", ("data", "predictions", "test_metrics"),
         _test_samples,
         title={"zh": "测试样本及其预测（红色为分类错误）", "en": "Test images with predictions (misclassified in red)"},
         caption={"zh": "测试样本及其预测结果", "en": "Test images with their predictions"},
