@@ -334,14 +334,18 @@ def _emulator():
     if _library is None:
         source = ROOT / "workflow" / "scratchcnn" / "kernels.cu"
         names = re.findall(r'extern "C" __global__ void (\w+)\(', source.read_text())
-        build = Path(tempfile.mkdtemp(prefix="fake_cupy_"))
-        (build / "emulated.cpp").write_text(f'#include "{ROOT / "tests" / "kernel_emulator.h"}"\n#include "{source}"\n'
-                                            + "".join(f"EMU_EXPORT({n})\n" for n in names))  # fmt: skip
-        subprocess.run(["g++", "-std=c++20", "-O2", "-ffp-contract=off", "-shared", "-fPIC", "-pthread",
-                        f"-DBLOCK={EMU_BLOCK}", str(build / "emulated.cpp"), "-o", str(build / "emulated.so")],
-                       check=True)  # fmt: skip
-        _library = ctypes.CDLL(str(build / "emulated.so"))
+        with tempfile.TemporaryDirectory(prefix="fake_cupy_") as tmp:  # a loaded library may be deleted
+            _library = _build_emulator(Path(tmp), source, names)
     return _library
+
+
+def _build_emulator(build, source, names):
+    (build / "emulated.cpp").write_text(f'#include "{ROOT / "tests" / "kernel_emulator.h"}"\n#include "{source}"\n'
+                                        + "".join(f"EMU_EXPORT({n})\n" for n in names))  # fmt: skip
+    subprocess.run(["g++", "-std=c++20", "-O2", "-ffp-contract=off", "-shared", "-fPIC", "-pthread",
+                    f"-DBLOCK={EMU_BLOCK}", str(build / "emulated.cpp"), "-o", str(build / "emulated.so")],
+                   check=True)  # fmt: skip
+    return ctypes.CDLL(str(build / "emulated.so"))
 
 
 class RawModule:
