@@ -6,7 +6,8 @@
 
 from snakemake.utils import min_version
 
-min_version("8.0")
+# pyproject.toml's lower bound for Snakemake, the oldest tested (tests/oldest_versions.sh)
+min_version("9.16.3")
 
 
 configfile: "config/config.yaml"

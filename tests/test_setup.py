@@ -107,6 +107,9 @@ def test_the_versions_it_needs_have_one_home():
         deps = yaml.safe_load((ROOT / env).read_text())["dependencies"]
         assert [d for d in deps if d != "cupy"] == wanted, env
     assert "Python 3.11 or later (Snakemake needs it)" in (ROOT / "README.md").read_text()
+    # the Snakefile refuses an older Snakemake than the one the tests ran with, naming the version
+    snakemake_bound = next(r.partition(">=")[2] for r in project["dependencies"] if r.startswith("snakemake>="))
+    assert f'min_version("{snakemake_bound}")' in (ROOT / "Snakefile").read_text()
 
 
 def test_the_oldest_versions_check_installs_every_lower_bound_exactly():
