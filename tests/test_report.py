@@ -121,7 +121,7 @@ def fixture_inputs(weird=False) -> dict:
     path = "results/sweep/filters/lr~0.01/reg~0.001/filters~64"
     if weird:
         names[3] = "cat_%~&#"
-        names[5] = "dog{^}$\\"
+        names[5] = "[dog]{^}$\\*"  # starts a row of the confusion table: "[" after \\ is an option
         device = WEIRD_DEVICE
         path = "results/sweep/filters_x/lr~0.01/reg~0.001/filters~64#%&"
     prov = {"config": {}, "backend": "numpy", "device": device,
@@ -372,6 +372,8 @@ def test_tex_escape_every_special():
         r"a\textbackslash{}b\&c\%d\$e\#f\_g\{h\}i\textasciitilde{}j\textasciicircum{}k"
     )
     assert R.tex_escape("plain 中文 text") == "plain 中文 text"
+    # a value starting a table row must not read as \\'s option or starred form
+    assert R.tex_escape("[x]*") == "{[}x{]}{*}"
     assert isinstance(R.tex_escape("x"), R.TexStr)
     assert R.tex_escape(R.tex_escape("a_b")) == r"a\_b"  # idempotent on escaped text
     assert R.tex_path("a_b/c~d") == r"a\_b/\allowbreak{}c\textasciitilde{}d"
@@ -383,10 +385,10 @@ def test_tex_escape_every_special():
 def test_special_characters_are_escaped_in_the_report():
     tex = text(ctx(weird=True))
     assert r"cat\_\%\textasciitilde{}\&\#" in tex
-    assert r"dog\{\textasciicircum{}\}\$\textbackslash{}" in tex
+    assert r"{[}dog{]}\{\textasciicircum{}\}\$\textbackslash{}{*}" in tex
     assert R.tex_escape(WEIRD_DEVICE) in tex
     assert r"filters\_x/\allowbreak{}lr\textasciitilde{}0.01" in tex
-    for raw in ("cat_%~&#", "dog{^}$\\", WEIRD_DEVICE, "filters_x"):
+    for raw in ("cat_%~&#", "[dog]{^}$\\*", WEIRD_DEVICE, "filters_x"):
         assert raw not in tex
     # the figure paths are given to \includegraphics as they are
     assert r"{../results/figures/loss_curve.pdf}" in tex
@@ -627,7 +629,7 @@ def test_compile_fixture_report(tmp_path):
     ).stdout
     acc = inputs["test_metrics"]["test_accuracy"]
     assert f"{acc:.4f}" in body and f"{100 * acc:.2f}%" in body
-    assert "cat_%~&#" in body
+    assert "cat_%~&#" in body and "[dog]{^}$\\*" in body
     assert "测试与评估" in body
 
 
@@ -897,6 +899,125 @@ def test_the_heat_map_paragraph_describes_the_sweep_the_figure_shows():
     summary.loc[summary["lr"] != 0.01, ["status", "best_val_acc"]] = ["diverged", float("nan")]
     tex = text(ctx(summary=summary, best=best))
     assert says(tex, "最好的组合是 lr=0.01、reg=0.001（63.98\\%），其余的组合都没有正常完成。")
+
+
+def test_a_best_first_epoch_is_not_called_a_rise():
+    history = make_history(best_epoch=1)
+    final = {**fixture_inputs()["final_metrics"], "best_epoch": 1, "best_val_acc": float(history["val_acc"][0])}
+    tex = text(ctx(history=history, final_metrics=final))
+    assert says(tex, "验证准确率在第 1 个 epoch 就达到最高值 64.12\\%，之后的 epoch 都没有超过它。")
+    assert "升到第 1 个 epoch" not in tex
+    one = history.iloc[:1]
+    tex = text(ctx(history=one, final_metrics={**final, "epochs_run": 1, "epochs_planned": 1}))
+    assert says(tex, "验证准确率为 64.12\\%。") and "就达到最高值" not in tex
+    assert says(text(ctx()), "验证准确率从第 1 个 epoch 的 42.01\\% 升到第 12 个 epoch 的最高值 64.12\\%")
+
+
+def test_the_loss_trend_quotes_its_fitted_line_and_doubts_a_minimum_in_the_last_epoch():
+    """The trend word comes from a line fitted to the last epochs: the numbers quoted beside it are
+    that line's ends (the raw first and last values may go the other way), and a rise whose lowest
+    value is the last epoch's is not called overfitting."""
+    val_loss = [1.6, 1.4, 1.3, 1.2, 1.1, 1.05, 1.02, 1.01, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.5, 0.99]
+    c = ctx(history=make_history(val_loss, best_epoch=10))
+    trend = R.val_loss_trend(make_history(val_loss, best_epoch=10))
+    assert trend["direction"] == "rising" and trend["last"] < trend["first"] and trend["min_is_last"]
+    assert trend["fit_last"] > trend["fit_first"]
+    tex = text(c)
+    assert says(tex, f"中按线性拟合由 {trend['fit_first']:.4f} 回升到 {trend['fit_last']:.4f}")
+    assert says(tex, "但最低值 0.9900 恰好出现在最后一个 epoch，走势并不明确") and "过拟合，继续训练" not in tex
+    tex = text(ctx())  # the fixture's loss rises after epoch 10, its lowest value
+    assert says(tex, "最低值 1.0350 出现在第 10 个 epoch：模型在后期开始过拟合") and "走势并不明确" not in tex
+
+
+def test_a_point_repeated_by_a_later_sweep_is_counted_once():
+    """The filters sweep repeats lr_reg's best point (trained once, in two summaries): the chosen
+    point is not the best "of 2 finished points" and "the only one" at once."""
+    row = {"lr": 0.01, "reg": 0.001, "filters": 32, "best_val_acc": 0.64, "best_epoch": 9, "epochs": 10,
+           "seconds": 300.0, "seconds_per_epoch": 30.0, "status": "ok"}  # fmt: skip
+    summary = pd.DataFrame([{"sweep": "lr_reg", **row}, {"sweep": "filters", **row},
+                            {"sweep": "filters", **row, "filters": 64, "best_val_acc": None, "status": "diverged"}])  # fmt: skip
+    best = {**row, "sweep": "lr_reg", "path": "results/sweep/points/x"}
+    c = ctx(summary=summary, best=best)
+    assert c["chosen"]["n_ok"] == "1" and c["chosen"]["n_points"] == "3"
+    assert says(text(c), "它是全部 1 个正常完成的网格点中验证准确率最高的一个， 也是唯一一个正常完成的点。")
+    assert ctx()["chosen"]["n_ok"] == "11"  # the fixture's 13 rows: one diverged, (0.01, 0.001, 32) in both sweeps
+
+
+def test_the_heat_map_words_name_its_cells_not_single_points():
+    """A sweep over lr, reg and filters: each heat-map cell shows its best point over the filter
+    counts, and the worst cell the report names is the one with the lowest such value."""
+    rows = [(0.1, 1e-3, 16, 0.60), (0.1, 1e-3, 64, 0.40), (0.01, 1e-3, 16, 0.50), (0.01, 1e-3, 64, 0.55)]
+    summary = pd.DataFrame([{"sweep": "all3", "lr": lr, "reg": reg, "filters": f, "best_val_acc": acc,
+                             "best_epoch": 5, "epochs": 10, "seconds": 10.0 * f, "seconds_per_epoch": float(f),
+                             "status": "ok"} for lr, reg, f, acc in rows])  # fmt: skip
+    best = {"sweep": "all3", "lr": 0.1, "reg": 1e-3, "filters": 16, "best_val_acc": 0.60}
+    tex = text(ctx(summary=summary, best=best))
+    assert says(tex, "最好的组合是 lr=0.1、reg=0.001（60.00\\%）， 最差的正常完成的组合是 lr=0.01、reg=0.001（55.00\\%）。")
+    summary["best_val_acc"] = 0.6  # every cell the same
+    tex = text(ctx(summary=summary, best=best))
+    assert says(tex, "最好的组合是 lr=0.1、reg=0.001（60.00\\%），所有正常完成的组合都是这一准确率。")
+
+
+def test_the_filter_cost_reads_the_figures_numbers_and_says_when_too_few_finished():
+    from scratchcnn.sweeps import by_value
+
+    summary = make_summary()
+    filters = summary["sweep"] == "filters"
+    summary.loc[filters & (summary["filters"] == 8), ["status", "best_val_acc", "seconds_per_epoch"]] = ["diverged", None, 14.0]
+    extra = summary[filters & (summary["filters"] == 64)].assign(status="diverged", best_val_acc=None, seconds_per_epoch=90.0)
+    summary = pd.concat([summary, extra], ignore_index=True)
+    table = by_value(summary[summary["sweep"] == "filters"], ("filters",))
+    assert list(table["seconds_per_epoch"]) == [14.0, 18.5, 30.2, (61.7 + 90.0) / 2]  # every point's time
+    assert list(table["diverged"]) == [True, False, False, False]
+    fc = ctx(summary=summary)["filter_cost"]
+    # the table's times are the figure's (all points); the words compare the finished filter counts
+    assert [r["seconds_per_epoch"] for r in fc["rows"]] == ["14.0", "18.5", "30.2", "75.8"]
+    assert [r["val_pct"] for r in fc["rows"]] == [None, "60.13", "64.02", "65.31"]
+    assert (fc["low_filters"], fc["high_filters"], fc["ratio"]) == ("16", "64", f"{75.85 / 18.5:.2f}")
+    tex = text(ctx(summary=summary))
+    assert says(tex, "8 & 14.0 & 1.00 & --（发散） \\\\")
+    summary.loc[(summary["sweep"] == "filters") & (summary["filters"] != 32), ["status", "best_val_acc"]] = ["diverged", None]
+    c = ctx(summary=summary)
+    assert c["filter_cost"]["comparable"] is False and c["filter_cost"]["n_finished"] == "1"
+    tex = text(c)
+    assert says(tex, "查找 \\texttt{filters} 改变了卷积核数量（8、16、32、64），但只有一个卷积核数量的点正常完成")
+    assert "没有改变卷积核数量" not in tex and "更多的卷积核代价明显" not in tex
+
+
+def test_a_rate_that_never_decays_is_not_said_to_fall():
+    history = make_history().iloc[:5]
+    final = {**fixture_inputs()["final_metrics"], "epochs_run": 5, "epochs_planned": 5, "best_epoch": 5,
+             "best_val_acc": float(history["val_acc"].max())}  # fmt: skip
+    tex = text(ctx(history=history, final_metrics=final))
+    assert "最终训练中学习率始终为 0.01，没有衰减。" in tex and "降到" not in tex.split("学习率按阶梯衰减")[1][:300]
+    assert "最终训练中学习率从 0.01 降到 0.00125，共使用了 4 个不同的取值。" in text(ctx())
+
+
+def test_a_perfect_test_set_names_no_best_or_worst_class_and_no_confusion():
+    inputs = fixture_inputs()
+    tm = make_test_metrics(np.diag([20] * 10), CIFAR, inputs["test_metrics"]["provenance"])
+    c = ctx(test_metrics=tm)
+    assert c["classes"]["all_equal"] and c["classes"]["no_errors"]
+    assert not any(r["is_best"] or r["is_worst"] for r in c["classes"]["rows"])
+    tex = text(c)
+    assert "10 个类别的准确率都是 100.00\\%" in tex and "各类别的精确率都是 100.00\\%" in tex
+    assert "测试集上没有分类错误" in tex
+    for claim in ("表现最好的类别是", "最弱的类别", "个错误中", "tab:confused", "精确率最低的类别是"):
+        assert claim not in tex, claim
+
+
+def test_a_shown_seed_that_diverged_in_its_first_epoch_renders():
+    """train.py writes best_val_acc None and best_epoch 0 for a run that diverged in its first
+    epoch (the shown seed may be another than the chosen grid point's): the report says so."""
+    history = make_history().iloc[:1].copy()
+    history[["train_loss", "val_loss"]] = float("nan")
+    final = {**fixture_inputs()["final_metrics"], "status": "diverged", "best_val_acc": None, "best_epoch": 0,
+             "epochs_run": 1}  # fmt: skip
+    tex = text(ctx(history=history, final_metrics=final))
+    assert "第 1 个 epoch 的损失就不再有限（发散），没有得到有效的验证准确率，因此也没有最优检查点。" in tex
+    assert "载入训练发散时保存的参数（没有最优检查点）" in tex
+    assert "最优检查点使测试结果" in tex  # the method's design, still true
+    assert "验证集上的最好准确率为" not in tex and "灰色底纹标出最优 epoch" not in tex
 
 
 @pytest.mark.parametrize("seed", range(40))

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
+import pandas as pd
+
 #: The hyperparameters a sweep can vary: each one's type and its (section, key) in the config.
 #: Its name is also the flag of workflow/scripts/train.py and the column of the summaries.
 _HYPERPARAMETER_SPEC = {
@@ -105,3 +108,26 @@ def shown_sweep(summary, vary):
         if rank[0] and rank > shown_rank:
             shown, shown_rank = name, rank
     return shown
+
+
+def finished(rows: pd.DataFrame) -> pd.Series:
+    """Which summary rows the selection may choose: status ok and a finite validation accuracy."""
+    acc = pd.to_numeric(rows["best_val_acc"], errors="coerce")
+    return (rows["status"].astype(str) == "ok") & np.isfinite(acc)
+
+
+def by_value(rows: pd.DataFrame, keys) -> pd.DataFrame:
+    """Summary ``rows`` grouped by their values of the hyperparameters ``keys`` (as floats, in
+    ascending order): each group's best validation accuracy among its finished points (NaN where
+    none finished; ``diverged`` is then True), and the mean seconds per epoch of all its points
+    (a diverged point's epochs took their time too). The figures and the report both read this.
+    """
+    keys = list(keys)
+    table = rows[keys].astype(float).assign(
+        best_val_acc=pd.to_numeric(rows["best_val_acc"], errors="coerce").where(finished(rows)),
+        seconds_per_epoch=pd.to_numeric(rows["seconds_per_epoch"], errors="coerce"),
+    )
+    out = table.groupby(keys, sort=True).agg(best_val_acc=("best_val_acc", "max"),
+                                             seconds_per_epoch=("seconds_per_epoch", "mean")).reset_index()
+    out["diverged"] = out["best_val_acc"].isna()
+    return out

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..sweeps import shown_sweep
+from ..sweeps import by_value, finished, shown_sweep
 from .style import COLORS, new_figure, num_label, t, text_color, title
 
 
@@ -31,29 +31,18 @@ def _pick_sweep(summary: pd.DataFrame, vary: Sequence[str], sweep: str | None) -
     return rows
 
 
-def _is_diverged(rows: pd.DataFrame) -> pd.Series:
-    acc = pd.to_numeric(rows["best_val_acc"], errors="coerce")
-    return (rows["status"].astype(str) == "diverged") | ~np.isfinite(acc)
-
-
 def sweep_heatmap(summary: pd.DataFrame, lang: str, sweep: str | None = None) -> Figure:
     """Best validation accuracy over the lr × reg grid; diverged cells hatched grey."""
-    rows = _pick_sweep(summary, ("lr", "reg"), sweep).copy()
-    rows["diverged"] = _is_diverged(rows)
-    rows["acc"] = 100 * pd.to_numeric(rows["best_val_acc"], errors="coerce")
-    lrs = sorted(rows["lr"].astype(float).unique())
-    regs = sorted(rows["reg"].astype(float).unique())
+    rows = _pick_sweep(summary, ("lr", "reg"), sweep)
+    cells = by_value(rows, ("lr", "reg"))
+    lrs = sorted(cells["lr"].unique())
+    regs = sorted(cells["reg"].unique())
     acc = np.full((len(regs), len(lrs)), np.nan)
     div = np.zeros_like(acc, dtype=bool)
     seen = np.zeros_like(div)
-    for (lr, reg), g in rows.groupby(["lr", "reg"]):
-        i, j = regs.index(float(reg)), lrs.index(float(lr))
-        seen[i, j] = True
-        ok = g[~g["diverged"]]
-        if ok.empty:
-            div[i, j] = True
-        else:
-            acc[i, j] = ok["acc"].max()
+    for cell in cells.itertuples():
+        i, j = regs.index(cell.reg), lrs.index(cell.lr)
+        seen[i, j], div[i, j], acc[i, j] = True, cell.diverged, 100 * cell.best_val_acc
     fig = new_figure(max(2.6, 0.55 * len(regs) + 1.5))
     ax = fig.add_subplot()
     cmap = matplotlib.colormaps["viridis"]
@@ -64,7 +53,8 @@ def sweep_heatmap(summary: pd.DataFrame, lang: str, sweep: str | None = None) ->
     im = ax.imshow(np.ma.masked_invalid(acc), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
     best = None
     if finite.size:  # the first of equals in the summary's order, as the selection (sweeps.choose_best) breaks a tie
-        top = rows.loc[rows.loc[~rows["diverged"], "acc"].idxmax()]
+        done = rows[finished(rows)]
+        top = done.loc[pd.to_numeric(done["best_val_acc"]).idxmax()]
         best = (regs.index(float(top["reg"])), lrs.index(float(top["lr"])))
     for i in range(len(regs)):
         for j in range(len(lrs)):
@@ -97,19 +87,10 @@ def sweep_heatmap(summary: pd.DataFrame, lang: str, sweep: str | None = None) ->
 
 def filters_sweep(summary: pd.DataFrame, lang: str, sweep: str | None = None) -> Figure:
     """Best validation accuracy vs filters (left axis), seconds per epoch (right axis)."""
-    rows = _pick_sweep(summary, ("filters",), sweep).copy()
-    rows["diverged"] = _is_diverged(rows)
-    rows["acc"] = 100 * pd.to_numeric(rows["best_val_acc"], errors="coerce")
-    rows["spe"] = pd.to_numeric(rows["seconds_per_epoch"], errors="coerce")
-    filters = sorted(int(f) for f in rows["filters"].unique())
-    acc, spe, div = [], [], []
-    for f in filters:
-        g = rows[rows["filters"].astype(int) == f]
-        ok = g[~g["diverged"]]
-        div.append(ok.empty)
-        acc.append(ok["acc"].max() if not ok.empty else np.nan)
-        spe.append(g["spe"].mean())
-    acc, spe = np.array(acc), np.array(spe)
+    table = by_value(_pick_sweep(summary, ("filters",), sweep), ("filters",))
+    filters = [int(f) for f in table["filters"]]
+    acc, spe = 100 * table["best_val_acc"].to_numpy(), table["seconds_per_epoch"].to_numpy()
+    div = list(table["diverged"])
     fig = new_figure(3.4)
     ax = fig.add_subplot()
     ax2 = ax.twinx()

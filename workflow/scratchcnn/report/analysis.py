@@ -12,7 +12,7 @@ import numpy as np
 
 from ..figures.registry import FIGURES
 from .. import study
-from ..sweeps import HYPERPARAMETERS, shown_sweep
+from ..sweeps import HYPERPARAMETERS, by_value, shown_sweep
 from . import facts
 from .fmt import duration, integer, norm_value, pct, plain, ratio, seconds, shape, size, stat
 from .latex import TexStr, tex_escape, tex_file, tex_path
@@ -120,11 +120,20 @@ def filter_cost_context(summary) -> dict | None:
     fc = facts.filter_cost(summary)
     if fc is None:
         return None
+    out = {
+        "sweep": tex_escape(fc["sweep"]),
+        "comparable": fc["comparable"],
+        "n_finished": str(fc["n_finished"]),
+        "filters": [tex_escape(norm_value(r["filters"])) for r in fc["rows"]],
+        "rows": [{"filters": tex_escape(norm_value(r["filters"])), "seconds_per_epoch": seconds(r["seconds_per_epoch"]),
+                  "ratio": ratio(r["ratio"]),
+                  "val_pct": None if r["diverged"] else pct(r["best_val_acc"])} for r in fc["rows"]],  # fmt: skip
+    }
+    if not fc["comparable"]:
+        return out
     lo, hi = fc["low"], fc["high"]
     return {
-        "sweep": tex_escape(fc["sweep"]),
-        "rows": [{"filters": tex_escape(norm_value(r["filters"])), "seconds_per_epoch": seconds(r["seconds_per_epoch"]),
-                  "ratio": ratio(r["ratio"]), "val_pct": pct(r["best_val_acc"])} for r in fc["rows"]],  # fmt: skip
+        **out,
         "low_filters": tex_escape(norm_value(lo["filters"])),
         "high_filters": tex_escape(norm_value(hi["filters"])),
         "low_seconds": seconds(lo["seconds_per_epoch"]),
@@ -141,9 +150,30 @@ def filter_cost_context(summary) -> dict | None:
 
 
 def heatmap_sweep(sweeps: list[dict], summary) -> dict | None:
-    """The entry of ``sweeps`` for the sweep the lr x L2 heat map shows; None where none varies either."""
+    """The sweep the lr x L2 heat map shows, as its cells: the best and the worst cell with a
+    finished point (each cell's value is its best point's, as the figure shows); None where no
+    sweep varies either. ``best`` is the cell of the sweep's selected point (ties as the selection
+    breaks them), None where no point finished; ``worst`` is None where only one cell did."""
     name = shown_sweep(summary, ("lr", "reg"))
-    return next((s for s in sweeps if s["raw_name"] == str(name)), None) if name is not None else None
+    entry = next((s for s in sweeps if s["raw_name"] == str(name)), None) if name is not None else None
+    if entry is None:
+        return None
+    cells = by_value(summary[summary["sweep"] == name], ("lr", "reg"))
+    done = cells[~cells["diverged"]]
+
+    def cell(c):
+        return {"lr": plain(c["lr"]), "reg": plain(c["reg"]), "val_pct": pct(c["best_val_acc"])}
+
+    best = entry["best"]
+    worst = done.loc[done["best_val_acc"].idxmin()] if len(done) > 1 else None
+    return {
+        "name": entry["name"],
+        "raw_name": entry["raw_name"],
+        "best": None if best is None else {"lr": best["lr"], "reg": best["reg"], "val_pct": best["val_pct"]},
+        "worst": None if worst is None else cell(worst),
+        # every finished cell the same: no worst to name
+        "all_equal": worst is not None and done["best_val_acc"].max() - worst["best_val_acc"] <= facts.TIE_PP / 100,
+    }
 
 
 # ---------------------------------------------------------------------------- per class
@@ -165,8 +195,9 @@ def _class_rows(per_class: list[dict], ext: dict) -> list[dict]:
         "precision_pct": pct(float(r["precision"])),
         "recall_pct": pct(float(r["recall"])),
         "f1_pct": pct(float(r["f1"])),
-        "is_best": r in ext["best"],
-        "is_worst": r in ext["worst"],
+        # every class equal: none stands out
+        "is_best": r in ext["best"] and not ext["all_equal"],
+        "is_worst": r in ext["worst"] and not ext["all_equal"],
     } for r in per_class]  # fmt: skip
 
 
@@ -215,6 +246,8 @@ def classes_context(test_metrics: dict) -> dict:
         "rows": _class_rows(per_class, ext),
         "best": _class_refs(ext["best"]),
         "worst": _class_refs(ext["worst"]),
+        "all_equal": ext["all_equal"],
+        "precision_all_equal": ext_p["all_equal"],
         "best_pct": pct(ext["best_value"]),
         "worst_pct": pct(ext["worst_value"]),
         "spread_pp": pct(ext["best_value"] - ext["worst_value"]),
@@ -227,6 +260,7 @@ def classes_context(test_metrics: dict) -> dict:
         "confused": confused,
         "mutual": mutual,
         "errors": integer(errors),
+        "no_errors": errors == 0,
         "top_confused_share_pct": pct(top_share, 1),
     }
 

@@ -216,7 +216,9 @@ def train_context(final_metrics: dict, history, hp: dict, test_acc: float) -> di
     """The final run: ``history`` sorted by epoch, ``hp`` its hyperparameters."""
     h, last = history, history.iloc[-1]
     best_epoch = int(final_metrics["best_epoch"])
-    best_val = float(final_metrics["best_val_acc"])
+    # a run that diverged in its first epoch has no best checkpoint (train.py writes None, epoch 0)
+    has_best = final_metrics.get("best_val_acc") is not None and best_epoch > 0
+    best_val = float(final_metrics["best_val_acc"]) if has_best else None
     epochs_run = int(final_metrics.get("epochs_run", len(h)))
     total = final_metrics.get("seconds", h["seconds"].sum())
     return {
@@ -225,9 +227,11 @@ def train_context(final_metrics: dict, history, hp: dict, test_acc: float) -> di
         "epochs_run": str(epochs_run),
         "epochs_planned": str(int(final_metrics.get("epochs_planned", hp.get("epochs", len(h))))),
         "stopped_early": epochs_run < int(final_metrics.get("epochs_planned", len(h))),
+        "has_best": has_best,
         "best_epoch": str(best_epoch),
+        "best_is_first": best_epoch == int(h.iloc[0]["epoch"]),
         "best_is_last": best_epoch == int(last["epoch"]),
-        "best_val_pct": pct(best_val),
+        "best_val_pct": pct(best_val) if has_best else None,
         "seconds_total": seconds(total),
         "duration": duration(total),
         "seconds_per_epoch": seconds(final_metrics.get("seconds_per_epoch", h["seconds"].mean())),
@@ -241,8 +245,8 @@ def train_context(final_metrics: dict, history, hp: dict, test_acc: float) -> di
         "lr_first": plain(h.iloc[0]["lr"]),
         "lr_last": plain(last["lr"]),
         "n_lr_values": str(h["lr"].nunique()),
-        "test_vs_val": facts.compare(test_acc, best_val),
-        "test_val_diff_pp": pct(abs(test_acc - best_val)),
+        "test_vs_val": facts.compare(test_acc, best_val) if has_best else None,
+        "test_val_diff_pp": pct(abs(test_acc - best_val)) if has_best else None,
     }
 
 
@@ -253,12 +257,13 @@ def val_loss_context(history) -> dict:
         vl.update({
             "first_epoch": str(trend["first_epoch"]),
             "last_epoch": str(trend["last_epoch"]),
-            "first": fixed(trend["first"], 4),
-            "last": fixed(trend["last"], 4),
+            "fit_first": fixed(trend["fit_first"], 4),
+            "fit_last": fixed(trend["fit_last"], 4),
             "change_pct": pct(abs(trend["rel_change"]), 1),
             "min_epoch": str(trend["min_epoch"]),
             "min": fixed(trend["min"], 4),
             "min_in_window": trend["min_in_window"],
+            "min_is_last": trend["min_is_last"],
         })  # fmt: skip
     return vl
 

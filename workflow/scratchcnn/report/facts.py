@@ -13,7 +13,7 @@ import numpy as np
 from .. import study
 from ..architecture import layer_table  # noqa: F401  (a fact of the report too)
 from ..data.classes import ANIMALS, VEHICLES
-from ..sweeps import HYPERPARAMETERS, shown_sweep
+from ..sweeps import HYPERPARAMETERS, by_value, shown_sweep
 
 
 #: Test accuracy of the study being reproduced (its abstract).
@@ -68,15 +68,20 @@ def val_loss_trend(history, window=None, flat_rel=FLAT_REL) -> dict:
         "last_epoch": ep[-1],
         "first": vl[-window],
         "last": vl[-1],
+        # the fitted line's ends: they agree with ``direction``, where the raw ends may not
+        "fit_first": intercept,
+        "fit_last": intercept + change,
         "rel_change": rel,
         "min_epoch": ep[i_min],
         "min": vl[i_min],
         "min_in_window": i_min >= n - window,
+        "min_is_last": i_min == n - 1,
     }
 
 
 def class_extremes(per_class: list[dict], key="accuracy") -> dict:
-    """The best and worst classes by ``key`` (all tied classes are listed)."""
+    """The best and worst classes by ``key`` (all tied classes are listed); ``all_equal`` where
+    every class has the same value (a perfect test set, say)."""
     vals = [float(r[key]) for r in per_class]
     hi, lo = max(vals), min(vals)
     return {
@@ -84,49 +89,45 @@ def class_extremes(per_class: list[dict], key="accuracy") -> dict:
         "worst": [r for r in per_class if float(r[key]) == lo],
         "best_value": hi,
         "worst_value": lo,
+        "all_equal": hi == lo,
     }
 
 
 def filter_cost(summary) -> dict | None:
     """Seconds per epoch and best validation accuracy per filter count.
 
-    Uses the sweep the filters figure shows (``shown_sweep``); ``None`` when no
-    sweep varies the filter count.
+    Uses the sweep the filters figure shows (``shown_sweep``), with the figure's numbers
+    (``by_value``); ``None`` when no sweep varies the filter count. ``comparable`` is False
+    where fewer than two filter counts have a finished point: then only ``sweep``, ``rows`` and
+    ``n_finished`` are given. Otherwise ``low`` and ``high`` are the smallest and the largest
+    filter count with a finished point, and each row's ``ratio`` is its time over the first row's.
     """
     if summary is None or len(summary) == 0 or "filters" not in summary:
         return None
     best_sweep = shown_sweep(summary, ("filters",))
     if best_sweep is None:
         return None
-    g = summary[summary["sweep"] == best_sweep]
-    ok = g[g["status"] == "ok"] if (g["status"] == "ok").any() else g
-    rows = []
-    for filt, gg in ok.groupby("filters", sort=False):
-        rows.append({
-            "filters": filt,
-            "seconds_per_epoch": float(gg["seconds_per_epoch"].mean()),
-            "best_val_acc": float(gg["best_val_acc"].max()),
-        })  # fmt: skip
-    rows.sort(key=lambda r: sort_key(r["filters"]))
-    if len(rows) < 2:
-        return None
-    lo, hi = rows[0], rows[-1]
-    base = lo["seconds_per_epoch"]
+    table = by_value(summary[summary["sweep"] == best_sweep], ("filters",))
+    rows = [{"filters": float(r.filters), "seconds_per_epoch": float(r.seconds_per_epoch),
+             "best_val_acc": None if r.diverged else float(r.best_val_acc), "diverged": bool(r.diverged)}
+            for r in table.itertuples()]  # fmt: skip
+    base = rows[0]["seconds_per_epoch"]
     for r in rows:
         r["ratio"] = r["seconds_per_epoch"] / base if base > 0 else float("nan")
-    try:
-        per_filter = (hi["seconds_per_epoch"] - lo["seconds_per_epoch"]) / (
-            float(hi["filters"]) - float(lo["filters"])
-        )
-    except (TypeError, ValueError, ZeroDivisionError):
-        per_filter = None
-    best_acc = max(rows, key=lambda r: r["best_val_acc"])
+    done = [r for r in rows if not r["diverged"]]
+    if len(done) < 2:
+        return {"sweep": best_sweep, "rows": rows, "n_finished": len(done), "comparable": False}
+    lo, hi = done[0], done[-1]
+    per_filter = (hi["seconds_per_epoch"] - lo["seconds_per_epoch"]) / (hi["filters"] - lo["filters"])
+    best_acc = max(done, key=lambda r: r["best_val_acc"])
     return {
         "sweep": best_sweep,
         "rows": rows,
+        "n_finished": len(done),
+        "comparable": True,
         "low": lo,
         "high": hi,
-        "ratio": hi["ratio"],
+        "ratio": hi["seconds_per_epoch"] / lo["seconds_per_epoch"] if lo["seconds_per_epoch"] > 0 else float("nan"),
         "per_filter_seconds": per_filter,
         "cost_direction": compare(hi["seconds_per_epoch"], lo["seconds_per_epoch"], TIE_PP),
         "acc_direction": compare(hi["best_val_acc"], lo["best_val_acc"]),
@@ -165,7 +166,8 @@ def selection(summary, best: dict) -> dict:
     return {
         "n_points": int(len(summary)),
         "n_unique": int(summary[list(HYPERPARAMETERS)].astype(str).drop_duplicates().shape[0]),
-        "n_ok": int(len(ok)),
+        # distinct points: a later sweep may repeat an earlier one's point (trained once)
+        "n_ok": int(ok[list(HYPERPARAMETERS)].astype(float).drop_duplicates().shape[0]),
         "n_diverged": int((summary["status"] == "diverged").sum()),
         "is_max": chosen_acc >= max_acc - 1e-12,
         "runner_up": runner,

@@ -35,12 +35,17 @@ _TEX_SPECIALS = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    # harmless in text, but after \\ or \midrule (a value that starts a table row) LaTeX
+    # would read "[" as an optional argument and swallow "*" as the starred form
+    "[": "{[}",
+    "]": "{]}",
+    "*": "{*}",
 }
 _TEX_RE = re.compile("|".join(re.escape(c) for c in _TEX_SPECIALS))
 
 
 def tex_escape(s) -> TexStr:
-    """Escape ``\\ & % $ # _ { } ~ ^`` so ``s`` typesets literally in LaTeX text."""
+    """Escape ``\\ & % $ # _ { } ~ ^ [ ] *`` so ``s`` typesets literally in LaTeX text."""
     if isinstance(s, TexStr):
         return s
     if s is None:
@@ -78,7 +83,7 @@ def _finalize(value):
     Allowed: the output of a filter (:class:`TexStr`), ints, and plain strings
     without TeX specials (numbers formatted here, words written in the template).
     Refused: ``None``, booleans, floats (format them here first) and any other
-    string holding one of ``\\ & % $ # _ { } ~ ^``.
+    string holding one of ``\\ & % $ # _ { } ~ ^ [ ] *``.
     """
     if isinstance(value, (TexStr, jinja2.Undefined)):
         return value  # StrictUndefined raises when it is printed
