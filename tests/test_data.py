@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import http.server
+import io
 import json
 import logging
 import os
 import pickle
 import socket
+import ssl
 import subprocess
 import sys
 import tarfile
 import threading
+import urllib.error
+import urllib.request
 from collections import OrderedDict
 from pathlib import Path
 
@@ -20,6 +25,7 @@ import numpy as np
 import pytest
 
 from scratchcnn import data as cifar_data
+from scratchcnn.data import download as download_module
 from scratchcnn.io import save_npz_atomic
 from scratchcnn.data import DataError
 
@@ -215,6 +221,10 @@ DAMAGED = {
                          r"data_batch_1.*'data' missing"),
     "nine class names": (_damaged(_set("batches.meta", b"label_names", [b"x"] * 9)),
                          r"batches\.meta.*9 label names"),
+    "label_names a number": (_damaged(_set("batches.meta", b"label_names", 10)),
+                             r"batches\.meta: 'label_names' is a int, expected a list of 10 strings"),
+    "label_names with a number": (_damaged(_set("batches.meta", b"label_names", [b"x"] * 9 + [3])),
+                                  r"batches\.meta: 'label_names' holds a int \(3\), expected a list of 10"),
     "corrupt pickle": (_damaged(lambda m: m.__setitem__("test_batch", b"not a pickle")),
                        r"test_batch.*not a readable pickle"),
     "foreign global": (_damaged(lambda m: m.__setitem__("data_batch_1", OrderedDict(a=1))),
@@ -235,6 +245,43 @@ def test_damaged_archives_raise_dataerror(tmp_path, case):
     with pytest.raises(DataError, match=pattern) as ei:
         cifar_data.read_archive(path, fx.N_TRAIN, fx.N_TEST)
     assert str(path) in str(ei.value)
+
+
+def _tar_contents(data: bytes):
+    """Every member's bytes as tarfile alone reads them from a .tar.gz, or None if it cannot."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tf:
+            return {m.name: tf.extractfile(m).read() for m in tf if m.isfile()}
+    except Exception:
+        return None
+
+
+def test_read_archive_checks_the_gzip_crc_and_length(tmp_path, archive):
+    good = archive.read_bytes()
+    intact = _tar_contents(good)
+    # the first bit flip that tarfile reads without complaint, yielding other bytes: only the
+    # gzip trailer's CRC can tell
+    for n in range(10, len(good) - 8):
+        flipped = good[:n] + bytes([good[n] ^ 1]) + good[n + 1 :]
+        contents = _tar_contents(flipped)
+        if contents is not None and contents != intact:
+            break
+    else:
+        pytest.fail("no bit flip that tarfile reads silently")
+    bad = tmp_path / "flipped.tar.gz"
+    bad.write_bytes(flipped)
+    with pytest.raises(DataError, match=r"corrupt archive while reading member \(end of archive, after "
+                                        r".*BadGzipFile: CRC check failed") as ei:  # fmt: skip
+        cifar_data.read_archive(bad, fx.N_TRAIN, fx.N_TEST)
+    assert str(bad) in str(ei.value)
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(good[:-8])  # the trailer (CRC32 and length) gone
+    assert _tar_contents(good[:-8]) == intact
+    with pytest.raises(DataError, match=r"truncated or corrupt archive while reading member \(end of archive") as ei:
+        cifar_data.read_archive(cut, fx.N_TRAIN, fx.N_TEST)
+    assert str(cut) in str(ei.value)
+    d = cifar_data.read_archive(archive, fx.N_TRAIN, fx.N_TEST)
+    assert d["x_test"][7, 3, 4, 2] == fx.known_pixel(fx.TEST_OFFSET + 7, 2, 3, 4)
 
 
 def test_wrong_totals(archive):
@@ -373,6 +420,9 @@ def _damaged_prepared(prepared, change: dict) -> dict:
     ({"y_train": np.zeros(45, np.float32)}, r"y_train has dtype float32, expected integers"),
     ({"val_idx": np.arange(4)}, r"val_idx has shape \(4,\), expected \(15,\) to match x_val"),
     ({"meta_json": np.array("{not json")}, r"meta_json is not valid JSON"),
+    ({"meta_json": np.array('{"n_val": 15}', dtype=object)}, r"meta_json has dtype object, expected text"),
+    ({"meta_json": np.array(5)}, r"meta_json has dtype int64, expected text"),
+    ({"meta_json": np.array("[1, 2]")}, r"meta_json holds '\[1, 2\]', expected a JSON object"),
     ({"class_names": np.array([b"cat"] * 10)}, r"class_names has dtype \|S3, expected text"),
     ({"y_val": np.full(15, 10)}, r"y_val has labels 10\.\.10, expected 0\.\.9 \(one per class name\)"),
     ({"y_test": np.arange(20) - 1}, r"y_test has labels -1\.\.18, expected 0\.\.9"),
@@ -453,6 +503,54 @@ def test_fetch_all_attempts_cut(server, tmp_path):
         fetch(server.url, tmp_path / "a.tar.gz", server.md5, retries=2)
     assert len(server.requests) == 3
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a disk that is always full)")
+@pytest.mark.parametrize("size", [300_000, 100])  # the write fails / only the final flush does
+@pytest.mark.parametrize("kind", ["http", "file"])
+def test_fetch_full_disk_fails_at_once_naming_the_part_file(server, tmp_path, monkeypatch, size, kind):
+    server.payload = os.urandom(size)
+    server.md5 = cifar_data.md5sum(_write(tmp_path / "src" / "a.tar.gz", server.payload))
+    source = server.url if kind == "http" else str(tmp_path / "src" / "a.tar.gz")
+    dest = tmp_path / "out" / "a.tar.gz"
+    part = dest.with_name("a.tar.gz.part")
+
+    def full_disk_open(path, mode="r", *args, **kwargs):  # .part is made; its bytes go to /dev/full
+        if Path(path) == part:
+            part.touch()
+            return open("/dev/full", mode, *args, **kwargs)
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(download_module, "open", full_disk_open, raising=False)
+    with pytest.raises(DataError) as ei:
+        fetch(source, dest, server.md5, retries=3, backoff=5)
+    assert str(ei.value) == f"cannot write {part}: [Errno {errno.ENOSPC}] {os.strerror(errno.ENOSPC)}"
+    assert len(server.requests) == (1 if kind == "http" else 0)
+    assert leftovers(dest.parent) == []
+
+
+@pytest.mark.parametrize("wrapped", [True, False])  # as urlopen raises it / as a read might
+def test_fetch_unverifiable_certificate_fails_at_once(tmp_path, monkeypatch, wrapped):
+    url = "https://example.invalid/cifar-10-python.tar.gz"
+    calls = []
+
+    def urlopen(request, timeout):
+        calls.append(request.full_url)
+        err = ssl.SSLCertVerificationError(1, "certificate verify failed: self-signed certificate")
+        raise urllib.error.URLError(err) if wrapped else err
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    with pytest.raises(DataError, match=r"the TLS certificate of https://example\.invalid/cifar-10-python\.tar\.gz "
+                                        r"could not be verified: .*self-signed certificate\. .*by other means"):  # fmt: skip
+        fetch(url, tmp_path / "a.tar.gz", "0" * 32, retries=4, backoff=5)
+    assert calls == [url]
+    assert leftovers(tmp_path) == []
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
 
 
 def test_fetch_already_present_makes_no_request(server, tmp_path):

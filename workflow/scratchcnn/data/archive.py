@@ -109,7 +109,14 @@ def _check_meta(obj, archive, member) -> list[str]:
     d = _norm_keys(obj)
     if "label_names" not in d:
         raise DataError(f"{where}: key 'label_names' missing (keys: {sorted(d)})")
-    names = [_s(n) for n in d["label_names"]]
+    names = d["label_names"]
+    expected = f"expected a list of {NUM_CLASSES} strings"
+    if not isinstance(names, (list, tuple)):
+        raise DataError(f"{where}: 'label_names' is a {type(names).__name__}, {expected}")
+    odd = [n for n in names if not isinstance(n, (bytes, str))]
+    if odd:
+        raise DataError(f"{where}: 'label_names' holds a {type(odd[0]).__name__} ({odd[0]!r}), {expected}")
+    names = [_s(n) for n in names]
     if len(names) != NUM_CLASSES:
         raise DataError(f"{where}: {len(names)} label names, expected {NUM_CLASSES}")
     return names
@@ -164,6 +171,11 @@ def read_archive(path, expected_train: int, expected_test: int) -> dict:
                         f"({len(raw[current])} of {info.size} bytes)"
                     )
                 current = f"(after {last})"
+            # tarfile stops at the end-of-archive block and never reads the gzip trailer, so a
+            # bit flip would pass unseen: read to the end to check the CRC and length.
+            current = f"(end of archive, after {last})"
+            while tf.fileobj.read(1 << 20):
+                pass
     except DataError:
         raise
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:

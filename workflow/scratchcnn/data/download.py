@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import logging
 import os
 import socket
+import ssl
 import sys
 import time
 import urllib.error
@@ -108,6 +110,10 @@ class _Transient(Exception):
     """A failure worth retrying (connection cut, timeout, HTTP 5xx)."""
 
 
+class _CannotWrite(DataError):
+    """The local ``.part`` file cannot be written (disk full, no permission): no retry, no hint."""
+
+
 def _source_kind(source: str) -> tuple[str, str]:
     """Return ``("http", url)`` or ``("file", local_path)``."""
     parsed = urllib.parse.urlparse(source)
@@ -121,16 +127,33 @@ def _source_kind(source: str) -> tuple[str, str]:
     return "file", source  # plain path (a one-letter "scheme" is a Windows drive)
 
 
-def _copy_stream(src, dst, progress: _Progress, expected: int | None, hasher) -> int:
+@contextlib.contextmanager
+def _writing(part: Path):
+    """An OSError here is the local disk's (full, read-only), not the network's: never retried."""
+    try:
+        yield
+    except OSError as e:
+        raise _CannotWrite(f"cannot write {part}: {e}") from e
+
+
+def _copy_stream(src, part: Path, progress: _Progress, expected: int | None, hasher) -> int:
+    """Copy ``src`` into a new file ``part``; errors reading ``src`` pass through unchanged."""
     got = 0
-    while True:
-        chunk = src.read(_CHUNK)
-        if not chunk:
-            break
-        dst.write(chunk)
-        hasher.update(chunk)
-        got += len(chunk)
-        progress.update(len(chunk))
+    with _writing(part):
+        dst = open(part, "wb")
+    try:
+        while True:
+            chunk = src.read(_CHUNK)
+            if not chunk:
+                break
+            with _writing(part):
+                dst.write(chunk)
+            hasher.update(chunk)
+            got += len(chunk)
+            progress.update(len(chunk))
+    finally:
+        with _writing(part):  # close writes what is buffered: a full disk may show only here
+            dst.close()
     if expected is not None and got != expected:
         raise _Transient(f"transfer cut short: got {got} of {expected} bytes")
     return got
@@ -144,24 +167,23 @@ def _http_attempt(url: str, part: Path, timeout: float, bar: bool, hasher) -> No
             expected = int(length) if length and length.isdigit() else None
             progress = _Progress(expected, "download", bar)
             try:
-                with open(part, "wb") as out:
-                    _copy_stream(resp, out, progress, expected, hasher)
+                _copy_stream(resp, part, progress, expected, hasher)
             finally:
                 progress.close()
     except urllib.error.HTTPError as e:
         if e.code >= 500 or e.code in (408, 429):
             raise _Transient(f"HTTP {e.code} {e.reason}") from e
         raise DataError(f"HTTP {e.code} {e.reason} for {url}") from e
-    except urllib.error.URLError as e:
-        reason = e.reason
+    except (urllib.error.URLError, ssl.SSLCertVerificationError) as e:
+        reason = e.reason if isinstance(e, urllib.error.URLError) else e
+        if isinstance(reason, ssl.SSLCertVerificationError):  # the same on every attempt
+            raise DataError(f"the TLS certificate of {url} could not be verified: {reason}") from e
         if isinstance(reason, socket.gaierror):
             raise DataError(f"cannot resolve host of {url}: {reason}") from e
         raise _Transient(f"cannot connect to {url}: {reason}") from e
     except (http.client.HTTPException, ConnectionError, TimeoutError, socket.timeout) as e:
         raise _Transient(f"{type(e).__name__}: {e}") from e
     except OSError as e:
-        if isinstance(e, (PermissionError, IsADirectoryError, FileNotFoundError)):
-            raise DataError(f"cannot write {part}: {e}") from e
         raise _Transient(f"{type(e).__name__}: {e}") from e
 
 
@@ -185,10 +207,13 @@ def fetch_archive(
     backoff ``backoff * 2**k`` seconds on transient errors: connection refused/reset/cut before
     Content-Length bytes arrived, timeouts, HTTP 5xx/408/429. Other HTTP 4xx errors and DNS
     failures fail at once. ``progress``: ``None`` draws a bar on stderr when it is a TTY and logs
-    a line every 10% otherwise; ``True``/``False`` force the bar or the log lines.
+    a line every 10% otherwise; ``True``/``False`` force the bar or the log lines. A TLS
+    certificate that cannot be verified, or a ``.part`` file that cannot be written (disk full),
+    fails at once too.
 
-    Raises :class:`DataError` on every failure; the message names the source and, where the data
-    could not be obtained, explains how to place the archive by hand.
+    Raises :class:`DataError` on every failure; the message names the source (or the ``.part``
+    file that could not be written) and, where the data could not be obtained, explains how to
+    place the archive by hand.
     """
     dest = Path(dest)
     md5 = md5.strip().lower()
@@ -220,8 +245,8 @@ def fetch_archive(
             size = src.stat().st_size
             prog = _Progress(size, "copy", bar)
             try:
-                with open(src, "rb") as fi, open(part, "wb") as fo:
-                    _copy_stream(fi, fo, prog, None, hasher)
+                with open(src, "rb") as fi:
+                    _copy_stream(fi, part, prog, None, hasher)
             except OSError as e:
                 raise DataError(f"cannot copy {src} to {part}: {e}") from e
             finally:
@@ -242,6 +267,8 @@ def fetch_archive(
                     wait = backoff * 2 ** (attempt - 1)
                     log.warning("attempt %d failed (%s); retrying in %.2f s", attempt, e, wait)
                     time.sleep(wait)
+                except _CannotWrite:
+                    raise  # a local problem: fetching by other means would not help
                 except DataError as e:
                     raise DataError(f"{e}. {hint}") from e
         found = hasher.hexdigest()  # computed while writing .part

@@ -190,6 +190,8 @@ def _check_prepared(path: Path, headers: dict) -> None:
         problems.append(f"class_names has dtype {headers['class_names'][1]}, expected text")
     if shape["meta_json"] != ():
         problems.append(f"meta_json has shape {shape['meta_json']}, expected () (one JSON text)")
+    if kind["meta_json"] != "U":
+        problems.append(f"meta_json has dtype {headers['meta_json'][1]}, expected text")
     if problems:
         raise DataError(f"{path}: " + "; ".join(problems))
 
@@ -217,6 +219,8 @@ def load_prepared(path, arrays=PREPARED_KEYS) -> Prepared:
         meta = json.loads(meta_text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: meta_json is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: meta_json holds {meta_text[:40]!r}, expected a JSON object {{...}}")
     # a label outside the classes would train against an all-zero target without a word
     wrong = [f"{k} has labels {int(v.min())}..{int(v.max())}, expected 0..{len(class_names) - 1} (one per class name)"
              for k, v in loaded.items() if k.startswith("y_") and v.size and (v.min() < 0 or v.max() >= len(class_names))]  # fmt: skip
