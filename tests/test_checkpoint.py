@@ -53,6 +53,10 @@ def test_foreign_file(tmp_path):
     np.savez(tmp_path / "other.npz", weights=np.zeros(3))
     with pytest.raises(CheckpointError, match="lacks W1"):
         load_checkpoint(tmp_path / "other.npz")
+    with open(tmp_path / "array.npz", "wb") as f:  # one .npy array under an .npz name
+        np.save(f, np.zeros(3))
+    with pytest.raises(CheckpointError, match="not a readable .npz file .*holds one ndarray"):
+        load_checkpoint(tmp_path / "array.npz")
 
 
 def test_wrong_shape_is_named(saved, tmp_path):
@@ -69,6 +73,9 @@ def test_wrong_shape_is_named(saved, tmp_path):
     ({"W1": "int8"}, r"W1 has dtype int8, expected floats"),
     ({"meta_json": np.array("[1, 2]")}, r"arch_json and meta_json must each hold a JSON object"),
     ({"arch_json": np.array("7")}, r"arch_json and meta_json must each hold a JSON object"),
+    # bn_eps decides no shape, yet the model reads it: a checkpoint without it failed later, in evaluation
+    ({"arch_json": np.array(json.dumps({k: v for k, v in cnn.make_arch(4, 6).items() if k != "bn_eps"}))},
+     r"its architecture lacks bn_eps"),
 ])  # fmt: skip
 def test_wrong_dtype_or_metadata_kind_is_named(saved, tmp_path, change, said):
     with np.load(saved[0]) as z:
@@ -109,4 +116,7 @@ def test_a_snapshot_resumes_only_when_whole_and_of_the_same_run(tmp_path):
     for bad in (whole[: len(whole) // 2], b"", b"not a zip file"):  # a write cut short, an empty or foreign file
         path.write_bytes(bad)
         assert load_train_state(path, "run-a", backend) is None
+    with open(path, "wb") as f:  # one .npy array
+        np.save(f, np.zeros(3))
+    assert load_train_state(path, "run-a", backend) is None
     assert load_train_state(tmp_path / "none.npz", "run-a", backend) is None

@@ -306,7 +306,12 @@ def test_summarize_seeds_takes_a_diverged_seed_and_names_the_file_and_key_of_a_b
            ("epoch-text", {"hyperparameters": {"seed": 2}, "best_val_acc": 0.5, "best_epoch": "3"}, None,
             "metrics.json: best_epoch is '3', expected a number (an integer)"),
            ("no-test", {"hyperparameters": {"seed": 3}, "best_val_acc": 0.5, "best_epoch": 1}, {"n_test": 10},
-            "test_metrics.json: test_accuracy is None, expected a number")]  # fmt: skip
+            "test_metrics.json: test_accuracy is None, expected a number"),
+           # Python's json reads Infinity and NaN: int() of them would raise a bare OverflowError
+           ("epoch-infinite", {"hyperparameters": {"seed": 4}, "best_val_acc": 0.5, "best_epoch": float("inf")}, None,
+            "metrics.json: best_epoch is inf, expected a number (an integer)"),
+           ("acc-nan", {"hyperparameters": {"seed": 5}, "best_val_acc": 0.5, "best_epoch": 1}, {"test_accuracy": float("nan")},
+            "test_metrics.json: test_accuracy is nan, expected a number")]  # fmt: skip
     for name, train, test, said in bad:
         folder = seed_dir(name, train, test)
         with pytest.raises(SystemExit, match=re.escape(f"error: {folder}/{said}")):

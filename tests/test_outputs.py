@@ -1,5 +1,6 @@
 """Outputs on a shared machine: every atomic write gets the usual mode for the user's umask."""
 
+import json
 import os
 import stat
 
@@ -32,6 +33,16 @@ def test_atomic_writes_get_the_mode_of_the_umask(tmp_path, umask, mask, expected
     for name in ("a.txt", "b.json", "c.npz", "d.csv"):
         assert mode(tmp_path / name) == expected, name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.json", "c.npz", "d.csv"]
+
+
+def test_json_has_null_where_a_number_is_not_finite(tmp_path):
+    """JSON has no NaN: Python would write a bare NaN (a diverged model's test loss), which strict
+    readers refuse; NumPy values, nested ones and arrays included, become plain or null."""
+    write_json_atomic(tmp_path / "m.json", {"loss": float("nan"), "runs": [{"x": np.float32("inf")}, -np.inf],
+                                            "ok": np.float64(0.5), "a": np.array([1.0, np.nan]), "n": np.int64(3)})  # fmt: skip
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"loss": None, "runs": [{"x": None}, None], "ok": 0.5, "a": [1.0, None], "n": 3}
 
 
 def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path):

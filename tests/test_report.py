@@ -1013,8 +1013,10 @@ def test_a_shown_seed_that_diverged_in_its_first_epoch_renders():
     history[["train_loss", "val_loss"]] = float("nan")
     final = {**fixture_inputs()["final_metrics"], "status": "diverged", "best_val_acc": None, "best_epoch": 0,
              "epochs_run": 1}  # fmt: skip
-    tex = text(ctx(history=history, final_metrics=final))
+    test_metrics = {**fixture_inputs()["test_metrics"], "test_loss": None}  # NaN, written as null
+    tex = text(ctx(history=history, final_metrics=final, test_metrics=test_metrics))
     assert "第 1 个 epoch 的损失就不再有限（发散），没有得到有效的验证准确率，因此也没有最优检查点。" in tex
+    assert "交叉熵损失不是有限值（参数已发散）" in tex and "测试损失不是有限值" in tex
     assert "载入训练发散时保存的参数（没有最优检查点）" in tex
     assert "最优检查点使测试结果" in tex  # the method's design, still true
     assert "验证集上的最好准确率为" not in tex and "灰色底纹标出最优 epoch" not in tex

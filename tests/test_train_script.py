@@ -85,6 +85,21 @@ def test_a_snapshot_of_another_run_is_not_resumed(data, tmp_path):
     assert "resuming" not in out.stderr
 
 
+def test_a_snapshot_taken_on_other_data_at_the_same_path_is_not_resumed(data, tmp_path):
+    """`prepare` may rewrite the data file (another split seed) after a run was killed: the
+    snapshot names the data it was trained on, not only their path."""
+    own = tmp_path / "cifar10.npz"
+    shutil.copyfile(data, own)
+    out = tmp_path / "run"
+    proc = subprocess.Popen(command(own, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stop_after_snapshot(proc, out / "state.npz", proc.kill)
+    with np.load(data) as z:
+        arrays = {k: z[k] for k in ("x_train", "y_train", "x_val", "y_val")}
+    write_prepared(own, meta={"standardize": None, "split_seed": 1}, **arrays)  # the same arrays, made otherwise
+    result = subprocess.run(command(own, out), check=True, capture_output=True, text=True)
+    assert "resuming" not in result.stderr and (out / "metrics.json").is_file()
+
+
 def test_divergence_is_a_status_not_a_crash(data, tmp_path):
     run(data, tmp_path, "--lr", "1e9", "--clip", "0")
     metrics = json.loads((tmp_path / "metrics.json").read_text())

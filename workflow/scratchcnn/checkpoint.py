@@ -19,7 +19,7 @@ import numpy as np
 
 from .backend import Backend, host_array
 from .io import save_npz_atomic
-from .model import BN_STATE_NAMES, PARAM_NAMES, param_shapes
+from .model import BN_STATE_NAMES, PARAM_NAMES, make_arch, param_shapes
 from .training import TrainState
 
 ARRAY_NAMES = PARAM_NAMES + BN_STATE_NAMES
@@ -56,7 +56,10 @@ def read_npz(path, what="checkpoint") -> dict:
     if not path.exists():
         raise CheckpointError(f"{what} {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a single .npy array under this name
+            raise ValueError(f"it holds one {type(z).__name__}, not named arrays")
+        with z:
             return {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(
@@ -76,6 +79,9 @@ def load_checkpoint(path, expected_arch: dict | None = None) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path}: arch_json/meta_json is not valid JSON ({exc})") from exc
     if not isinstance(arch, dict) or not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint {path}: arch_json and meta_json must each hold a JSON object")
+    missing = sorted(set(make_arch()) - set(arch))  # every key the model reads, not only the shapes'
+    if missing:
+        raise CheckpointError(f"checkpoint {path}: its architecture lacks {', '.join(missing)}")
     if expected_arch is not None:
         diff = [
             f"{k}: checkpoint has {arch.get(k)!r}, expected {v!r}"
@@ -118,10 +124,9 @@ def save_train_state(path, state: TrainState, fingerprint: str) -> None:
 def load_train_state(path, fingerprint: str, backend: Backend) -> TrainState | None:
     """The snapshot at ``path``, or None when it is absent, unreadable or from another run."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = read_npz(path, "snapshot")
         info = json.loads(str(arrays.pop("info_json")))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # a snapshot cut short, say
+    except (ValueError, KeyError):  # absent, cut short, or not ours (CheckpointError is a ValueError)
         return None
     if not isinstance(info, dict) or info.pop("fingerprint", None) != fingerprint:
         return None

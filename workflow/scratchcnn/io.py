@@ -6,6 +6,7 @@ A crash or a bad input never leaves a half-written output behind.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import zipfile
@@ -68,7 +69,23 @@ def write_text_atomic(path, text: str) -> None:
 
 
 def write_json_atomic(path, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_plain) + "\n")
+    """``obj`` as indented UTF-8 JSON, atomically; a value that is not finite (a diverged run's
+    loss) is written as null, since JSON has no NaN and strict readers refuse Python's."""
+    text = json.dumps(_finite(obj), indent=2, ensure_ascii=False, default=_plain, allow_nan=False)
+    write_text_atomic(path, text + "\n")
+
+
+def _finite(obj):
+    """``obj`` with NumPy values made plain and every NaN or infinity replaced by None."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def read_json_object(path) -> dict:

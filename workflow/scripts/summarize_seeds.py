@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def number(obj: dict, keys: tuple, kind: type, path: Path, may_be_null=False):
         value = value.get(key) if isinstance(value, dict) else None
     if value is None and may_be_null:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or (kind is int and value != int(value))):  # fmt: skip
         raise SystemExit(f"error: {path}: {'.'.join(keys)} is {value!r}, expected a number"
                          f"{' (an integer)' if kind is int else ''}")  # fmt: skip
     return kind(value)

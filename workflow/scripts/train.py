@@ -79,11 +79,13 @@ def parse_args(argv=None):
 
 
 def load_data(path, backend, subset=0):
-    data = load_prepared(path, arrays=("x_train", "y_train", "x_val", "y_val")).arrays
+    """The training and validation arrays on the device, and the data file's meta (what it was made from)."""
+    prepared = load_prepared(path, arrays=("x_train", "y_train", "x_val", "y_val"))
+    data = prepared.arrays
     if subset:
         data["x_train"], data["y_train"] = data["x_train"][:subset], data["y_train"][:subset]
     # the whole split lives on the device for the run: no per-batch host copies
-    return {k: backend.asarray(v, dtype=np.float32 if k[0] == "x" else np.int64) for k, v in data.items()}
+    return {k: backend.asarray(v, dtype=np.float32 if k[0] == "x" else np.int64) for k, v in data.items()}, prepared.meta
 
 
 def claim_device(args, held: contextlib.ExitStack) -> int | None:
@@ -150,14 +152,18 @@ def run(args, held: contextlib.ExitStack) -> int:
     log.info("backend %s on %s; arch %s; %s", backend.name, backend.device_name, arch, cfg)
 
     try:
-        data = load_data(args.data, backend, args.train_subset)
+        data, data_meta = load_data(args.data, backend, args.train_subset)
     except DataError as exc:
         log.error("%s", exc)
         return 1
     log.info("data: %d training and %d validation images", len(data["x_train"]), len(data["x_val"]))
 
-    # a snapshot is reused only by the same run on the same data and backend
-    fingerprint = hashlib.sha256(json.dumps([run_config, backend.name], sort_keys=True).encode()).hexdigest()
+    # a snapshot is reused only by the same run on the same data and backend: the data file's path
+    # alone would let a run killed before `prepare` rewrote it go on with other data (its meta names
+    # the archive's md5, the split seed and the standardisation)
+    fingerprint = hashlib.sha256(
+        json.dumps([run_config, backend.name, data_meta], sort_keys=True).encode()
+    ).hexdigest()
     state_path = out / "state.npz"
     state = load_train_state(state_path, fingerprint, backend)
     if state is None:

@@ -50,7 +50,8 @@ def test_context(test_metrics: dict, study_accuracy: float, headline: float) -> 
     return {
         "acc": fixed(acc, 4),
         "acc_pct": pct(acc),
-        "loss": fixed(test_metrics["test_loss"], 4),
+        # null in test_metrics.json where the parameters diverged
+        "loss": fixed(test_metrics["test_loss"], 4) if facts.finite(test_metrics["test_loss"]) else None,
         "n": integer(test_metrics["n_test"]),
         "correct": integer(sum(int(r["correct"]) for r in per_class)),
         "vs_study": facts.compare(headline, study_accuracy),
