@@ -498,3 +498,66 @@ def test_curves_plot_the_history(monkeypatch, tmp_path, name, curves, scale):
         line = lines[figures.LABELS[key]["en"]]
         np.testing.assert_array_equal(line.get_xdata(), history["epoch"])
         np.testing.assert_allclose(line.get_ydata(), scale * history[column])
+
+
+def test_a_figure_that_cannot_be_written_leaves_the_previous_pair_and_no_new_file(inputs, tmp_path, monkeypatch):
+    """The PNG fails after the PDF was rendered (a full disk): the folder keeps the previous PDF
+    and PNG, not a new PDF beside an old PNG; an error of any kind at writing time (matplotlib
+    raises ValueError for text it cannot typeset) is the script's one-line error, and every
+    figure written earlier in the same call is removed."""
+    import matplotlib.figure
+
+    out = tmp_path / "out"
+    argv = ["--which", "per_class_accuracy", "loss_curve", "--out-dir", str(out), "--lang", "en", "--dpi", "40",
+            "--test-metrics", str(inputs["--test-metrics"]), "--history", str(inputs["--history"])]  # fmt: skip
+    assert load_script("plot_figures").main(argv) == 0
+    before = {p.name: (p.stat().st_ino, p.read_bytes()) for p in out.iterdir()}  # a replaced file has a new inode
+    real = matplotlib.figure.Figure.savefig
+
+    def failing(fig, fname, *a, format=None, **k):
+        if format == "png" and fig.axes[0].get_title() == figures.FIGURES["loss_curve"].title["en"]:
+            raise ValueError("cannot typeset the label")
+        return real(fig, fname, *a, format=format, **k)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", failing)
+    with pytest.raises(SystemExit) as ei:
+        load_script("plot_figures").main(argv)
+    assert str(ei.value) == f"error: figure 'loss_curve' cannot be written to {out} (ValueError: cannot typeset the label)"
+    # per_class_accuracy, written first in this call, is gone; loss_curve's old pair is untouched
+    after = {p.name: (p.stat().st_ino, p.read_bytes()) for p in out.iterdir()}
+    assert after == {k: v for k, v in before.items() if k.startswith("loss")}
+
+
+def test_a_class_name_with_dollars_is_drawn_as_written(monkeypatch, tmp_path):
+    """Class names come from the archive: two $ would make matplotlib typeset the text between
+    them as mathematics, and a name like $\\foo$ would stop the figure."""
+    from matplotlib.text import Text
+
+    names = ["price $5 or $6", r"$\foo$"] + CLASSES[2:]
+    assert figures.class_label(names[0], "en") == r"price \$5 or \$6"
+    cm = np.diag(np.full(10, 5)) + 1
+    t, p = np.nonzero(cm)
+    path = tmp_path / "test_metrics.json"
+    path.write_text(json.dumps(classification_report(np.repeat(t, cm[t, p]), np.repeat(p, cm[t, p]), names)))
+    fig = drawn(monkeypatch, tmp_path, "confusion_matrix", {"--test-metrics": path})
+    ticks = [tl.get_text() for tl in fig.axes[0].get_yticklabels()]
+    shown = [Text(text=s)._preprocess_math(s) for s in ticks[:2]]
+    assert shown == [(names[0], False), (names[1], False)]  # plain text, as written
+    fig.savefig(tmp_path / "c.png", format="png")  # the real savefig: it typesets
+
+
+def test_the_best_validation_star_skips_the_epoch_that_diverged(monkeypatch, tmp_path):
+    """training.train appends the epoch whose loss went non-finite and stops: that epoch's
+    accuracy (a NaN model's, about 10 %) is not the best epoch's, even when it is the only one."""
+    history = make_history(epochs=3)
+    history.loc[2, ["train_loss", "val_loss", "val_acc"]] = [np.nan, np.inf, 0.95]
+    path = tmp_path / "history.csv"
+    history.to_csv(path, index=False)
+    lines = {ln.get_label(): ln for ln in drawn(monkeypatch, tmp_path, "val_accuracy", {"--history": path}).axes[0].get_lines()}
+    [star] = [ln for label, ln in lines.items() if label.startswith(figures.LABELS["best_val"]["en"])]
+    best = history.loc[:1, "val_acc"].max()
+    assert list(star.get_ydata()) == [100 * best] and star.get_label().endswith(f"{100 * best:.2f}%")
+    history.loc[:, ["train_loss", "val_loss", "val_acc"]] = [np.nan, np.nan, 0.1]
+    history.iloc[:1].to_csv(path, index=False)  # diverged in its first epoch: no best at all
+    lines = drawn(monkeypatch, tmp_path / "one", "val_accuracy", {"--history": path}).axes[0].get_lines()
+    assert not [ln for ln in lines if ln.get_label().startswith(figures.LABELS["best_val"]["en"])]

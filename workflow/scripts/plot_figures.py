@@ -111,10 +111,10 @@ def main(argv=None) -> int:
     for name, fig in drawn.items():
         try:
             written += figures.save_figure(fig, args.out_dir / name, dpi=args.dpi)
-        except OSError as exc:
+        except Exception as exc:  # a full disk, or text matplotlib cannot typeset (found only when written)
             for path in written:
                 path.unlink(missing_ok=True)
-            raise SystemExit(f"error: figure {name!r} cannot be written to {args.out_dir} ({exc})")
+            raise SystemExit(f"error: figure {name!r} cannot be written to {args.out_dir} ({type(exc).__name__}: {exc})")
     for path in written:
         logging.info("wrote %s", path)
     return 0

@@ -78,6 +78,10 @@ def val_accuracy(history: pd.DataFrame, lang: str) -> Figure:
         ok = np.isfinite(y)
         ax.plot(h["epoch"][ok], y[ok], marker="o", color=COLORS[key], label=t(key, lang))
     val = 100 * pd.to_numeric(h["val_acc"], errors="coerce")
+    # as training keeps its best: not the epoch whose loss went non-finite (its accuracy is a NaN model's)
+    finite = np.isfinite(pd.to_numeric(h["train_loss"], errors="coerce")) & np.isfinite(
+        pd.to_numeric(h["val_loss"], errors="coerce"))
+    val = val.where(finite)
     if np.isfinite(val).any():
         i = int(np.nanargmax(val.to_numpy()))
         e, v = h["epoch"].iloc[i], val.iloc[i]

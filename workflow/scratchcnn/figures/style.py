@@ -127,11 +127,12 @@ def title(figure: str, lang: str) -> str:
 
 
 def class_label(name: str, lang: str) -> str:
-    """A class name as shown in ``lang`` (CIFAR-10 names are translated for zh)."""
+    """A class name as shown in ``lang`` (CIFAR-10 names are translated for zh), its ``$`` escaped:
+    names come from the archive, and matplotlib would typeset text between two as mathematics."""
     name = str(name)
     if lang == "zh":
-        return CLASS_NAMES_ZH.get(name, name)
-    return name
+        name = CLASS_NAMES_ZH.get(name, name)
+    return name.replace("$", r"\$")
 
 
 # --------------------------------------------------------------------------- style
@@ -217,13 +218,13 @@ def save_figure(fig: Figure, stem, dpi: int | None = None, close: bool = True) -
     The PDF carries no creation date, so the same figure gives the same bytes.
     """
     stem = Path(stem)
-    written = []
-    for ext in ("pdf", "png"):
-        target = stem.with_name(f"{stem.name}.{ext}")
-        with atomic_path(target, suffix=f".{ext}") as tmp:
-            meta = {"CreationDate": None} if ext == "pdf" else {"Software": None}
-            fig.savefig(tmp, format=ext, dpi=dpi or PNG_DPI, metadata=meta)
-        written.append(target)
+    pdf, png = stem.with_name(f"{stem.name}.pdf"), stem.with_name(f"{stem.name}.png")
+    # both rendered before either replaces a file: a failure in the second (a full disk) leaves
+    # the previous pair, not a new PDF beside an old PNG
+    with atomic_path(pdf, suffix=".pdf") as tmp_pdf, atomic_path(png, suffix=".png") as tmp_png:
+        fig.savefig(tmp_pdf, format="pdf", dpi=dpi or PNG_DPI, metadata={"CreationDate": None})
+        fig.savefig(tmp_png, format="png", dpi=dpi or PNG_DPI, metadata={"Software": None})
+    written = [pdf, png]
     if close:
         plt.close(fig)
     return written
