@@ -74,3 +74,17 @@ def test_command_line_strings_are_read_as_the_schema_types_them():
     }
     lines = configcheck.problems({"model": {"filters": 2.5}}, _schema(), command_line={"model": {"filters": "2.5"}})
     assert lines == ["model.filters (in --config): 2.5 is not of type 'integer'"]
+
+
+def test_numbers_take_the_form_their_key_asks_for():
+    """The check accepts 200.0 (or 2e2, read as 200.0) as an integer, which a step's integer flag
+    then refuses; and clip 5 and 5.0 are one setting, which must give one command (a rerun
+    trigger). Values the check refuses are left for it."""
+    given = {"seed": 1.0, "train": {"batch_size": 32.0, "clip": 5, "lr": 1, "seeds": [0.0, 2], "train_subset": 200.0,
+                                    "reg": 0, "epochs": True},
+             "model": {"bn_momentum": 1, "filters": 2.5}, "data": {"md5": "5", "n_val": 1e2}}  # fmt: skip
+    typed = configcheck.as_schema_types(given, _schema())
+    assert typed == {"seed": 1, "train": {"batch_size": 32, "clip": 5.0, "lr": 1.0, "seeds": [0, 2], "train_subset": 200,
+                                          "reg": 0.0, "epochs": True},
+                     "model": {"bn_momentum": 1.0, "filters": 2.5}, "data": {"md5": "5", "n_val": 100}}  # fmt: skip
+    assert [type(v) for v in (typed["seed"], typed["train"]["batch_size"], typed["train"]["clip"])] == [int, int, float]

@@ -43,6 +43,19 @@ def test_a_float_written_without_a_dot_is_used_and_explained(tmp_path):
     assert "train.reg: YAML read '1e-4' as a string; using 0.0001" in r.stdout + r.stderr
 
 
+def test_whole_numbers_reach_the_steps_in_the_form_their_flags_take(tmp_path):
+    """train_subset: 2e2 (read as 200.0) and batch_size: 32.0 pass the check as integers; the steps'
+    integer flags would refuse '200.0'. clip: 5 and the default 5.0 are the same setting, and give
+    the same command (a changed command retrains every point)."""
+    cfg = write(tmp_path, "c.yaml", "train:\n  train_subset: 2e2\n  batch_size: 32.0\n  clip: 5\ndata:\n  n_val: 1.0e+2\n")
+    r = dry_run("--configfile", "config/demo.yaml", cfg, "-p", "-F")
+    assert r.returncode == 0, r.stderr[-2000:]
+    train = [line for line in r.stdout.splitlines() if "scripts/train.py" in line and "results/sweep/points/" in line]
+    assert train and all(" --train-subset 200 " in c and " --batch-size 32 " in c and " --clip 5.0 " in c
+                         for c in train), train  # fmt: skip
+    assert re.search(r"scripts/prepare\.py .*--n-val 100 ", r.stdout), r.stdout[-3000:]
+
+
 def test_a_bad_value_is_refused_naming_the_key_and_its_file(tmp_path):
     cfg = write(tmp_path, "c.yaml", "train:\n  lr: fast\n")
     r = dry_run("--configfile", "config/demo.yaml", cfg, "--config", "device=tpu")

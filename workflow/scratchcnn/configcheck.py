@@ -81,6 +81,27 @@ def typed_command_line(values, schema: dict):
     return value if isinstance(value, (int, float)) and types & {"integer", "number"} else values
 
 
+def as_schema_types(data, schema: dict):
+    """``data`` (already checked against ``schema``) with each number in the form its key's type
+    asks for: a whole float where an integer is asked as an int (the check accepts 200.0 and
+    2e2 as integers, but a step's flag would refuse '200.0'), an int where a number is asked as
+    a float (``clip: 5`` and ``clip: 5.0`` are one setting, and must give one command)."""
+    if isinstance(data, Mapping):
+        props = schema.get("properties", {})
+        return {k: as_schema_types(v, props.get(k, {})) for k, v in data.items()}
+    if isinstance(data, list):
+        return [as_schema_types(v, schema.get("items", {})) for v in data]
+    if isinstance(data, bool) or not isinstance(data, (int, float)):
+        return data
+    types = schema.get("type", [])
+    types = {types} if isinstance(types, str) else set(types)
+    if "integer" in types and float(data).is_integer():
+        return int(data)
+    if types == {"number"}:
+        return float(data)
+    return data
+
+
 def problems(data, schema: dict, files=(), command_line=None) -> list[str]:
     """One line per schema violation in ``data``, each naming the key and who set it (one of
     ``files`` or ``--config``). An unknown key lists the keys allowed beside it."""
