@@ -213,3 +213,69 @@ def test_train_script_claims_a_gpu_only_on_a_gpu_run(tmp_path, monkeypatch, devi
     if expected is not None:  # the claim ended with the run
         with claim_gpu(gpus, lock_dir=locks, visible=None, timeout=0, log=lambda m: None) as i:
             assert i == 0
+
+
+def test_a_full_disk_for_the_holders_note_does_not_stop_the_claim(tmp_path, monkeypatch):
+    """The pid note only tells a waiting job who holds the slot: a full /tmp once failed the job
+    that had its slot, blaming its results folder."""
+    def full(fd, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(devices.os, "write", full)
+    with claim_gpu(1, lock_dir=tmp_path, visible=None, timeout=0, log=lambda m: None) as i:
+        assert i == 0
+        with pytest.raises(GpuClaimError):  # and the slot is held all the same
+            with claim_gpu(1, lock_dir=tmp_path, visible=None, timeout=0, log=lambda m: None):
+                pass
+
+
+def test_the_default_lock_folder_is_private_and_another_users_is_refused(tmp_path, monkeypatch):
+    """Its name is easy to guess in a shared /tmp: a folder another user made first could hold
+    our slots for ever, or link a lock to one of our files."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setattr(devices.tempfile, "tempdir", None)
+    folder = devices.default_lock_dir()
+    with claim_gpu(1, visible=None, timeout=0, log=lambda m: None) as i:
+        assert i == 0
+    assert os.stat(folder).st_mode & 0o777 == 0o700
+    monkeypatch.setattr(devices.os, "getuid", lambda: os.stat(folder).st_uid + 1)  # now it is someone else's
+    monkeypatch.setattr(devices, "default_lock_dir", lambda: folder)
+    with pytest.raises(GpuClaimError, match=f"GPU lock folder {folder} is not a folder of yours .*--gpu-lock-dir"):
+        with claim_gpu(1, visible=None, timeout=0, log=lambda m: None):
+            pass
+
+
+def test_a_lock_that_is_a_symbolic_link_is_refused_and_its_target_untouched(tmp_path):
+    mine = tmp_path / "notes.txt"
+    mine.write_text("three weeks of results")
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    devices.lock_path(locks, "0", 0).symlink_to(mine)
+    with pytest.raises(GpuClaimError, match="is a symbolic link"):
+        with claim_gpu(1, lock_dir=locks, visible=None, timeout=0, log=lambda m: None):
+            pass
+    assert mine.read_text() == "three weeks of results"
+
+
+def test_auto_that_falls_back_to_the_cpu_gives_its_gpu_slot_back(tmp_path, monkeypatch):
+    """CuPy saw a GPU, so the job claimed a slot, but the GPU failed (full, say) and device: auto
+    went on with NumPy: the slot is another job's for the hours the CPU run takes."""
+    train = load_script("train")
+    monkeypatch.setattr(train, "count_gpus", lambda: 1)
+    monkeypatch.setattr(train, "get_backend", lambda device, device_id=None: backend_lib.numpy_backend())
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    locks, out = tmp_path / "locks", tmp_path / "out"
+    free = []
+    real_load = train.load_data
+
+    def load_and_probe(*a, **k):  # while the run goes on: is the slot free?
+        with claim_gpu(1, lock_dir=locks, visible=None, timeout=0, log=lambda m: None) as i:
+            free.append(i)
+        return real_load(*a, **k)
+
+    monkeypatch.setattr(train, "load_data", load_and_probe)
+    argv = train_argv(_tiny_dataset(tmp_path / "data.npz"), out, filters=2, epochs=1, batch_size=8, device="auto")
+    assert train.main(argv + ["--gpu-lock-dir", str(locks)]) == 0
+    assert free == [0]
+    assert json.loads((out / "metrics.json").read_text())["device_id"] is None

@@ -20,6 +20,7 @@ import fcntl
 import logging
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -85,14 +86,40 @@ def default_lock_dir() -> Path:
     return Path(tempfile.gettempdir()) / name
 
 
+def _own_folder(path: Path) -> None:
+    """Make the default lock folder (a name anyone can guess, in a shared /tmp) private, and
+    refuse one that another user made first or that is a link: its locks could be held forever
+    or point at our files."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise GpuClaimError(
+            f"GPU lock folder {path} is not a folder of yours (owner uid {st.st_uid}, you are "
+            f"{os.getuid()}): remove it, or give another with --gpu-lock-dir"
+        )
+
+
 def lock_path(lock_dir: Path, physical_id: str, slot: int) -> Path:
     safe = re.sub(r"[^0-9A-Za-z_.-]", "_", physical_id)
     return Path(lock_dir) / f"gpu{safe}.slot{slot}.lock"
 
 
 def _try_lock(path: Path) -> int | None:
-    """An open descriptor holding an exclusive flock on ``path``, or None if another holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # not inherited by child processes
+    """An open descriptor holding an exclusive flock on ``path``, or None if another holds it.
+
+    Never through a symbolic link (it could point at any file of ours). Another user's lock file,
+    in a folder shared on purpose, opens read-only: flock needs no more.
+    """
+    flags = os.O_CREAT | os.O_NOFOLLOW  # not inherited by child processes
+    try:
+        try:
+            fd = os.open(path, os.O_RDWR | flags, 0o666)
+        except PermissionError:
+            fd = os.open(path, os.O_RDONLY | flags, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise GpuClaimError(f"GPU lock {path} is a symbolic link; remove it (a lock is a plain file)") from None
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -138,7 +165,10 @@ def claim_gpu(
         raise GpuClaimError(
             f"no GPU to claim: {n_devices} device(s) seen, CUDA_VISIBLE_DEVICES={visible!r}"
         )
-    lock_dir = Path(lock_dir) if lock_dir is not None else default_lock_dir()
+    if lock_dir is None:
+        lock_dir = default_lock_dir()
+        _own_folder(lock_dir)
+    lock_dir = Path(lock_dir)
     lock_dir.mkdir(parents=True, exist_ok=True)
     slots = [(index, slot) for slot in range(jobs_per_gpu) for index in range(len(ids))]
     started = time.monotonic()
@@ -150,8 +180,11 @@ def claim_gpu(
             if fd is None:
                 continue
             try:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"pid {os.getpid()} on {os.uname().nodename}\n".encode())
+                try:  # the note only tells a waiting job who holds the slot: a full /tmp must not stop this one
+                    os.ftruncate(fd, 0)
+                    os.write(fd, f"pid {os.getpid()} on {os.uname().nodename}\n".encode())
+                except OSError:
+                    pass
                 log(
                     f"claimed GPU {index} (physical {ids[index]}, slot {slot + 1} of {jobs_per_gpu})"
                     + (f" after waiting {time.monotonic() - started:.0f}s" if waiting_said else "")

@@ -149,6 +149,9 @@ def run(args, held: contextlib.ExitStack) -> int:
     except (BackendError, GpuClaimError) as exc:
         log.error("%s", exc)
         return 1
+    if args.device == "auto" and backend.name == "numpy" and device_id is not None:
+        held.close()  # auto fell back to the CPU (get_backend said why): the GPU slot is another job's
+        device_id = None
     log.info("backend %s on %s; arch %s; %s", backend.name, backend.device_name, arch, cfg)
 
     try:
