@@ -45,7 +45,9 @@ fi
 STEPS=${STEPS:-setup full points sweeps}
 OUT=${OUT:-$REPO/benchmarks/runs/gpu-study-$(date +%Y%m%d-%H%M%S)}
 BUDGET=${BUDGET:-570}  # seconds for this call; a device command may run 600
-SWEEP_MIN_S=${SWEEP_MIN_S:-60}  # a sweep run starts only with this much of the budget left
+# a sweep run starts only with this much of the budget left: by the first run (2026-11-28, an H200),
+# a 2-epoch sweep of 15 jobs one at a time took 90 to 105 s, and one cut short measures nothing
+SWEEP_MIN_S=${SWEEP_MIN_S:-120}
 SITE=${SITE:-/tmp/site}
 COMMIT=${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 MD5=90b78273681b59d9505503deffe130da  # the stand-in archive (../shared/data/README.md)
@@ -114,7 +116,9 @@ mps_start() {
     command -v nvidia-cuda-mps-control >/dev/null || { echo "mps: no nvidia-cuda-mps-control"; return 1; }
     export CUDA_MPS_PIPE_DIRECTORY=$WORK/mps/pipe CUDA_MPS_LOG_DIRECTORY=$WORK/mps/log
     mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-    nvidia-cuda-mps-control -d || { echo "mps: the daemon did not start"; return 1; }
+    # the daemon keeps its inherited descriptors: not this script's, whose stdout is the pipe into tee
+    nvidia-cuda-mps-control -d </dev/null >"$CUDA_MPS_LOG_DIRECTORY/start.txt" 2>&1 ||
+        { echo "mps: the daemon did not start"; cat "$CUDA_MPS_LOG_DIRECTORY/start.txt"; return 1; }
     if [ $MODE = gpu ]; then  # one client through the daemon, or the setting is not worth its time
         limited 20 python3 -c "import cupy; assert int(cupy.arange(4).sum()) == 6" ||
             { echo "mps: a CuPy client failed"; tail -n 5 "$CUDA_MPS_LOG_DIRECTORY"/*.log 2>/dev/null; return 1; }
@@ -123,7 +127,8 @@ mps_start() {
 }
 mps_stop() {
     [ -n "${CUDA_MPS_PIPE_DIRECTORY:-}" ] || return 0
-    echo quit | nvidia-cuda-mps-control 2>/dev/null || true
+    # quit waits for the daemon's clients: bounded, since a killed run's may not go quietly
+    echo quit | timeout --kill-after=5 15 nvidia-cuda-mps-control 2>/dev/null || true
     sleep 1
     unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
 }
@@ -216,7 +221,11 @@ if has full && [ $FAILED = 0 ]; then
     [ $mps = false ] || mps_stop
 fi
 
-if has points && [ -d "$WORK/full/results/sweep/points" ]; then  # the points trained so far
+if has points && [ -d "$WORK/full/results/sweep/points" ] && [ "$(left)" -lt 30 ]; then
+    # an earlier call's evaluations stay as they are, rather than be removed for a run cut short
+    echo "== points: not started, $(left) s left"
+    FAILED=1
+elif has points && [ -d "$WORK/full/results/sweep/points" ]; then  # the points trained so far
     echo "== points: every grid point's checkpoint on the test set"
     dev=$([ $MODE = gpu ] && echo gpu || echo cpu)
     rm -rf "$WORK/points"

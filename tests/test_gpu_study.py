@@ -240,3 +240,19 @@ def test_the_three_device_calls_run_every_step_on_the_cpu_and_bundle_the_results
     assert json.loads((ref / "test_metrics.json").read_text())["seeds"]["n"] == 2
     readme = (ref / "README.md").read_text()
     assert "| lr_reg, filters | 0.05 | 0.001 | 8 |" in readme and "| full (whole pipeline) | 2 (MPS) |" in readme
+
+
+def test_a_call_without_time_for_the_points_keeps_the_earlier_calls_evaluations(tmp_path):
+    """A late call (RESUME) with under 30 s left for the points step said it failed, after it had
+    removed the evaluations an earlier call made: they now stay."""
+    work = tmp_path / "work"
+    (work / "full/results/sweep/points/lr~0.1").mkdir(parents=True)
+    (work / "full/results/sweep/points/lr~0.1/model.npz").write_bytes(b"x")
+    earlier = work / "points/lr~0.1/test_metrics.json"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text('{"test_accuracy": 0.7}')
+    env = {**os.environ, "WORK": str(work), "OUT": str(tmp_path / "out"), "STEPS": "points", "BUDGET": "45"}
+    done = subprocess.run(["bash", "benchmarks/gpu_study.sh", "--cpu"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 1 and "== points: not started, " in done.stdout, done.stdout[-2000:]
+    assert earlier.read_text() == '{"test_accuracy": 0.7}'
