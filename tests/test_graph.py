@@ -62,3 +62,21 @@ def test_the_switch_leaves_numpy_runs_alone(monkeypatch):
     assert steps.bn_state is not bn  # the plain step's new state
     monkeypatch.setenv("SCRATCHCNN_GRAPH", "0")
     assert not graph.enabled()
+
+
+def test_setting_the_stream_gives_cublas_our_workspace_again():
+    """cublasSetStream "unconditionally resets the cuBLAS library workspace back to the default
+    workspace pool" (cuBLAS docs): the capture sets the stream, so the fixed workspace the captured
+    products are meant to use must be set after it, every time."""
+    import types
+
+    calls = []
+    lib = types.SimpleNamespace(
+        cublasSetStream_v2=lambda handle, stream: calls.append(("stream", stream.value)) or 0,
+        cublasSetWorkspace_v2=lambda handle, ptr, size: calls.append(("workspace", ptr.value, size)) or 0,
+    )
+    cublas = object.__new__(graph._Cublas)  # its parts alone: no GPU, no libcublas
+    cublas.lib, cublas.handle = lib, None
+    cublas.workspace = types.SimpleNamespace(data=types.SimpleNamespace(ptr=4096))
+    cublas.set_stream(77)
+    assert calls == [("stream", 77), ("workspace", 4096, graph.WORKSPACE_BYTES)]

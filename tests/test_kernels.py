@@ -342,6 +342,27 @@ def test_emulated_bn_relu_pool(case, train, emulated):
     np.testing.assert_array_equal(eval_out, got)
 
 
+@pytest.mark.parametrize("where", ["x", "gamma"])
+def test_emulated_bn_relu_pool_passes_nan_as_the_reference_does(where, emulated):
+    """A NaN (a run gone wrong) must reach the loss, which training reads to stop a diverged run:
+    ReLU's `y > 0 ? y : 0` and the window's `y > best` had read it as 0 and dropped it."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 4, 4, 3)).astype(np.float32)
+    gamma, beta = np.ones(3, np.float32), np.zeros(3, np.float32)
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    if where == "x":
+        x[0, 0, 1, 1] = np.nan  # one pixel, second in its window (training: all of channel 1's statistics)
+    else:
+        gamma[1] = np.nan
+    for train in (True, False):
+        kw = dict(train=train, momentum=0.8, eps=1e-5, size=2, stride=2)
+        want = L.bn_relu_pool_forward(x, gamma, beta, rm, rv, **kw)[0]
+        got = emulated.bn_relu_pool_forward(x, gamma, beta, rm, rv, need_cache=False, **kw)[0]
+        assert np.isnan(want).any()
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"train={train}")
+        np.testing.assert_allclose(got[~np.isnan(got)], want[~np.isnan(want)], rtol=1e-5, atol=1e-6)
+
+
 def test_no_kernel_result_depends_on_the_order_its_blocks_run_in(emulated, emulator_library):
     """On a GPU blocks run in any order and side by side; the emulator runs them one at a time.
     Every kernel, on shapes that take several blocks (grid-stride loops going round, several

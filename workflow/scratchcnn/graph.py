@@ -95,8 +95,7 @@ class _Cublas:
         self.workspace = cupy.empty(WORKSPACE_BYTES, dtype=np.uint8)  # kept: captured kernels use it
         if hasattr(lib, "cublasSetWorkspace_v2"):
             lib.cublasSetWorkspace_v2.argtypes, lib.cublasSetWorkspace_v2.restype = [p, p, ctypes.c_size_t], i
-            self._check(lib.cublasSetWorkspace_v2(self.handle, p(self.workspace.data.ptr), WORKSPACE_BYTES),
-                        "cublasSetWorkspace")  # fmt: skip
+        self._set_workspace()
         if os.environ.get("CUPY_TF32", "0") not in ("", "0"):  # as CuPy's own handle does then
             lib.cublasSetMathMode.argtypes, lib.cublasSetMathMode.restype = [p, i], i
             self._check(lib.cublasSetMathMode(self.handle, 3), "cublasSetMathMode")  # CUBLAS_TF32_TENSOR_OP_MATH
@@ -107,8 +106,16 @@ class _Cublas:
         if status != 0:
             raise GraphError(f"{what} returned cuBLAS status {status}")
 
+    def _set_workspace(self) -> None:
+        if hasattr(self.lib, "cublasSetWorkspace_v2"):
+            self._check(self.lib.cublasSetWorkspace_v2(self.handle, ctypes.c_void_p(self.workspace.data.ptr),
+                                                       WORKSPACE_BYTES), "cublasSetWorkspace")  # fmt: skip
+
     def set_stream(self, stream_ptr: int) -> None:
         self._check(self.lib.cublasSetStream_v2(self.handle, ctypes.c_void_p(stream_ptr)), "cublasSetStream")
+        # cublasSetStream "unconditionally resets the cuBLAS library workspace back to the default
+        # workspace pool" (cuBLAS docs): give it ours again, or the captured products would not use it
+        self._set_workspace()
 
     def gemm(self, a, b, out=None):
         """``a @ b`` for 2-D float32 CuPy arrays, into ``out`` (C-contiguous) when given."""

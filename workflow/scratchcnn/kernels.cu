@@ -318,7 +318,7 @@ extern "C" __global__ void bn_finalize(const double* __restrict__ psum,
         const double dmean = S / (double)m;
         const double dvar = Q / (double)m - dmean * dmean;  // biased, as the reference
         mean = (float)dmean;
-        var = (float)(dvar > 0.0 ? dvar : 0.0);
+        var = (float)(dvar < 0.0 ? 0.0 : dvar);  // rounding's negatives to 0; a NaN stays (diverged)
         rm_out[ch] = __fadd_rn(__fmul_rn(momentum, rm[ch]), __fmul_rn(one_minus_momentum, mean));
         rv_out[ch] = __fadd_rn(__fmul_rn(momentum, rv[ch]), __fmul_rn(one_minus_momentum, var));
     } else {
@@ -356,8 +356,10 @@ extern "C" __global__ void bn_relu_pool_fwd(const float* __restrict__ x, int n, 
                 const int ih = oh * stride + k / size, iw = ow * stride + k % size;
                 const float v = x[((b * h + ih) * w + iw) * c + ch];
                 float y = __fadd_rn(__fmul_rn(__fsub_rn(v, mu), sc), be);
-                y = y > 0.0f ? y : 0.0f;
-                if (k == 0 || y > best) {  // strictly greater: the first maximum wins a tie
+                // NaN passes ReLU and wins the window, as xp.maximum lets it: a diverged run must
+                // show NaN in its loss, not go on with the NaN read as 0
+                y = (y > 0.0f || y != y) ? y : 0.0f;
+                if (k == 0 || y > best || (y != y && best == best)) {  // strictly greater: the first maximum wins a tie
                     best = y;
                     best_at = k;
                 }
