@@ -1022,6 +1022,101 @@ def test_a_shown_seed_that_diverged_in_its_first_epoch_renders():
     assert "验证集上的最好准确率为" not in tex and "灰色底纹标出最优 epoch" not in tex
 
 
+def shortcomings(tex: str) -> str:
+    return tex[tex.index("\\subsection{不足}"):tex.index("\\subsection{改进方向}")]
+
+
+def test_the_fit_is_read_from_the_gap_and_the_loss_together():
+    """The shortcomings call overfitting where the validation loss rose or the training accuracy
+    leads by 2 points or more, underfitting only where it does not lead and the loss did not
+    rise, and neither for a small lead; a gap is a size, its direction in the words."""
+    h = make_history()  # the fixture: training 75.00 %, validation 62.52 %, the loss rising after epoch 10
+    tex = text(ctx(history=h))
+    assert says(shortcomings(tex), "存在过拟合（最后一个 epoch 的训练准确率比验证准确率高 12.48 个百分点，验证损失在最后 5 个 epoch 中回升）")
+    assert "dropout，以缩小训练与验证之间的差距" in tex
+    below = h.copy()
+    below.loc[below.index[-1], "train_acc"] = 0.58
+    tex = text(ctx(history=below))
+    assert "训练准确率反而低 4.52 个百分点" in tex and "-4.52" not in tex
+    # the loss still rose: overfitting, not also underfitting
+    assert "存在过拟合（验证损失在最后 5 个 epoch 中回升）" in shortcomings(tex) and "欠拟合" not in tex
+    falling = make_history(list(np.linspace(1.8, 0.9, 20)), best_epoch=20)
+    close = falling.copy()
+    close.loc[close.index[-1], "train_acc"] = float(close["val_acc"].iloc[-1]) + 0.0006  # a 0.06-point lead
+    tex = text(ctx(history=close))
+    assert "过拟合" not in shortcomings(tex) and "欠拟合" not in tex and "以缩小训练与验证之间的差距" not in tex
+    equal = falling.copy()
+    equal.loc[equal.index[-1], "train_acc"] = float(equal["val_acc"].iloc[-1]) + 0.0004  # prints as a lead
+    tex = text(ctx(history=equal))
+    assert "两者基本相同" in tex and "可能不足（欠拟合）" in shortcomings(tex)
+    assert R.facts.fit_reading(0.75, 0.6252, R.val_loss_trend(falling), "diverged") == "diverged"
+
+
+def test_a_final_run_that_diverged_is_not_credited_with_stable_training():
+    h = make_history().iloc[:4].copy()
+    h.loc[h.index[-1], ["train_loss", "val_loss", "val_acc"]] = [np.nan, np.nan, 0.1]
+    final = {**fixture_inputs()["final_metrics"], "status": "diverged", "best_epoch": 3, "epochs_run": 4,
+             "best_val_acc": float(h["val_acc"].iloc[2])}  # fmt: skip
+    tex = text(ctx(history=h, final_metrics=final))
+    assert "使训练稳定" not in tex and "过拟合；" not in tex
+    assert says(shortcomings(tex), "最终训练没有正常完成：第 4 个 epoch 的损失不再有限（发散），测试用的是此前验证准确率最高的第 3 个 epoch 的检查点。")
+    assert says(text(ctx()), "批归一化、梯度裁剪与学习率阶梯衰减使训练稳定")
+    no_decay = make_history().iloc[:5]
+    final = {**fixture_inputs()["final_metrics"], "epochs_run": 5, "best_epoch": 5,
+             "best_val_acc": float(no_decay["val_acc"].max())}  # fmt: skip
+    assert says(text(ctx(history=no_decay, final_metrics=final)), "批归一化与梯度裁剪使训练稳定")
+
+
+def test_epoch_times_within_five_percent_are_no_cost():
+    summary = make_summary()
+    filters = summary["sweep"] == "filters"
+    summary.loc[filters, "seconds_per_epoch"] = [30.01, 30.02, 30.03, 30.04]
+    c = ctx(summary=summary)
+    assert c["filter_cost"]["cost_direction"] == "equal"
+    tex = text(c)
+    assert "几乎不变（30.0 秒）" in tex and "多花约" not in tex and "代价明显" not in tex
+
+
+def test_a_sweep_longer_than_the_final_training_is_not_called_shorter():
+    summary = make_summary()
+    summary["epochs"] = 30
+    tex = text(ctx(summary=summary))
+    assert "每个点训练 30 个 epoch，比最终训练的 20 个多" in tex and "但只训练" not in tex
+    summary["epochs"] = 10
+    assert "但只训练 10 个 epoch，最终训练为 20 个" in text(ctx(summary=summary))
+
+
+def test_a_class_never_predicted_is_said_so_not_the_most_wrong():
+    cm = confusion_matrix()
+    cm[:, 0] += cm[:, 9]  # no image predicted as truck: its column moves to airplane's
+    cm[:, 9] = 0
+    inputs = fixture_inputs()
+    tm = make_test_metrics(cm, CIFAR, inputs["test_metrics"]["provenance"])
+    tex = text(ctx(test_metrics=tm))
+    assert says(tex, "没有一张测试图像被预测为 “truck（卡车）”， 网络从不给出这一预测（其精确率按 0 计）。")
+    assert "精确率最低的类别是" not in tex
+    assert "精确率最低的类别是" in text(ctx())
+
+
+def test_synthetic_data_get_no_reasons_drawn_from_photographs():
+    inputs = fixture_inputs()
+    tex = text(R.build_context(**inputs))
+    assert "天空、道路、水面" in tex and "外观相近的类别" in tex
+    inputs["data_meta"] = {**inputs["data_meta"], "synthetic": True}
+    tex = text(R.build_context(**inputs))
+    assert "天空、道路、水面" not in tex and "外观相近" not in tex
+    assert "说明网络难以区分这些类别" in tex
+
+
+def test_one_update_an_epoch_is_not_called_more_steps_than_full_batch():
+    inputs = fixture_inputs()
+    inputs["final_metrics"] = {**inputs["final_metrics"], "provenance": {
+        **inputs["final_metrics"]["provenance"], "config": {"train_subset": 50}}}  # 50 images, batch 64
+    tex = text(R.build_context(**inputs))
+    assert "每个 epoch 只更新 1 次参数，与全批量梯度下降相同" in tex and "多走得多的步数" not in tex
+    assert "每个 epoch 更新 704 次参数" in text(ctx())
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_any_grid_renders_and_names_each_sweeps_pick_as_the_selection_does(seed):
     """Random grids (one to three sweeps varying any of lr, reg and filters, ties, diverged points,

@@ -241,6 +241,9 @@ def classes_context(test_metrics: dict) -> dict:
     accs = [float(r["accuracy"]) for r in per_class]
     confused, mutual = _confusions(most_confused, per_class)
     errors = int(test_metrics["n_test"]) - sum(int(r["correct"]) for r in per_class)
+    # a class no image was predicted as has precision 0 by convention, not "the most wrong predictions"
+    predicted = np.asarray(test_metrics["confusion"]).sum(axis=0)
+    never = [r for r in per_class if predicted[int(r["class"])] == 0]
     top_share = sum(int(c["count"]) for c in most_confused) / errors if errors else 0.0
     return {
         "rows": _class_rows(per_class, ext),
@@ -255,6 +258,7 @@ def classes_context(test_metrics: dict) -> dict:
         "n_above": str(sum(a_ > acc for a_ in accs)),
         "n_classes": str(len(per_class)),
         "lowest_precision": _class_refs(ext_p["worst"]),
+        "never_predicted": _class_refs(never),
         "highest_precision": _class_refs(ext_p["best"]),
         "groups": _groups_context(per_class),
         "confused": confused,
@@ -344,6 +348,7 @@ def method_context(n_train: int | None, layers: list[dict], hp: dict, summary) -
         "sweep_epochs": str(sweep_epochs) if sweep_epochs else None,
         "sweep_same_length": sweep_epochs is not None and hp.get("epochs") is not None
         and sweep_epochs == int(hp["epochs"]),
+        "sweep_longer": sweep_epochs is not None and hp.get("epochs") is not None and sweep_epochs > int(hp["epochs"]),
     }
 
 

@@ -240,7 +240,7 @@ def train_context(final_metrics: dict, history, hp: dict, test_acc: float) -> di
         "last_val_pct": pct(last["val_acc"]),
         "last_train_loss": loss(last["train_loss"]),
         "last_val_loss": loss(last["val_loss"]),
-        "gap_pp": pct(float(last["train_acc"]) - float(last["val_acc"])),
+        "gap_pp": pct(abs(float(last["train_acc"]) - float(last["val_acc"]))),  # the words say which leads
         "gap_sign": facts.compare(last["train_acc"], last["val_acc"]),
         "first_val_pct": pct(h.iloc[0]["val_acc"]),
         "lr_first": plain(h.iloc[0]["lr"]),
@@ -332,6 +332,8 @@ def build_context(
     history_rows = _history_rows(h, best_epoch)
     train = train_context(final_metrics, h, hp, float(test_metrics["test_accuracy"]))
     train["n_rows_shown"] = str(len(history_rows))
+    train["fit"] = facts.fit_reading(h.iloc[-1]["train_acc"], h.iloc[-1]["val_acc"], facts.val_loss_trend(h),
+                                     train["status"])  # fmt: skip
     n_used = facts.training_images(data_meta, final_metrics)
     return {
         "test": test_context(test_metrics, study_accuracy, headline),

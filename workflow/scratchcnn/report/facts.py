@@ -25,6 +25,10 @@ EQUAL_PP = 0.05
 TIE_PP = 1e-9
 #: A relative change of the validation loss over the last epochs below this counts as flat.
 FLAT_REL = 0.02
+#: A training accuracy this many percentage points above the validation accuracy is overfitting.
+OVERFIT_PP = 2.0
+#: Epoch times within this fraction of each other count as the same cost.
+COST_EQUAL_REL = 0.05
 
 
 def compare(a, b, equal_pp=EQUAL_PP) -> str:
@@ -79,6 +83,19 @@ def val_loss_trend(history, window=None, flat_rel=FLAT_REL) -> dict:
     }
 
 
+def fit_reading(train_acc, val_acc, trend: dict, status: str) -> str:
+    """How the final run ended, for the report's shortcomings: ``diverged`` (it did not finish);
+    ``overfit`` (the validation loss rose at the end above an earlier minimum, as :func:`val_loss_trend`
+    reads it, or the training accuracy leads by :data:`OVERFIT_PP` points or more); ``underfit``
+    (the training accuracy does not lead, and the loss did not rise); else ``close`` (a small lead)."""
+    if status != "ok":
+        return "diverged"
+    rose = trend["direction"] == "rising" and not trend.get("min_is_last", False)
+    if rose or 100.0 * (float(train_acc) - float(val_acc)) >= OVERFIT_PP:
+        return "overfit"
+    return "underfit" if compare(train_acc, val_acc) != "above" else "close"
+
+
 def class_extremes(per_class: list[dict], key="accuracy") -> dict:
     """The best and worst classes by ``key`` (all tied classes are listed); ``all_equal`` where
     every class has the same value (a perfect test set, say)."""
@@ -129,7 +146,9 @@ def filter_cost(summary) -> dict | None:
         "high": hi,
         "ratio": hi["seconds_per_epoch"] / lo["seconds_per_epoch"] if lo["seconds_per_epoch"] > 0 else float("nan"),
         "per_filter_seconds": per_filter,
-        "cost_direction": compare(hi["seconds_per_epoch"], lo["seconds_per_epoch"], TIE_PP),
+        # relative: 30.01 against 30.04 s is no cost, though the two differ
+        "cost_direction": "equal" if abs(hi["seconds_per_epoch"] / lo["seconds_per_epoch"] - 1) < COST_EQUAL_REL
+        else ("above" if hi["seconds_per_epoch"] > lo["seconds_per_epoch"] else "below"),
         "acc_direction": compare(hi["best_val_acc"], lo["best_val_acc"]),
         "best_acc_filters": best_acc["filters"],
     }
