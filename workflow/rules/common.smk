@@ -135,7 +135,9 @@ except ValueError as exc:
         f"config (schema: {SCHEMAS}/config.schema.yaml):{exc}"
     ) from None
 # batch_size: 32.0 is 32 and clip: 5 is 5.0: one command per setting, which the steps accept
-config.update(configcheck.as_schema_types(dict(config), read_schema("config.schema.yaml")))
+config.update(
+    configcheck.as_schema_types(dict(config), read_schema("config.schema.yaml"))
+)
 
 # the model settings that shape the layers (each one's flag of train.py is its name)
 LAYER_KEYS = ("kernel_size", "padding1", "padding2", "pool_size", "pool_stride")
