@@ -9,6 +9,7 @@
 #   bash benchmarks/reference_outcome.sh STUDY_TARBALL [DEST]     # DEST: docs/reference
 #   ARCHIVE=...   the stand-in archive here (default ../shared/data/cifar-10-python-jpeg.tar.gz)
 #   KEEP=1        keep the build folder (printed) instead of removing it
+#   ALLOW_DEMO=1  take a bundle of gpu_study.sh --cpu (a rehearsal) too; otherwise only a GPU run's
 #
 # DEST gets: summary.csv and best.json (the sweeps), points_test.csv (every point's validation and
 # test accuracy and seconds per epoch), history.csv, metrics.json and per_class.csv (the seed the
@@ -17,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
-[ $# -ge 1 ] && [ -f "$1" ] || { sed -n '2,17p' "$0" >&2; exit 2; }
+[ $# -ge 1 ] && [ -f "$1" ] || { sed -n '2,18p' "$0" >&2; exit 2; }
 TARBALL=$(realpath "$1")
 DEST=$(realpath -m "${2:-docs/reference}")
 ARCHIVE=$(realpath -m "${ARCHIVE:-$REPO/../shared/data/cifar-10-python-jpeg.tar.gz}")
@@ -30,6 +31,11 @@ STUDY=$TMP/study
 for f in full/configfiles.txt full/results/final/test_metrics.json full/results/sweep/best.json points_test.csv timing.json; do
     [ -f "$STUDY/$f" ] || { echo "reference_outcome: $TARBALL has no study/$f (a full run of gpu_study.sh?)" >&2; exit 1; }
 done
+# a rehearsal's bundle (the demo on NumPy) must not become the reference outcome by mistake
+if [ "${ALLOW_DEMO:-0}" != 1 ] && ! python3 -c "import json, sys; sys.exit('mode: gpu' not in (json.load(open(sys.argv[1])).get('setup') or ''))" "$STUDY/timing.json"; then
+    echo "reference_outcome: $TARBALL is not a GPU run's (its setup block lacks 'mode: gpu'); ALLOW_DEMO=1 takes it anyway" >&2
+    exit 1
+fi
 
 BUILD=$TMP/build
 mkdir -p "$BUILD"

@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def pct(x) -> str:
     return "–" if x in (None, "") else f"{100 * float(x):.2f} %"
@@ -94,15 +96,24 @@ def section(ref: Path) -> str:
     best = json.loads((ref / "best.json").read_text())
     test_metrics = json.loads((ref / "test_metrics.json").read_text())
     full = next((r for r in timing["runs"] if r["name"] == "full"), None)
+    try:  # the committed README names the folder as the repository has it, not as this machine does
+        shown = ref.resolve().relative_to(ROOT)
+    except ValueError:
+        shown = ref
     head = (f"Measured on {setup.get('card', 'an unnamed card')} on {setup.get('date', '?')[:10]}, commit "
             f"{setup.get('commit', '?')[:12]}, with `benchmarks/device_run.sh` (benchmarks/NOTES.md); the files "
-            f"are in `{ref}`.")  # fmt: skip
+            f"are in `{shown}`.")  # fmt: skip
     parts = [head, ""]
     if full:
-        parts += [f"From the archive to `test_metrics.json`, every figure and `report.tex`: "
-                  f"{full['wall_seconds']:g} s with {full['jobs_per_gpu']} training jobs on the card"
-                  f"{' under CUDA MPS' if full.get('mps') else ''}"
-                  f"{', each training step replayed as a CUDA graph' if full.get('cuda_graph') else ''}.", ""]  # fmt: skip
+        how = (f"with {full['jobs_per_gpu']} training jobs on the card{' under CUDA MPS' if full.get('mps') else ''}"
+               f"{', each training step replayed as a CUDA graph' if full.get('cuda_graph') else ''}"
+               f"{' (two device calls, the second resuming the first)' if full.get('resumed') else ''}")  # fmt: skip
+        if full["exit"] == 0:
+            parts += [f"From the archive to `test_metrics.json`, every figure and `report.tex`: "
+                      f"{full['wall_seconds']:g} s {how}.", ""]  # fmt: skip
+        else:  # a time limit, say: its wall time is not the pipeline's
+            parts += [f"The whole pipeline did not finish on the card: it stopped after {full['wall_seconds']:g} s "
+                      f"(exit {full['exit']}) {how}.", ""]  # fmt: skip
     parts += ["Every grid point (test accuracy of its best-validation checkpoint; a diverged point is "
               "listed with its status):", "", *points_table(rows), "", *chosen_lines(best, test_metrics), "",
               "Wall time per setting of `train.jobs_per_gpu` (the sweep runs use fewer epochs per point than "

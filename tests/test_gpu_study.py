@@ -230,8 +230,12 @@ def test_the_three_device_calls_run_every_step_on_the_cpu_and_bundle_the_results
 
     # then, here: the reference outcome from the bundle, figures and PDF made again without training
     ref = tmp_path / "reference"
-    done = subprocess.run(["bash", "benchmarks/reference_outcome.sh", str(out / "study.tar.gz"), str(ref)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    command = ["bash", "benchmarks/reference_outcome.sh", str(out / "study.tar.gz"), str(ref)]
+    refused = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    # a rehearsal's bundle does not become the reference outcome by mistake
+    assert refused.returncode == 1 and "is not a GPU run's" in refused.stderr and not ref.exists(), refused.stderr
+    done = subprocess.run(command, cwd=ROOT, env={**os.environ, "ALLOW_DEMO": "1"}, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert sorted(p.name for p in ref.iterdir()) == sorted(
         ["README.md", "best.json", "history.csv", "metrics.json", "per_class.csv", "points_test.csv", "report.pdf",

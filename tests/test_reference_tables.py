@@ -67,3 +67,22 @@ def test_write_puts_the_section_into_the_folders_readme(tmp_path, capsys):
     readme = (ref / "README.md").read_text()
     assert readme.startswith("# The reference outcome\n") and reference_tables.section(ref) in readme
     assert capsys.readouterr().out.strip() == reference_tables.section(ref).strip()
+
+
+def test_a_pipeline_that_did_not_finish_is_not_given_a_finishing_time(tmp_path, monkeypatch):
+    """Call 3 stopped by its time limit after test_metrics.json (the figures and the PDF are made
+    here afterwards): its wall time is the limit's, not the pipeline's. A resumed run says so."""
+    ref = reference(tmp_path)
+    timing = json.loads((ref / "timing.json").read_text())
+    timing["runs"][0].update({"exit": 124, "wall_seconds": 538.0})
+    (ref / "timing.json").write_text(json.dumps(timing))
+    text = reference_tables.section(ref)
+    assert "The whole pipeline did not finish on the card: it stopped after 538 s (exit 124) with 8 training jobs" in text
+    assert "From the archive to" not in text
+    timing["runs"][0].update({"exit": 0, "resumed": True})
+    (ref / "timing.json").write_text(json.dumps(timing))
+    assert "538 s with 8 training jobs on the card (two device calls, the second resuming the first)." in (
+        reference_tables.section(ref))
+    # inside the repository the folder is named as the repository has it, not by this machine's path
+    monkeypatch.setattr(reference_tables, "ROOT", tmp_path.parent)
+    assert f"the files are in `{tmp_path.name}`." in reference_tables.section(ref)
