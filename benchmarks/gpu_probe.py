@@ -42,8 +42,10 @@ from gpu_problem import random_state, routed_like  # noqa: E402
 # with the epoch's sums. PyTorch's profiler counted 56 and 282 on an H200 (2026-11-28, commit
 # 5a115e5) for the step without the sums. Since then the update's kernels keep the loss and the sums:
 # read from the code, 11 launches fewer (the L2 loss's three dot products, two kernels each in
-# cuBLAS, and five 0-d operations); the reference path adds the sums' four operations.
-LAUNCH_ESTIMATE = {"kernels": 45, "no_kernels": 286}
+# cuBLAS, and five 0-d operations); the reference path adds the sums' four operations. Since
+# 2026-12-07 the probe's step also gathers its batch through a device permutation, as the training
+# loop does: two launches more on both paths.
+LAUNCH_ESTIMATE = {"kernels": 47, "no_kernels": 288}
 
 
 def preflight(backend) -> dict:
@@ -92,10 +94,12 @@ def training_setup(backend, filters, batch, images):
     training.train does."""
     arch, opt, bn, x, y = random_problem(backend, filters, images)
     state = {"bn": bn, "b": 0, "sums": training.EpochSums.zeros(backend.xp)}
+    # the batch gathered through a device permutation, as training.train does (two launches a step)
+    order = backend.asarray(np.random.default_rng(0).permutation(images))
 
     def step():
         lo = state["b"] * batch % images
-        idx = slice(lo, lo + batch)
+        idx = order[lo : lo + batch]
         state["bn"] = training.train_step(opt, state["bn"], x[idx], y[idx], arch, RECIPE, RECIPE.lr, state["sums"])
         state["b"] += 1
 
