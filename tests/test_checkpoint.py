@@ -11,7 +11,11 @@ from scratchcnn.checkpoint import CheckpointError, load_checkpoint, save_checkpo
 def saved(tmp_path):
     arch = cnn.make_arch(filters1=4, filters2=6)
     params, bn = cnn.init_params(arch, seed=2)
-    bn["running_var2"] += 0.5
+    # every array distinct (init gives zero biases and unit gammas alike): a swap of two would show
+    rng = np.random.default_rng(7)
+    for arrays in (params, bn):
+        for k, v in arrays.items():
+            arrays[k] = rng.standard_normal(v.shape).astype(v.dtype) + (1.5 if k.startswith("running_var") else 0)
     path = tmp_path / "model.npz"
     save_checkpoint(path, params, bn, arch, {"epoch": 3, "val_acc": 0.5, "config": {"lr": 0.1}})
     return path, arch, params, bn
@@ -108,9 +112,18 @@ def test_a_snapshot_resumes_only_when_whole_and_of_the_same_run(tmp_path):
     backend = get_backend("cpu")
     params, bn = cnn.init_params(cnn.make_arch(filters1=4), seed=1)
     path = tmp_path / "state.npz"
-    save_train_state(path, TrainState(params, bn, epoch=2, history=[[1, 0.1]], best_epoch=2, best_val_acc=0.4), "run-a")
+    rng = np.random.default_rng(3)
+    best = {k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in params.items()}
+    best_bn = {k: rng.random(v.shape).astype(v.dtype) for k, v in bn.items()}
+    history = [{"epoch": 1, "val_acc": 0.4}, {"epoch": 2, "val_acc": 0.3}]
+    save_train_state(path, TrainState(params, bn, epoch=2, history=history, best_params=best, best_bn_state=best_bn,
+                                       best_epoch=1, best_val_acc=0.4, status="running"), "run-a")  # fmt: skip
     state = load_train_state(path, "run-a", backend)
-    assert state.epoch == 2 and state.best_val_acc == 0.4 and np.array_equal(state.params["W1"], params["W1"])
+    assert (state.epoch, state.history, state.best_epoch, state.best_val_acc, state.status) == (
+        2, history, 1, 0.4, "running")
+    for got, want in ((state.params, params), (state.bn_state, bn), (state.best_params, best),
+                      (state.best_bn_state, best_bn)):  # fmt: skip
+        assert sorted(got) == sorted(want) and all(np.array_equal(got[k], want[k]) for k in want)
     assert load_train_state(path, "run-b", backend) is None  # another run's snapshot
     whole = path.read_bytes()
     for bad in (whole[: len(whole) // 2], b"", b"not a zip file"):  # a write cut short, an empty or foreign file

@@ -51,6 +51,9 @@ def test_precision_recall_by_hand():
     assert pc["b"]["recall"] == pytest.approx(1 / 2) and pc["b"]["precision"] == pytest.approx(1 / 2)
     assert pc["c"]["recall"] == pytest.approx(2 / 4) and pc["c"]["precision"] == pytest.approx(2 / 3)
     assert pc["a"]["accuracy"] == pc["a"]["recall"]
+    # F1, the harmonic mean of the two (the report's per-class table prints it)
+    assert pc["a"]["f1"] == pytest.approx(2 * 0.4 * 0.5 / 0.9)
+    assert pc["b"]["f1"] == pytest.approx(0.5) and pc["c"]["f1"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
     assert r["test_accuracy"] == pytest.approx(5 / 10)
     assert r["n_test"] == 10
 
