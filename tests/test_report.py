@@ -1050,6 +1050,10 @@ def test_the_fit_is_read_from_the_gap_and_the_loss_together():
     tex = text(ctx(history=equal))
     assert "两者基本相同" in tex and "可能不足（欠拟合）" in shortcomings(tex)
     assert R.facts.fit_reading(0.75, 0.6252, R.val_loss_trend(falling), "diverged") == "diverged"
+    short = h.iloc[:2].copy()  # too few epochs for a trend: the gap alone decides
+    short.loc[1, "train_acc"] = 0.9
+    final = {**fixture_inputs()["final_metrics"], "epochs_run": 2, "best_epoch": 2, "best_val_acc": 0.4482}
+    assert "存在过拟合（最后一个 epoch 的训练准确率比验证准确率高 45.98 个百分点）" in text(ctx(history=short, final_metrics=final))
 
 
 def test_a_final_run_that_diverged_is_not_credited_with_stable_training():

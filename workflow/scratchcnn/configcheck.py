@@ -52,6 +52,12 @@ def where_set(path, files, command_line=None) -> str | None:
     return found
 
 
+def _types(schema: dict) -> set:
+    """The JSON types a schema node allows (its ``type``, one name or a list)."""
+    types = schema.get("type", [])
+    return {types} if isinstance(types, str) else set(types)
+
+
 def typed_command_line(values, schema: dict):
     """``values`` (what ``--config`` set) with its strings read as numbers or booleans where the
     schema asks for one.
@@ -69,8 +75,7 @@ def typed_command_line(values, schema: dict):
         return [typed_command_line(v, schema.get("items", {})) for v in values]
     if not isinstance(values, str):
         return values
-    types = schema.get("type", [])
-    types = {types} if isinstance(types, str) else set(types)
+    types = _types(schema)
     try:
         value = float(values) if FLOAT_STRING.match(values) else yaml.safe_load(values)
     except yaml.YAMLError:
@@ -93,8 +98,7 @@ def as_schema_types(data, schema: dict):
         return [as_schema_types(v, schema.get("items", {})) for v in data]
     if isinstance(data, bool) or not isinstance(data, (int, float)):
         return data
-    types = schema.get("type", [])
-    types = {types} if isinstance(types, str) else set(types)
+    types = _types(schema)
     if "integer" in types and float(data).is_integer():
         return int(data)
     if types == {"number"}:

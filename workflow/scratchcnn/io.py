@@ -71,18 +71,21 @@ def write_text_atomic(path, text: str) -> None:
 def write_json_atomic(path, obj) -> None:
     """``obj`` as indented UTF-8 JSON, atomically; a value that is not finite (a diverged run's
     loss) is written as null, since JSON has no NaN and strict readers refuse Python's."""
-    text = json.dumps(_finite(obj), indent=2, ensure_ascii=False, default=_plain, allow_nan=False)
+    text = json.dumps(_plain(obj), indent=2, ensure_ascii=False, allow_nan=False)
     write_text_atomic(path, text + "\n")
 
 
-def _finite(obj):
-    """``obj`` with NumPy values made plain and every NaN or infinity replaced by None."""
+def _plain(obj):
+    """``obj`` in JSON's types: NumPy scalars and arrays (``Paramspace`` hands out NumPy scalars)
+    as Python's, paths as text, and every NaN or infinity as None."""
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, np.ndarray)):
-        return [_finite(v) for v in obj]
+        return [_plain(v) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
@@ -94,15 +97,3 @@ def read_json_object(path) -> dict:
     if not isinstance(obj, dict):
         raise ValueError(f"{path} holds a JSON {type(obj).__name__}, expected an object")
     return obj
-
-
-def _plain(obj):
-    """JSON fallback for NumPy scalars and arrays (``Paramspace`` hands out NumPy scalars)."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-

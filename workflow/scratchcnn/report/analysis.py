@@ -164,15 +164,16 @@ def heatmap_sweep(sweeps: list[dict], summary) -> dict | None:
     def cell(c):
         return {"lr": plain(c["lr"]), "reg": plain(c["reg"]), "val_pct": pct(c["best_val_acc"])}
 
-    best = entry["best"]
+    best = entry["best"]  # the sweep's selected point: its cell's value is the cell's best
     worst = done.loc[done["best_val_acc"].idxmin()] if len(done) > 1 else None
     return {
         "name": entry["name"],
         "raw_name": entry["raw_name"],
-        "best": None if best is None else {"lr": best["lr"], "reg": best["reg"], "val_pct": best["val_pct"]},
+        "best": best,
         "worst": None if worst is None else cell(worst),
         # every finished cell the same: no worst to name
-        "all_equal": worst is not None and done["best_val_acc"].max() - worst["best_val_acc"] <= facts.TIE_PP / 100,
+        "all_equal": worst is not None
+        and facts.compare(done["best_val_acc"].max(), worst["best_val_acc"], facts.TIE_PP) == "equal",
     }
 
 

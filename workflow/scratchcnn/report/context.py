@@ -251,9 +251,9 @@ def train_context(final_metrics: dict, history, hp: dict, test_acc: float) -> di
     }
 
 
-def val_loss_context(history) -> dict:
-    trend = facts.val_loss_trend(history)
-    vl = {"direction": trend["direction"], "window": str(trend["window"])}
+def val_loss_context(trend: dict) -> dict:
+    """:func:`.facts.val_loss_trend`'s reading, formatted."""
+    vl = {"direction": trend["direction"], "window": str(trend["window"]), "rose": trend.get("rose", False)}
     if trend["direction"] not in ("short", "nonfinite"):
         vl.update({
             "first_epoch": str(trend["first_epoch"]),
@@ -332,8 +332,8 @@ def build_context(
     history_rows = _history_rows(h, best_epoch)
     train = train_context(final_metrics, h, hp, float(test_metrics["test_accuracy"]))
     train["n_rows_shown"] = str(len(history_rows))
-    train["fit"] = facts.fit_reading(h.iloc[-1]["train_acc"], h.iloc[-1]["val_acc"], facts.val_loss_trend(h),
-                                     train["status"])  # fmt: skip
+    trend = facts.val_loss_trend(h)
+    train["fit"] = facts.fit_reading(h.iloc[-1]["train_acc"], h.iloc[-1]["val_acc"], trend, train["status"])
     n_used = facts.training_images(data_meta, final_metrics)
     return {
         "test": test_context(test_metrics, study_accuracy, headline),
@@ -343,7 +343,7 @@ def build_context(
         "layers": layers_context(layers),
         "hp": _hp_context(hp),
         "train": train,
-        "val_loss": val_loss_context(h),
+        "val_loss": val_loss_context(trend),
         "history_rows": history_rows,
         "n_history": str(len(h)),
         "sweeps": sweeps,

@@ -80,6 +80,8 @@ def val_loss_trend(history, window=None, flat_rel=FLAT_REL) -> dict:
         "min": vl[i_min],
         "min_in_window": i_min >= n - window,
         "min_is_last": i_min == n - 1,
+        # risen above an earlier minimum: a fit that ends at its lowest value has not
+        "rose": direction == "rising" and i_min != n - 1,
     }
 
 
@@ -90,8 +92,7 @@ def fit_reading(train_acc, val_acc, trend: dict, status: str) -> str:
     (the training accuracy does not lead, and the loss did not rise); else ``close`` (a small lead)."""
     if status != "ok":
         return "diverged"
-    rose = trend["direction"] == "rising" and not trend.get("min_is_last", False)
-    if rose or 100.0 * (float(train_acc) - float(val_acc)) >= OVERFIT_PP:
+    if trend.get("rose") or 100.0 * (float(train_acc) - float(val_acc)) >= OVERFIT_PP:
         return "overfit"
     return "underfit" if compare(train_acc, val_acc) != "above" else "close"
 
