@@ -137,19 +137,21 @@ def emulator_library(tmp_path_factory):
 
 
 def kernel_parameters(source: str) -> dict:
-    """Each kernel's parameter kinds from its CUDA signature: "ptr", "int", "long long", "float", "double"."""
+    """Each kernel's parameter kinds from its CUDA signature: "int", "long long", "float",
+    "double", or a pointer to one of these or to "unsigned char" ("float*")."""
     out = {}
     for name, params in re.findall(r'extern "C" __global__ void (\w+)\(([^)]*)\)', source):
         kinds = []
         for p in params.split(","):
-            p = p.replace("__restrict__", "").replace("const", "").split()
-            kinds.append("ptr" if "*" in "".join(p) else " ".join(p[:-1]))
+            p = p.replace("__restrict__", "").replace("const", "").replace("*", " * ").split()
+            kinds.append(" ".join(p[:-2]) + "*" if p[-2] == "*" else " ".join(p[:-1]))
         out[name] = kinds
     return out
 
 
 PARAMETERS = kernel_parameters(kernels.SOURCE.read_text())
 SCALAR_KINDS = {np.int32: "int", np.int64: "long long", np.float32: "float", np.float64: "double"}
+POINTER_KINDS = {np.dtype(t): k + "*" for t, k in SCALAR_KINDS.items()} | {np.dtype(np.uint8): "unsigned char*"}
 
 
 class EmulatedKernel:
@@ -157,7 +159,8 @@ class EmulatedKernel:
 
     Each argument must have the type of its kernel parameter: CuPy packs a
     scalar at its own size, so an int64 passed for an ``int`` would shift every
-    later argument on the GPU.
+    later argument on the GPU, and an array's elements must be what the pointer
+    reads (float64 sums behind a ``float*`` would be read as garbage).
     """
 
     def __init__(self, lib, name):
@@ -170,7 +173,9 @@ class EmulatedKernel:
         held, ptrs = [], (ctypes.c_void_p * len(args))()
         for i, (a, kind) in enumerate(zip(args, kinds)):
             if isinstance(a, np.ndarray):
-                assert kind == "ptr" and a.flags.c_contiguous, f"{self.name} argument {i}"
+                got = POINTER_KINDS.get(a.dtype, str(a.dtype))
+                assert got == kind, f"{self.name} argument {i}: a {got} array for a {kind} parameter"
+                assert a.flags.c_contiguous, f"{self.name} argument {i} is not contiguous"
                 h = ctypes.c_void_p(a.ctypes.data)
             else:
                 got = SCALAR_KINDS.get(type(a), type(a).__name__)
@@ -260,29 +265,34 @@ def test_emulated_fused_sgd(clip, reg, sums, emulated):
     ref, want = tr.FlatSGD(params, decayed), tr.EpochSums.zeros(np)
     for k, g in grads.items():
         ref.grads[k][...] = g
-    want.loss += 10.0
+    want.ce += 10.0
+    want.l2 += 0.125
     ref.step(0.1, clip, reg, want if sums else None, data_loss, 37)
     p_flat, views = tr.flatten(params)
     g_flat, _ = tr.flatten(grads)
     plan = emulated.SgdPlan([a.size for a in params.values()], [k in decayed for k in params])
     assert plan.parts > 1
     got = tr.EpochSums.zeros(np)
-    got.loss += 10.0
+    got.ce += 10.0
+    got.l2 += 0.125
     if sums:
         emulated.sgd_update(plan, p_flat, g_flat, 0.1, clip, reg, got, data_loss, 37)
     else:
         emulated.sgd_update(plan, p_flat, g_flat, 0.1, clip, reg)
     for k in params:
         np.testing.assert_allclose(views[k], ref.params[k], rtol=1e-6, atol=1e-7, err_msg=k)
-    assert float(got.loss) == pytest.approx(float(want.loss), rel=1e-6)
+    assert float(got.l2) == pytest.approx(float(want.l2), rel=1e-6)
     assert float(got.ce) == float(want.ce)
-    if sums:  # L2 entered the loss: 37 * (2.25 + reg / 2 * ||W, V||^2) on top of the 10 there
+    if sums:  # each part on top of what was there: 37 * 2.25 and 37 * reg / 2 * ||W, V||^2
         l2 = 0.5 * reg * sum(float((params[k].astype(np.float64) ** 2).sum()) for k in decayed)
-        assert float(got.loss) == pytest.approx(10 + 37 * (2.25 + l2), rel=1e-6) and float(got.ce) == 37 * 2.25
+        assert float(got.l2) == pytest.approx(0.125 + 37 * l2, rel=1e-6) and float(got.ce) == 10 + 37 * 2.25
     else:
-        assert float(got.loss) == 10.0 and float(got.ce) == 0.0
+        assert float(got.ce) == 10.0 and float(got.l2) == 0.125
     with pytest.raises(ValueError, match="data_loss must be a 0-d float32"):
         emulated.sgd_update(plan, p_flat, g_flat, 0.1, clip, reg, got, np.zeros(1, np.float32), 37)
+    single = tr.EpochSums(np.zeros((), np.float64), np.zeros((), np.float32), np.zeros((), np.int64))
+    with pytest.raises(ValueError, match="sums.l2 must be a 0-d float64 array, not float32"):
+        emulated.sgd_update(plan, p_flat, g_flat, 0.1, clip, reg, single, data_loss, 37)
 
 
 @pytest.mark.parametrize("m,c", [(1, 1), (7, 33), (255, 3), (257, 40), (5000, 10)])
@@ -400,7 +410,7 @@ def test_no_kernel_result_depends_on_the_order_its_blocks_run_in(emulated, emula
         out["sgd_sums_params"] = p = params.copy()
         sums = tr.EpochSums.zeros(np)
         emulated.sgd_update(plan, p, grads, 0.1, 5.0, 0.3, sums, np.array(1.5, np.float32), 64)
-        out["sgd_sums_loss"], out["sgd_sums_ce"] = sums.loss, sums.ce
+        out["sgd_sums_ce"], out["sgd_sums_l2"] = sums.ce, sums.l2
         out["column_sum"] = emulated.column_sum(rng.standard_normal((3000, 40)).astype(np.float32))
         return out
 

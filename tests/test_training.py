@@ -185,14 +185,15 @@ def test_training_loss_is_recorded_in_its_two_parts():
 
 
 def test_training_and_evaluation_stay_in_float32():
-    """No float64 creeps in (a NumPy scalar or a promotion rule would double memory and, on the GPU, time)."""
+    """No float64 creeps in (a NumPy scalar or a promotion rule would double memory and, on the GPU,
+    time); the epoch's 0-d loss sums alone are float64, on purpose (test_sgd.py)."""
     arch, data = tiny_problem(n=16)
     cfg = train_config(lr=0.1, reg=1e-4, batch_size=8, epochs=1)
     params, bn = cnn.init_params(arch, 0)
     opt = tr.FlatSGD(params)
     sums = tr.EpochSums.zeros(np)
     bn = tr.train_step(opt, bn, data["x_train"][:8], data["y_train"][:8], arch, cfg, np.float64(0.1), sums)
-    arrays = {"loss": sums.loss, "ce_total": sums.ce, **opt.params, **{f"grad {k}": v for k, v in opt.grads.items()},
+    arrays = {**opt.params, **{f"grad {k}": v for k, v in opt.grads.items()},
               **{f"bn {k}": v for k, v in bn.items()}}  # fmt: skip
     assert {k: str(v.dtype) for k, v in arrays.items() if v.dtype != np.float32} == {}
     logits = cnn.predict_logits(opt.params | bn, arch, data["x_val"], numpy_backend(), batch_size=5)

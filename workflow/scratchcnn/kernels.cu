@@ -36,9 +36,10 @@ __device__ T block_sum(T v, T* shm) {
 // scale_s = lr * clip / max(||gt||, clip), or lr when clip <= 0 (no clipping).
 // Grid: (parts, number of segments); block (x, s) covers a strided share of segment s.
 // With want_sums the pair also keeps the epoch's sums that training.EpochSums holds:
-// loss_sum += batch * (data_loss + reg / 2 * ||p||^2 over the decayed segments, before the
-// update) and ce_sum += batch * data_loss, rounded as the NumPy reference rounds them; the
-// L2 term's dot products and the sums' 0-d arithmetic would otherwise cost 15 launches a step.
+// ce_sum += batch * data_loss and l2_sum += batch * reg / 2 * ||p||^2 over the decayed
+// segments, before the update; each product is rounded to float as the NumPy reference rounds
+// it, then added in double (the sums are float64). The L2 term's dot products and the sums'
+// 0-d arithmetic would otherwise cost 15 launches a step.
 
 // Pass 1: partial[s * parts + x] = the share of ||gt||^2 that block (x, s) covers, and
 // wsq[s * parts + x] the share of ||p||^2 where decayed[s] (0 elsewhere).
@@ -75,7 +76,7 @@ extern "C" __global__ void sgd_apply(float* __restrict__ p, const float* __restr
                                      const double* __restrict__ partial, int parts, float lr,
                                      float clip, const double* __restrict__ wsq,
                                      const float* __restrict__ data_loss, float batch,
-                                     float* __restrict__ loss_sum, float* __restrict__ ce_sum,
+                                     double* __restrict__ ce_sum, double* __restrict__ l2_sum,
                                      int want_sums) {
     __shared__ float scale_s;
     const int s = blockIdx.y;
@@ -91,11 +92,10 @@ extern "C" __global__ void sgd_apply(float* __restrict__ p, const float* __restr
         if (want_sums && blockIdx.x == 0 && s == 0) {
             double w = 0.0;
             for (int b = 0; b < (int)gridDim.y * parts; ++b) w += wsq[b];
-            // NumPy: reg_loss = float32(0.5 * reg) * float32(||W||^2); loss = data_loss + reg_loss
+            // NumPy: reg_loss = float32(0.5 * reg) * float32(||W||^2), times the batch in float32
             const float l2 = __fmul_rn(0.5f * reg, (float)w);
-            const float dl = data_loss[0];
-            loss_sum[0] = __fadd_rn(loss_sum[0], __fmul_rn(__fadd_rn(dl, l2), batch));
-            ce_sum[0] = __fadd_rn(ce_sum[0], __fmul_rn(dl, batch));
+            ce_sum[0] += (double)__fmul_rn(data_loss[0], batch);
+            l2_sum[0] += (double)__fmul_rn(l2, batch);
         }
     }
     __syncthreads();

@@ -128,11 +128,11 @@ def softmax_cross_entropy(logits, y, *, need_grad=True, correct=None):
         raise ValueError(f"correct must be a 0-d int64 array, not {correct.dtype} {correct.shape}")
     loss = cupy.empty((), dtype=np.float32)
     dlogits = cupy.empty_like(logits) if need_grad else None
-    # pointers that a flag switches off are never read; `loss` stands in for them
+    # pointers that a flag switches off are never touched; arrays of their types stand in for them
     _function("softmax_xent")(
         (1,), (BLOCK,),
         (logits, y, *_i32(n, k), loss, dlogits if need_grad else loss, np.int32(need_grad),
-         correct if correct is not None else loss, np.int32(correct is not None)),
+         correct if correct is not None else y, np.int32(correct is not None)),
     )  # fmt: skip
     return loss, dlogits
 
@@ -163,23 +163,24 @@ class SgdPlan:
 def sgd_update(plan: SgdPlan, p_flat, g_flat, lr, clip, reg, sums=None, data_loss=None, batch=0):
     """:func:`scratchcnn.training.sgd_step` over every segment in two launches (one without clip
     or ``sums``), which also add the step to ``sums`` (a :class:`scratchcnn.training.EpochSums`)
-    as :meth:`scratchcnn.training.FlatSGD.step` does on NumPy: ``data_loss`` (0-d) plus the L2
-    term of the parameters before the update, times ``batch``."""
+    as :meth:`scratchcnn.training.FlatSGD.step` does on NumPy: ``data_loss`` (0-d) and the L2
+    term of the parameters before the update, each times ``batch``."""
     grid = (plan.parts, plan.n_segments)
     clip = float(clip or 0.0)
     reg = np.float32(reg)
     if sums is not None:
-        for name, a in (("data_loss", data_loss), ("sums.loss", sums.loss), ("sums.ce", sums.ce)):
-            if a is None or a.dtype != np.float32 or a.shape != ():
-                raise ValueError(f"{name} must be a 0-d float32 array, not {getattr(a, 'dtype', a)}")
+        for name, a, dtype in (("data_loss", data_loss, np.float32), ("sums.ce", sums.ce, np.float64),
+                               ("sums.l2", sums.l2, np.float64)):  # fmt: skip
+            if a is None or a.dtype != dtype or a.shape != ():
+                raise ValueError(f"{name} must be a 0-d {np.dtype(dtype)} array, not {getattr(a, 'dtype', a)}")
     if clip > 0 or sums is not None:
         _function("sgd_sumsq")(grid, (BLOCK,), (p_flat, g_flat, plan.seg, plan.decayed, reg, plan.partial, plan.wsq))
-    # pointers that want_sums switches off are never read; plan.partial stands in for them
-    loss_sum, ce_sum, dl = (sums.loss, sums.ce, data_loss) if sums is not None else (plan.partial,) * 3
+    # pointers that want_sums switches off are never read; arrays of their types stand in for them
+    ce_sum, l2_sum, dl = (sums.ce, sums.l2, data_loss) if sums is not None else (plan.partial, plan.partial, p_flat)
     _function("sgd_apply")(
         grid, (BLOCK,),
         (p_flat, g_flat, plan.seg, plan.decayed, reg, plan.partial, np.int32(plan.parts),
-         np.float32(lr), np.float32(clip), plan.wsq, dl, np.float32(batch), loss_sum, ce_sum,
+         np.float32(lr), np.float32(clip), plan.wsq, dl, np.float32(batch), ce_sum, l2_sum,
          np.int32(sums is not None)),
     )  # fmt: skip
 
@@ -249,7 +250,8 @@ def bn_relu_pool_forward(x, gamma, beta, running_mean, running_var, *, train, mo
         )
         rm, rv = cupy.empty(c, dtype=np.float32), cupy.empty(c, dtype=np.float32)
     else:
-        chunks, psum, psq, rm, rv = 0, mean, mean, running_mean, running_var  # psum/psq unread
+        unread = cupy.empty(0, dtype=np.float64)  # of the pointers' type; no memory taken
+        chunks, psum, psq, rm, rv = 0, unread, unread, running_mean, running_var
     _function("bn_finalize")(
         (-(-c // BLOCK),), (BLOCK,),
         (psum, psq, np.int32(chunks), np.int64(m), np.int32(c), cupy.ascontiguousarray(gamma),
@@ -257,7 +259,7 @@ def bn_relu_pool_forward(x, gamma, beta, running_mean, running_var, *, train, mo
          np.float32(1.0 - momentum), np.float32(eps), np.int32(train), mean, inv_std, scale, rm, rv),
     )  # fmt: skip
     out = cupy.empty((n, ho, wo, c), dtype=np.float32)
-    arg = cupy.empty((n, ho, wo, c), dtype=np.uint8) if need_cache else out  # `out` stands in, unwritten
+    arg = cupy.empty((n, ho, wo, c) if need_cache else 0, dtype=np.uint8)  # unwritten without the cache
     _function("bn_relu_pool_fwd")(
         _per_image_grid(out), (BLOCK,),
         (x, *_i32(n, h, w, c, size, stride, ho, wo), mean, scale, cupy.ascontiguousarray(beta), out, arg,

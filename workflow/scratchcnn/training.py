@@ -109,20 +109,24 @@ def flatten(arrays: dict, fill=None):
 @dataclass
 class EpochSums:
     """What an epoch's log adds up over its batches, as 0-d device arrays (no host
-    synchronisation until the epoch ends): ``loss`` and ``ce`` are the batches' cross-entropy + L2
-    and cross-entropy, each times the batch size; ``correct`` counts correct predictions."""
+    synchronisation until the epoch ends): ``ce`` and ``l2`` are the batches' cross-entropy and
+    L2 term, each times the batch size; ``correct`` counts correct predictions.
 
-    loss: object
+    The L2 term has a sum of its own, in float64, because it is small beside the cross-entropy:
+    taken as (cross-entropy + L2) minus cross-entropy from two float32 sums of 703 batches, it
+    came out 0.55 % off at an L2 strength of 1e-4 and 5.8 % off at 1e-5 (tests/test_sgd.py)."""
+
     ce: object
+    l2: object
     correct: object
 
     @classmethod
-    def zeros(cls, xp, dtype=np.float32) -> EpochSums:
-        return cls(xp.zeros((), dtype=dtype), xp.zeros((), dtype=dtype), xp.zeros((), dtype=xp.int64))
+    def zeros(cls, xp) -> EpochSums:
+        return cls(xp.zeros((), dtype=xp.float64), xp.zeros((), dtype=xp.float64), xp.zeros((), dtype=xp.int64))
 
     def reset(self) -> None:
         """Back to zero, in place (a CUDA graph of the step keeps these arrays' addresses)."""
-        for a in (self.loss, self.ce, self.correct):
+        for a in (self.ce, self.l2, self.correct):
             a[...] = 0
 
 
@@ -144,8 +148,8 @@ class FlatSGD:
 
     def step(self, lr, clip, reg, sums: EpochSums | None = None, data_loss=None, batch=0) -> None:
         """``sgd_step(params, grads, lr, clip, reg, decayed)``, in place; first, with ``sums``,
-        ``sums.loss += batch * (data_loss + reg / 2 * ||W||^2)`` over the decayed arrays as they
-        are before the step (the training loss), and ``sums.ce += batch * data_loss``."""
+        ``sums.ce += batch * data_loss`` and ``sums.l2 += batch * reg / 2 * ||W||^2`` over the
+        decayed arrays as they are before the step (the two parts of the training loss)."""
         if kernels.use(self._p_flat):
             if self._plan is None:
                 self._plan = kernels.SgdPlan(
@@ -154,11 +158,9 @@ class FlatSGD:
             kernels.sgd_update(self._plan, self._p_flat, self._g_flat, lr, clip, reg, sums, data_loss, batch)
             return
         if sums is not None:
-            loss = data_loss
-            if reg:
-                loss = loss + layers.l2_penalty([self.params[k] for k in self.decayed], reg, grads=False)[0]
-            sums.loss += loss * batch
             sums.ce += data_loss * batch
+            if reg:
+                sums.l2 += layers.l2_penalty([self.params[k] for k in self.decayed], reg, grads=False)[0] * batch
         sgd_step(self.params, self.grads, lr, clip, reg, self.decayed)
 
 
@@ -259,7 +261,7 @@ def train(state: TrainState, data: dict, arch: dict, cfg: TrainConfig, backend: 
     x_train, y_train = data["x_train"], data["y_train"]
     n = len(x_train)
     n_batches = math.ceil(n / cfg.batch_size)
-    sums = EpochSums.zeros(backend.xp, x_train.dtype)
+    sums = EpochSums.zeros(backend.xp)
     steps = BatchSteps(opt, state.bn_state, x_train, y_train, arch, cfg, sums, log)
     while state.epoch < cfg.epochs:
         epoch = state.epoch
@@ -278,13 +280,13 @@ def train(state: TrainState, data: dict, arch: dict, cfg: TrainConfig, backend: 
         val_loss, val_acc = cnn.evaluate(state.params, state.bn_state, data["x_val"], data["y_val"], arch)
         # one host synchronisation per epoch; the training loss in its two parts, so that it
         # compares like with like with the validation loss (cross-entropy alone)
-        train_loss, train_ce = float(sums.loss) / n, float(sums.ce) / n
+        train_ce, train_l2 = float(sums.ce) / n, float(sums.l2) / n
         row = {
             "epoch": epoch + 1,
             "lr": lr,
-            "train_loss": train_loss,
+            "train_loss": train_ce + train_l2,
             "train_ce": train_ce,
-            "train_l2": train_loss - train_ce,
+            "train_l2": train_l2,
             "train_acc": float(sums.correct) / n,
             "val_loss": float(val_loss),
             "val_acc": float(val_acc),
