@@ -57,6 +57,16 @@ def points_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def shared_note(rows: list[dict]) -> list[str]:
+    """A sentence where the points' times were taken while several jobs could share the card."""
+    jobs = [int(float(r["jobs_per_gpu"])) for r in rows if r.get("jobs_per_gpu") not in (None, "")]
+    if not jobs or max(jobs) <= 1:
+        return []
+    return ["", f"Each point's seconds per epoch were measured while up to {max(jobs)} training jobs could share "
+                "the card: they include waiting for the others' kernels, so they compare the points only roughly "
+                "(`benchmarks/gpu_results.json` times one job alone)."]  # fmt: skip
+
+
 def chosen_lines(best: dict, test_metrics: dict) -> list[str]:
     seeds = test_metrics.get("seeds") or {}
     runs = ", ".join(f"seed {r['seed']}: {pct(r['test_accuracy'])}" for r in seeds.get("runs", []))
@@ -115,7 +125,8 @@ def section(ref: Path) -> str:
             parts += [f"The whole pipeline did not finish on the card: it stopped after {full['wall_seconds']:g} s "
                       f"(exit {full['exit']}) {how}.", ""]  # fmt: skip
     parts += ["Every grid point (test accuracy of its best-validation checkpoint; a diverged point is "
-              "listed with its status):", "", *points_table(rows), "", *chosen_lines(best, test_metrics), "",
+              "listed with its status):", "", *points_table(rows), *shared_note(rows), "",
+              *chosen_lines(best, test_metrics), "",
               "Wall time per setting of `train.jobs_per_gpu` (the sweep runs use fewer epochs per point than "
               "the whole pipeline, to fit the device time):", "", *timing_table(timing["runs"])]  # fmt: skip
     return "\n".join(parts) + "\n"

@@ -50,6 +50,17 @@ def test_the_section_shows_every_point_once_the_choice_and_the_wall_times(tmp_pa
     assert "CUDA graph" not in text  # runs that do not say so ran the plain steps
 
 
+def test_points_timed_while_jobs_shared_the_card_say_so(tmp_path):
+    ref = reference(tmp_path)
+    assert "share" not in reference_tables.section(ref)  # a summary without the column
+    lines = (ref / "points_test.csv").read_text().splitlines()
+    for jobs, said in (("", False), ("1", False), ("8", True)):
+        (ref / "points_test.csv").write_text("\n".join([lines[0] + ",jobs_per_gpu", *(f"{r},{jobs}" for r in lines[1:])]))
+        text = reference_tables.section(ref)
+        assert ("measured while up to 8 training jobs could share the card" in text) is said, jobs
+        assert "| lr_reg | 0.1 | 0.005 | 32 | 3 | diverged | 10.00 % (1) | – | 1.33 |" in text
+
+
 def test_runs_of_cuda_graph_steps_say_so(tmp_path):
     ref = reference(tmp_path)
     timing = json.loads((ref / "timing.json").read_text())

@@ -608,6 +608,10 @@ HAVE_TEX = all(shutil.which(t) for t in ("xelatex", "latexmk", "pdftotext", "pdf
 @pytest.mark.skipif(not HAVE_TEX, reason="needs xelatex, latexmk and poppler-utils")
 def test_compile_fixture_report(tmp_path):
     inputs = fixture_inputs(weird=True)
+    # the sentences on jobs sharing a GPU compile too
+    inputs["summary"]["jobs_per_gpu"] = [4 if s == "filters" else None for s in inputs["summary"]["sweep"]]
+    inputs["final_metrics"].update(backend="cupy", provenance={**inputs["final_metrics"]["provenance"],
+                                                               "settings": {"jobs_per_gpu": 4}})  # fmt: skip
     paths = write_results(tmp_path, inputs)
     tex = tmp_path / "report" / "report.tex"
     assert render_cli(tmp_path, paths, tex) == 0
@@ -631,6 +635,8 @@ def test_compile_fixture_report(tmp_path):
     assert f"{acc:.4f}" in body and f"{100 * acc:.2f}%" in body
     assert "cat_%~&#" in body and "[dog]{^}$\\*" in body
     assert "测试与评估" in body
+    flat = "".join(body.split())
+    assert "不同点之间只能粗略比较" in flat and "含等待其它任务的时间" in flat
 
 
 def test_optional_fields_render():
@@ -1161,3 +1167,25 @@ def test_any_grid_renders_and_names_each_sweeps_pick_as_the_selection_does(seed)
         pick = choose_best(sweep_rows)
         assert (entry["best"]["lr"], entry["best"]["reg"], entry["best"]["filters"]) == (
             R.plain(pick["lr"]), R.plain(pick["reg"]), str(pick["filters"])), entry["raw_name"]
+
+
+def test_times_measured_while_jobs_shared_a_gpu_say_so():
+    """Where several jobs could share a GPU (jobs_per_gpu above 1), a point's seconds per epoch
+    include waiting for the others: the report says so wherever it quotes or compares them."""
+    sweeps_said = ("含有等待同一 GPU 上其它任务的时间", "耗时的差别可能有一部分来自同时运行的其它任务",
+                   "上测得（每块 GPU 最多同时运行 4 个训练任务）")  # fmt: skip
+    final_said = "（每块 GPU 最多同时运行 4 个训练任务，含等待其它任务的时间）"
+    alone = text(ctx())  # the CPU's points: no column at all
+    assert not any(s in alone for s in (*sweeps_said, final_said))
+    summary = make_summary()
+    summary["jobs_per_gpu"] = 1
+    assert text(ctx(summary=summary)) == alone
+    summary["jobs_per_gpu"] = [4 if s == "filters" else None for s in summary["sweep"]]
+    tex = text(ctx(summary=summary))
+    assert all(s in tex for s in sweeps_said) and final_said not in tex
+    assert "\\texttt{jobs\\_per\\_gpu} = 4" in tex
+    final = copy.deepcopy(fixture_inputs()["final_metrics"])
+    final["backend"] = "cupy"
+    final["provenance"]["settings"] = {"device": "gpu", "jobs_per_gpu": 4}
+    tex = text(ctx(final_metrics=final))
+    assert final_said in tex and not any(s in tex for s in sweeps_said)

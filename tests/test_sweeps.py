@@ -65,3 +65,15 @@ def test_shown_sweep_varies_most_then_has_most_combinations_then_comes_first():
     wide = ("f", [(0.1, 0.0, 4), (0.01, 0.0, 4), (0.1, 0.0, 8), (0.01, 0.0, 8)])
     assert sweeps.shown_sweep(summary(wide, filters), ("filters",)) == "d"
     assert sweeps.shown_sweep(summary(filters), ("lr", "reg")) is None
+
+
+def test_a_points_row_says_how_many_jobs_could_share_its_gpu():
+    """The summary's jobs_per_gpu: the run's setting where it trained on a GPU, empty on the CPU
+    (where the setting played no part) and where the metrics do not say."""
+    on_gpu = {"best_val_acc": 0.5, "status": "ok", "backend": "cupy",
+              "provenance": {"settings": {"device": "gpu", "jobs_per_gpu": 4, "threads": 1}}}  # fmt: skip
+    point = {"lr": 0.1, "reg": 0.0, "filters": 8}
+    assert sweeps.summary_row("s", point, on_gpu)["jobs_per_gpu"] == 4
+    assert sweeps.summary_row("s", point, {**on_gpu, "backend": "numpy"})["jobs_per_gpu"] is None
+    assert sweeps.summary_row("s", point, {**on_gpu, "provenance": {}})["jobs_per_gpu"] is None
+    assert list(sweeps.summary_row("s", point, on_gpu)) == sweeps.SUMMARY_COLUMNS

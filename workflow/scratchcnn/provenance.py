@@ -67,6 +67,16 @@ def gpu_numerics() -> dict:
             "cuda_graph": graph.enabled()}  # fmt: skip
 
 
+def shared_gpu_jobs(metrics: dict) -> int | None:
+    """How many training jobs could share the GPU a run's ``metrics.json`` says it trained on
+    (its ``jobs_per_gpu`` setting); None on the CPU or where the file does not say. Above 1,
+    the run's seconds per epoch may include waiting for the other jobs' kernels."""
+    if metrics.get("backend") != "cupy":
+        return None
+    jobs = ((metrics.get("provenance") or {}).get("settings") or {}).get("jobs_per_gpu")
+    return int(jobs) if isinstance(jobs, (int, float)) and jobs >= 1 else None
+
+
 def provenance(config: dict, backend, settings: dict | None = None) -> dict:
     """What made a result. ``config`` is the recipe; ``settings`` are the run's choices of where
     and how it ran (the device asked for, evaluation batch size, jobs per GPU, BLAS threads), which

@@ -12,6 +12,8 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from .provenance import shared_gpu_jobs
+
 #: The hyperparameters a sweep can vary: each one's type and its (section, key) in the config.
 #: Its name is also the flag of workflow/scripts/train.py and the column of the summaries.
 _HYPERPARAMETER_SPEC = {
@@ -21,7 +23,7 @@ _HYPERPARAMETER_SPEC = {
 }
 HYPERPARAMETERS = tuple(_HYPERPARAMETER_SPEC)
 SUMMARY_COLUMNS = ["sweep", *HYPERPARAMETERS, "best_val_acc", "best_epoch", "epochs",
-                   "seconds", "seconds_per_epoch", "status"]  # fmt: skip
+                   "seconds", "seconds_per_epoch", "status", "jobs_per_gpu"]  # fmt: skip
 
 
 class SelectionError(RuntimeError):
@@ -74,6 +76,7 @@ def summary_row(sweep: str, point: dict, metrics: dict) -> dict:
         "seconds": metrics.get("seconds"),
         "seconds_per_epoch": metrics.get("seconds_per_epoch"),
         "status": metrics.get("status"),
+        "jobs_per_gpu": shared_gpu_jobs(metrics),  # empty on the CPU
     }
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import display_name
+from ..provenance import shared_gpu_jobs
 from ..figures.style import t as label
 from ..data.download import OFFICIAL_MD5
 from . import facts
@@ -299,6 +300,10 @@ def _history_rows(history, best_epoch, max_rows=14) -> list[dict]:
 # ---------------------------------------------------------------------------- the whole report
 
 
+def _jobs_text(jobs: int | None) -> str | None:
+    return str(jobs) if jobs is not None and jobs > 1 else None
+
+
 def build_context(
     test_metrics: dict,
     summary,
@@ -350,6 +355,9 @@ def build_context(
         "heatmap_sweep": heatmap_sweep(sweeps, summary),
         "chosen": chosen_context(summary, best),
         "filter_cost": filter_cost_context(summary),
+        # above 1, the seconds per epoch include waiting for other jobs on the same GPU
+        "shared_gpu": {"sweeps": _jobs_text(facts.shared_gpu_jobs(summary)),
+                       "final": _jobs_text(shared_gpu_jobs(final_metrics))},
         "classes": classes_context(test_metrics),
         "figures": figures_context(figures_dir),
         "param_stats": _param_stats_context(param_stats),

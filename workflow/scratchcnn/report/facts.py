@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 from .. import study
 from ..architecture import layer_table  # noqa: F401  (a fact of the report too)
@@ -153,6 +154,16 @@ def filter_cost(summary) -> dict | None:
         "acc_direction": compare(hi["best_val_acc"], lo["best_val_acc"]),
         "best_acc_filters": best_acc["filters"],
     }
+
+
+def shared_gpu_jobs(summary) -> int | None:
+    """The most training jobs that could share a GPU while the grid points were timed (their
+    ``jobs_per_gpu`` column), where above 1; None where no point shared one or the summary
+    does not say."""
+    if summary is None or "jobs_per_gpu" not in summary:
+        return None
+    jobs = pd.to_numeric(summary["jobs_per_gpu"], errors="coerce").max()
+    return int(jobs) if jobs > 1 else None  # NaN > 1 is False
 
 
 def sort_key(v):
