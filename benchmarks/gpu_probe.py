@@ -594,7 +594,9 @@ def peak_memory(backend, filters, train_batch, eval_images, steps=5) -> dict:
     host = backend.to_host(xv)
     with Peak(backend) as predict_peak:
         cnn.predict_logits({**opt.params, **state["bn"]}, arch, host, backend=backend, batch_size=1000)
-    return {"filters": filters, "train_batch": train_batch, "eval_images": eval_images, "eval_batch": 1000,
+    # evaluation asks for slices of 1000 and gets what cnn.EVAL_MEMORY_BYTES allows (44 at 256 filters)
+    return {"filters": filters, "train_batch": train_batch, "eval_images": eval_images, "eval_batch_asked": 1000,
+            "eval_batch": min(1000, cnn.eval_batch_limit(arch)),
             "peak_train_mb": train_peak.mb, "peak_eval_mb": max(eval_peak.mb, predict_peak.mb),
             "peak_evaluate_mb": eval_peak.mb, "peak_predict_logits_mb": predict_peak.mb,
             "measured_as": "CuPy pool growth" if backend.name == "cupy" else "tracemalloc peak"}  # fmt: skip
