@@ -1189,3 +1189,4 @@ def test_times_measured_while_jobs_shared_a_gpu_say_so():
     final["provenance"]["settings"] = {"device": "gpu", "jobs_per_gpu": 4}
     tex = text(ctx(final_metrics=final))
     assert final_said in tex and not any(s in tex for s in sweeps_said)
+    assert re.search(r"共 \S+ (秒|分钟|小时)（每块 GPU 最多同时运行 4 个训练任务）。", tex)  # the overview's final run
