@@ -200,8 +200,12 @@ class StepGraph:
 
     def warm(self, body) -> None:
         """Run ``body()`` for real on the graph's stream and memory pool, ordered after the work
-        queued before it: the capture that follows finds every block it asks for in the pool, so
-        no ``cudaMalloc`` happens while capturing."""
+        queued before it: every kernel is loaded and what outlives a step is made before the
+        capture, and the pool holds the blocks of a step's temporaries. The capture's products go
+        through :class:`_Cublas`, not CuPy's ``matmul``, so its temporaries need not match the warm
+        run's block for block; where one finds no free block, its ``cudaMalloc`` is allowed by
+        CuPy's capture mode (relaxed, the default of ``begin_capture``) and the block stays in
+        the graph's pool, which the graph keeps."""
         import cupy
 
         self._setup()

@@ -201,7 +201,7 @@ class BatchSteps:
     def __call__(self, idx, lr: float) -> None:
         g, full = self.graph, len(idx) == self.cfg.batch_size
         if g is not None and full and g.failed is None:
-            if not self._warm:  # on the graph's stream and memory, so that the capture allocates nothing
+            if not self._warm:  # on the graph's stream and memory: kernels loaded, the pool filled
                 g.warm(lambda: self._step(self.x[idx], self.y[idx], lr))
                 self._warm = True
                 return
