@@ -78,3 +78,16 @@ def test_a_choice_that_cannot_be_written_leaves_no_summary(tmp_path):
     with pytest.raises(SystemExit, match="cannot write the selection"):
         run(tmp_path, "--sweep", "s", "--metrics", point(tmp_path, 0.1, 0.6))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["best.json"]
+
+
+def test_a_sweep_summary_from_before_jobs_per_gpu_still_combines(tmp_path):
+    """A study updated midway: one sweep's summary rewritten by this version, one from before
+    the jobs_per_gpu column; they combine, the old rows' jobs_per_gpu empty."""
+    on_gpu = {"backend": "cupy", "provenance": {"settings": {"jobs_per_gpu": 2}}}
+    rc, out = run(tmp_path, "--sweep", "new", "--metrics", point(tmp_path, 0.1, 0.6, **on_gpu))
+    old = tmp_path / "old.csv"
+    pd.read_csv(out / "summary.csv").drop(columns=["jobs_per_gpu"]).assign(sweep="old").to_csv(old, index=False)
+    rc, both = run(tmp_path, "--summaries", out / "summary.csv", old, out_name="both")
+    table = pd.read_csv(both / "summary.csv")
+    assert rc == 0 and list(table["sweep"]) == ["new", "old"]
+    assert table["jobs_per_gpu"].iloc[0] == 2 and pd.isna(table["jobs_per_gpu"].iloc[1])

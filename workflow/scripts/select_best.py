@@ -48,7 +48,7 @@ def rows_from_summaries(paths: list[Path]) -> list[dict]:
             table = pd.read_csv(path)
         except READ_ERRORS as exc:
             raise SystemExit(f"select: cannot read sweep summary {path} ({type(exc).__name__}: {exc})") from exc
-        missing = [c for c in COLUMNS if c not in table.columns]
+        missing = [c for c in COLUMNS if c not in table.columns and c not in ADDED_LATER]
         if missing:
             raise SystemExit(f"select: sweep summary {path} lacks the columns {', '.join(missing)}")
         # pandas reads an empty cell as NaN
@@ -73,6 +73,9 @@ def checked(row: dict, source: Path) -> dict:
 
 
 COLUMNS = sweeps.SUMMARY_COLUMNS + ["path"]
+# columns a sweep summary written by an earlier version lacks; empty when it does (Snakemake does
+# not rerun a step because its script changed, so a study updated midway mixes the two)
+ADDED_LATER = ("jobs_per_gpu",)
 
 
 def main(argv=None) -> int:
