@@ -17,6 +17,10 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
+
+from scratchcnn.report.facts import shared_gpu_jobs  # the report's reading of the same column
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -59,10 +63,10 @@ def points_table(rows: list[dict]) -> list[str]:
 
 def shared_note(rows: list[dict]) -> list[str]:
     """A sentence where the points' times were taken while several jobs could share the card."""
-    jobs = [int(float(r["jobs_per_gpu"])) for r in rows if r.get("jobs_per_gpu") not in (None, "")]
-    if not jobs or max(jobs) <= 1:
+    jobs = shared_gpu_jobs(pd.DataFrame(rows))
+    if jobs is None:
         return []
-    return ["", f"Each point's seconds per epoch were measured while up to {max(jobs)} training jobs could share "
+    return ["", f"Each point's seconds per epoch were measured while up to {jobs} training jobs could share "
                 "the card: they include waiting for the others' kernels, so they compare the points only roughly "
                 "(`benchmarks/gpu_results.json` times one job alone)."]  # fmt: skip
 
