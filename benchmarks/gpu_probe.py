@@ -18,6 +18,8 @@ import json
 import os
 import platform
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scratchcnn import devices
 from scratchcnn import kernels
 from scratchcnn import layers
 from scratchcnn import model as cnn
@@ -66,6 +69,12 @@ def preflight(backend) -> dict:
 
         info.update(cupy=cupy.__version__, cuda_runtime=cupy.cuda.runtime.runtimeGetVersion(),
                     cuda_driver=cupy.cuda.runtime.driverGetVersion(), kernels=kernels.enabled())  # fmt: skip
+        # the GPU locks' card names beside the driver's own list (docs/clusters.md): informative
+        visible = devices.physical_ids(os.environ.get("CUDA_VISIBLE_DEVICES"), devices.count_gpus(cupy))
+        info["lock_card_names"] = dict(zip(visible, devices.card_names(visible, cupy)))
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=index,pci.bus_id,uuid", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30, check=False) if shutil.which("nvidia-smi") else None  # fmt: skip
+        info["nvidia_smi_cards"] = smi.stdout.strip().splitlines() if smi else "no nvidia-smi"
         from scratchcnn import layers
 
         logits = rng.standard_normal((9, 10)).astype(np.float32)

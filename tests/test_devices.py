@@ -162,6 +162,44 @@ def test_physical_ids_follow_cuda_visible_devices():
     assert devices.physical_ids(f"{uuid},MIG-{uuid[4:]}", 2) == [uuid, f"MIG-{uuid[4:]}"]
 
 
+def _driver(bus_ids):
+    """A stand-in CuPy whose driver gives visible device i the PCI bus id bus_ids[i]."""
+    runtime = type("runtime", (), {"deviceGetPCIBusId": staticmethod(lambda i: bus_ids[i])})
+    return type("cupy", (), {"cuda": type("cuda", (), {"runtime": runtime})})
+
+
+def test_card_names_are_the_cards_bus_ids_however_the_run_names_them():
+    uuid = "GPU-8f6c2a1e-1b2c-4d5e-9f00-123456789abc"
+    assert devices.card_names(["1", "0"], _driver(["0000:3B:00.0", "0000:1A:00.0"])) == [
+        "pci-0000:3B:00.0", "pci-0000:1A:00.0"]  # fmt: skip
+    assert devices.card_names([uuid], _driver(["0000:3B:00.0"])) == ["pci-0000:3B:00.0"]
+    # a MIG instance shares its card's bus id with the card's other instances: its UUID names it
+    mig = f"MIG-{uuid[4:]}"
+    assert devices.card_names([mig], _driver(["0000:3B:00.0"])) == [mig]
+    # where the driver cannot tell the devices apart, or cannot answer, the names stay as given
+    assert devices.card_names(["0", "1"], _driver(["0000:3B:00.0", "0000:3B:00.0"])) == ["0", "1"]
+    assert devices.card_names(["0"], _driver([])) == ["0"]
+    no_call = type("cupy", (), {"cuda": type("cuda", (), {"runtime": object()})})
+    assert devices.card_names(["2"], no_call) == ["2"]
+
+
+def test_a_card_named_by_index_in_one_run_and_by_uuid_in_another_is_one_card(tmp_path):
+    """Two runs sharing a lock folder, one with CUDA_VISIBLE_DEVICES=0 and one with the card's
+    UUID, must count their jobs against the same slots: it is the same card."""
+    uuid = "GPU-8f6c2a1e-1b2c-4d5e-9f00-123456789abc"
+    card = _driver(["0000:3B:00.0"])
+    quiet = dict(lock_dir=tmp_path, cupy_module=card, timeout=0, log=lambda m: None)
+    with claim_gpu(1, visible="0", **quiet) as i:
+        assert i == 0
+        assert [p.name for p in tmp_path.iterdir()] == ["gpupci-0000_3B_00.0.slot0.lock"]
+        with pytest.raises(GpuClaimError, match=r"physical pci-0000:3B:00\.0"):
+            with claim_gpu(1, visible=uuid, **quiet):
+                pass
+        other = _driver(["0000:5E:00.0"])  # another card, by UUID: free
+        with claim_gpu(1, visible="GPU-0c1d2e3f-aaaa-bbbb-cccc-123456789abc", **{**quiet, "cupy_module": other}) as j:
+            assert j == 0
+
+
 def test_count_gpus_asks_cupy_and_says_zero_when_it_cannot():
     class Runtime:
         def getDeviceCount(self):

@@ -56,6 +56,8 @@ def test_training_on_the_cupy_path_follows_the_numpy_path(runs):
     cpu, gpu = (json.loads((runs[d] / "metrics.json").read_text()) for d in ("cpu", "gpu"))
     assert cpu["backend"] == "numpy" and gpu["backend"] == "cupy" and gpu["device"] == "fake GPU (NumPy)"
     assert gpu["provenance"]["settings"]["device"] == "gpu" and gpu["best_epoch"] == cpu["best_epoch"]
+    # the claim named the card by its bus id, as the stand-in driver gives it (docs/clusters.md)
+    assert "claimed GPU 0 (physical pci-0000:01:00.0, slot 1 of 1)" in (runs["gpu"] / "train.stderr").read_text()
     # what changes a CuPy run's rounding is recorded beside its recipe (the env has neither switch set)
     assert gpu["provenance"]["gpu_numerics"] == {"custom_kernels": True, "tf32": False, "cuda_graph": False}
     assert "gpu_numerics" not in cpu["provenance"]
@@ -225,3 +227,24 @@ def test_a_step_that_cannot_be_captured_falls_back_to_the_plain_steps(case, why)
     assert "graph launch" not in graph["launches"]
     said = [line for line in graph["log"] if "not captured" in line]
     assert len(said) == 1 and why in said[0], graph["log"]
+
+
+def test_the_gpu_preflight_records_the_lock_names_beside_the_drivers_list(tmp_path):
+    """On a GPU machine the preflight shows which name each visible card's locks get (its PCI bus
+    id, from CuPy) beside nvidia-smi's list, so a session with a GPU checks the two agree."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text('#!/bin/sh\necho "0, 00000000:01:00.0, GPU-8f6c2a1e-1b2c-4d5e-9f00-123456789abc"\n')
+    smi.chmod(0o755)
+    env = {**{k: v for k, v in os.environ.items() if k not in ("SCRATCHCNN_KERNELS", "CUDA_VISIBLE_DEVICES")},
+           "PYTHONPATH": os.pathsep.join(str(p) for p in (FAKE, ROOT / "workflow", ROOT / "benchmarks")),
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    out = tmp_path / "preflight.json"
+    done = subprocess.run([sys.executable, str(FAKE / "run_script.py"), str(ROOT / "benchmarks" / "gpu_probe.py"),
+                           "preflight", "--device", "gpu", "--json", str(out)],
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    info = json.loads(out.read_text())
+    assert info["lock_card_names"] == {"0": "pci-0000:01:00.0"}  # the stand-in driver's bus id for device 0
+    assert info["nvidia_smi_cards"] == ["0, 00000000:01:00.0, GPU-8f6c2a1e-1b2c-4d5e-9f00-123456789abc"]

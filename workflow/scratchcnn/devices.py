@@ -74,6 +74,27 @@ def physical_ids(visible: str | None, n_devices: int) -> list[str]:
     return ids[:n_devices]
 
 
+def card_names(ids: list[str], cupy_module: ModuleType | None = None) -> list[str]:
+    """One lock name per visible device, whatever way CUDA_VISIBLE_DEVICES spelt the card.
+
+    ``ids`` are :func:`physical_ids`. A whole card is named by its PCI bus id, asked of the
+    driver (``pci-0000:3B:00.0``), so an index, a UUID and another ``CUDA_DEVICE_ORDER`` all
+    give one name. A MIG instance keeps its UUID: the instances of a card share its bus id.
+    Where the driver cannot say (no CuPy, an old one) or two devices answer alike, the names
+    stay as given. Only asks for the bus id: no context is made on any device.
+    """
+    try:
+        if cupy_module is None:
+            import cupy as cupy_module
+        names = [
+            token if token.startswith("MIG-") else f"pci-{cupy_module.cuda.runtime.deviceGetPCIBusId(i)}"
+            for i, token in enumerate(ids)
+        ]
+    except Exception:  # ImportError, no driver, a CuPy without the call: keep the given names
+        return list(ids)
+    return names if len(set(names)) == len(names) else list(ids)
+
+
 def default_lock_dir() -> Path:
     """``$TMPDIR/scratchcnn-gpu-locks-<uid>`` (inside a SLURM job: one folder per allocation).
 
@@ -143,6 +164,7 @@ def claim_gpu(
     jobs_per_gpu: int = 1,
     lock_dir: str | Path | None = None,
     visible: str | None | object = FROM_ENVIRONMENT,
+    cupy_module: ModuleType | None = None,
     poll: float = 1.0,
     timeout: float | None = None,
     log: Callable[[str], None] = _log.info,
@@ -150,8 +172,8 @@ def claim_gpu(
     """Claim one of ``jobs_per_gpu`` slots on one of the visible GPUs; yield its index.
 
     The index counts within the visible devices (what ``cupy.cuda.Device(i)`` takes); the
-    lock files are named by physical id, so jobs with different CUDA_VISIBLE_DEVICES never
-    double up. Slots are tried slot-major (slot 0 of every device first), which spreads jobs
+    lock files are named by card (:func:`card_names`, asking ``cupy_module`` or CuPy), so jobs
+    with different CUDA_VISIBLE_DEVICES never double up. Slots are tried slot-major (slot 0 of every device first), which spreads jobs
     over the devices before any device is shared. When every slot is held the call waits,
     polling every ``poll`` seconds, and raises GpuClaimError after ``timeout`` seconds (None:
     wait for ever). The claim lasts until the block exits, or the process ends.
@@ -160,7 +182,7 @@ def claim_gpu(
         raise ValueError(f"jobs_per_gpu must be at least 1, got {jobs_per_gpu}")
     if visible is FROM_ENVIRONMENT:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    ids = physical_ids(visible, n_devices)
+    ids = card_names(physical_ids(visible, n_devices), cupy_module)
     if not ids:
         raise GpuClaimError(
             f"no GPU to claim: {n_devices} device(s) seen, CUDA_VISIBLE_DEVICES={visible!r}"
