@@ -51,6 +51,25 @@ from gpu_problem import random_state, routed_like  # noqa: E402
 LAUNCH_ESTIMATE = {"kernels": 47, "no_kernels": 288}
 
 
+def lock_cards() -> dict:
+    """The GPU locks' card names beside the driver's own list (docs/clusters.md). Informative:
+    whatever goes wrong here is recorded, and the preflight goes on."""
+    info = {}
+    try:
+        import cupy
+
+        visible = devices.physical_ids(os.environ.get("CUDA_VISIBLE_DEVICES"), devices.count_gpus(cupy))
+        info["lock_card_names"] = dict(zip(visible, devices.card_names(visible, cupy)))
+        smi = shutil.which("nvidia-smi")
+        info["nvidia_smi_cards"] = subprocess.run(
+            [smi, "--query-gpu=index,pci.bus_id,uuid", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip().splitlines() if smi else "no nvidia-smi"  # fmt: skip
+    except Exception as exc:
+        info["lock_cards_error"] = f"{type(exc).__name__}: {exc}"
+    return info
+
+
 def preflight(backend) -> dict:
     """An elementwise op, a reduction, a matrix product and one custom kernel, checked against NumPy."""
     info = {"device_name": backend.device_name, "backend": backend.name, "python": platform.python_version(),
@@ -69,12 +88,7 @@ def preflight(backend) -> dict:
 
         info.update(cupy=cupy.__version__, cuda_runtime=cupy.cuda.runtime.runtimeGetVersion(),
                     cuda_driver=cupy.cuda.runtime.driverGetVersion(), kernels=kernels.enabled())  # fmt: skip
-        # the GPU locks' card names beside the driver's own list (docs/clusters.md): informative
-        visible = devices.physical_ids(os.environ.get("CUDA_VISIBLE_DEVICES"), devices.count_gpus(cupy))
-        info["lock_card_names"] = dict(zip(visible, devices.card_names(visible, cupy)))
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=index,pci.bus_id,uuid", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30, check=False) if shutil.which("nvidia-smi") else None  # fmt: skip
-        info["nvidia_smi_cards"] = smi.stdout.strip().splitlines() if smi else "no nvidia-smi"
+        info.update(lock_cards())
         from scratchcnn import layers
 
         logits = rng.standard_normal((9, 10)).astype(np.float32)

@@ -229,13 +229,16 @@ def test_a_step_that_cannot_be_captured_falls_back_to_the_plain_steps(case, why)
     assert len(said) == 1 and why in said[0], graph["log"]
 
 
-def test_the_gpu_preflight_records_the_lock_names_beside_the_drivers_list(tmp_path):
+@pytest.mark.parametrize("smi_works", [True, False])
+def test_the_gpu_preflight_records_the_lock_names_beside_the_drivers_list(tmp_path, smi_works):
     """On a GPU machine the preflight shows which name each visible card's locks get (its PCI bus
-    id, from CuPy) beside nvidia-smi's list, so a session with a GPU checks the two agree."""
+    id, from CuPy) beside nvidia-smi's list, so a session with a GPU checks the two agree. It is
+    informative: an nvidia-smi that fails is recorded, and the preflight passes."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     smi = bin_dir / "nvidia-smi"
-    smi.write_text('#!/bin/sh\necho "0, 00000000:01:00.0, GPU-8f6c2a1e-1b2c-4d5e-9f00-123456789abc"\n')
+    card = "0, 00000000:01:00.0, GPU-8f6c2a1e-1b2c-4d5e-9f00-123456789abc"
+    smi.write_text(f'#!/bin/sh\necho "{card}"\n' if smi_works else "#!/bin/sh\necho 'driver gone' >&2; exit 9\n")
     smi.chmod(0o755)
     env = {**{k: v for k, v in os.environ.items() if k not in ("SCRATCHCNN_KERNELS", "CUDA_VISIBLE_DEVICES")},
            "PYTHONPATH": os.pathsep.join(str(p) for p in (FAKE, ROOT / "workflow", ROOT / "benchmarks")),
@@ -247,4 +250,7 @@ def test_the_gpu_preflight_records_the_lock_names_beside_the_drivers_list(tmp_pa
     assert done.returncode == 0, done.stderr[-3000:]
     info = json.loads(out.read_text())
     assert info["lock_card_names"] == {"0": "pci-0000:01:00.0"}  # the stand-in driver's bus id for device 0
-    assert info["nvidia_smi_cards"] == ["0, 00000000:01:00.0, GPU-8f6c2a1e-1b2c-4d5e-9f00-123456789abc"]
+    if smi_works:
+        assert info["nvidia_smi_cards"] == [card] and "lock_cards_error" not in info
+    else:
+        assert "nvidia_smi_cards" not in info and "exit status 9" in info["lock_cards_error"]
