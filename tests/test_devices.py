@@ -22,6 +22,15 @@ from scratchcnn.devices import GpuClaimError, claim_gpu
 
 CTX = mp.get_context("fork")
 WAIT = 20  # seconds: a bound on any one wait below, never reached when things work
+NO_DRIVER = type("cupy", (), {})  # a CuPy that cannot name a card: the names stay as given
+
+
+@pytest.fixture(autouse=True)
+def no_real_driver(monkeypatch):
+    """The cards keep the names the tests give them unless a test brings a stand-in driver: a
+    real GPU on the machine running these tests must not change the lock names they expect."""
+    real = devices.card_names
+    monkeypatch.setattr(devices, "card_names", lambda ids, cupy_module=None: real(ids, cupy_module or NO_DRIVER))
 
 
 def _claim_and_meet(lock_dir, n_devices, jobs_per_gpu, results, barrier):
