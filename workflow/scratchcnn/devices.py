@@ -81,7 +81,7 @@ def card_names(ids: list[str], cupy_module: ModuleType | None = None) -> list[st
     driver (``pci-0000:3B:00.0``), so an index, a UUID and another ``CUDA_DEVICE_ORDER`` all
     give one name. A MIG instance keeps its UUID: the instances of a card share its bus id.
     Where the driver cannot say (no CuPy, an old one) or two devices answer alike, the names
-    stay as given. Only asks for the bus id: no context is made on any device.
+    stay as given. A device query (CUDA's cudaDeviceGetPCIBusId), like the count's.
     """
     try:
         if cupy_module is None:
