@@ -300,10 +300,6 @@ def _history_rows(history, best_epoch, max_rows=14) -> list[dict]:
 # ---------------------------------------------------------------------------- the whole report
 
 
-def _jobs_text(jobs: int | None) -> str | None:
-    return str(jobs) if jobs is not None and jobs > 1 else None
-
-
 def build_context(
     test_metrics: dict,
     summary,
@@ -340,6 +336,7 @@ def build_context(
     trend = facts.val_loss_trend(h)
     train["fit"] = facts.fit_reading(h.iloc[-1]["train_acc"], h.iloc[-1]["val_acc"], trend, train["status"])
     n_used = facts.training_images(data_meta, final_metrics)
+    shared_gpu = {"sweeps": facts.shared_gpu_jobs(summary), "final": facts.sharing(shared_gpu_jobs(final_metrics))}
     return {
         "test": test_context(test_metrics, study_accuracy, headline),
         "env": environments_context(final_metrics, test_metrics),
@@ -356,8 +353,7 @@ def build_context(
         "chosen": chosen_context(summary, best),
         "filter_cost": filter_cost_context(summary),
         # above 1, the seconds per epoch include waiting for other jobs on the same GPU
-        "shared_gpu": {"sweeps": _jobs_text(facts.shared_gpu_jobs(summary)),
-                       "final": _jobs_text(shared_gpu_jobs(final_metrics))},
+        "shared_gpu": {k: integer(jobs) if jobs else None for k, jobs in shared_gpu.items()},
         "classes": classes_context(test_metrics),
         "figures": figures_context(figures_dir),
         "param_stats": _param_stats_context(param_stats),

@@ -156,14 +156,18 @@ def filter_cost(summary) -> dict | None:
     }
 
 
+def sharing(jobs) -> int | None:
+    """``jobs`` (how many training jobs could share a GPU) where above 1, when a run's times
+    include waiting for the others' kernels; None otherwise (one job, the CPU, not said)."""
+    return int(jobs) if jobs is not None and jobs > 1 else None  # NaN > 1 is False
+
+
 def shared_gpu_jobs(summary) -> int | None:
     """The most training jobs that could share a GPU while the grid points were timed (their
-    ``jobs_per_gpu`` column), where above 1; None where no point shared one or the summary
-    does not say."""
+    ``jobs_per_gpu`` column), as :func:`sharing` reads it."""
     if summary is None or "jobs_per_gpu" not in summary:
         return None
-    jobs = pd.to_numeric(summary["jobs_per_gpu"], errors="coerce").max()
-    return int(jobs) if jobs > 1 else None  # NaN > 1 is False
+    return sharing(pd.to_numeric(summary["jobs_per_gpu"], errors="coerce").max())
 
 
 def sort_key(v):
