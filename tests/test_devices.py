@@ -128,6 +128,17 @@ def test_slots_fill_every_device_before_any_is_shared(tmp_path):
         assert (a, b, c) == (0, 1, 0)
 
 
+def test_a_device_whose_jobs_ended_gets_the_next_job_before_a_busy_one_gets_a_second(tmp_path):
+    quiet = dict(lock_dir=tmp_path, visible=None, timeout=0, log=lambda m: None)
+    claims = [claim_gpu(2, 2, **quiet) for _ in range(3)]
+    assert [c.__enter__() for c in claims] == [0, 1, 0]
+    for c in claims[:2]:  # the first jobs on GPU 0 and GPU 1 end; the third goes on, on GPU 0
+        c.__exit__(None, None, None)
+    with claim_gpu(2, 2, **quiet) as d, claim_gpu(2, 2, **quiet) as e:
+        assert (d, e) == (1, 0)  # idle GPU 1 first (fixed slot order gave 0 here); then GPU 0's free slot
+    claims[2].__exit__(None, None, None)
+
+
 def test_visible_devices_give_indices_and_physical_lock_names(tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # read at call time, not at import
     quiet = dict(lock_dir=tmp_path, poll=0.02, log=lambda m: None)
@@ -286,11 +297,33 @@ def test_the_default_lock_folder_is_private_and_another_users_is_refused(tmp_pat
     with claim_gpu(1, visible=None, timeout=0, log=lambda m: None) as i:
         assert i == 0
     assert os.stat(folder).st_mode & 0o777 == 0o700
+    os.chmod(folder, 0o777)  # opened up by hand: private again at the next claim
+    with claim_gpu(1, visible=None, timeout=0, log=lambda m: None):
+        assert os.stat(folder).st_mode & 0o777 == 0o700
     monkeypatch.setattr(devices.os, "getuid", lambda: os.stat(folder).st_uid + 1)  # now it is someone else's
     monkeypatch.setattr(devices, "default_lock_dir", lambda: folder)
-    with pytest.raises(GpuClaimError, match=f"GPU lock folder {folder} is not a folder of yours .*--gpu-lock-dir"):
+    with pytest.raises(GpuClaimError, match=f"GPU lock folder {folder} is another user's folder \\(owner uid .*another TMPDIR"):
         with claim_gpu(1, visible=None, timeout=0, log=lambda m: None):
             pass
+
+
+@pytest.mark.parametrize("kind", ["file", "dangling link", "link to a folder of mine"])
+def test_a_default_lock_folder_that_is_a_file_or_a_link_is_refused_by_name(tmp_path, monkeypatch, kind):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setattr(devices.tempfile, "tempdir", None)
+    folder = devices.default_lock_dir()
+    if kind == "file":
+        folder.write_text("not a folder")
+    else:
+        (tmp_path / "mine").mkdir(mode=0o700)
+        folder.symlink_to(tmp_path / ("nowhere" if kind == "dangling link" else "mine"))
+    expected = "a file, not a folder" if kind == "file" else "a symbolic link, not a folder"
+    with pytest.raises(GpuClaimError, match=f"GPU lock folder {folder} is {expected}: remove it, or run with another TMPDIR"):
+        with claim_gpu(1, visible=None, timeout=0, log=lambda m: None):
+            pass
+    if kind != "file":
+        assert list((tmp_path / "mine").iterdir()) == []  # nothing written through the link
 
 
 def test_a_lock_that_is_a_symbolic_link_is_refused_and_its_target_untouched(tmp_path):

@@ -23,6 +23,7 @@ import re
 import stat
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -109,15 +110,27 @@ def default_lock_dir() -> Path:
 
 def _own_folder(path: Path) -> None:
     """Make the default lock folder (a name anyone can guess, in a shared /tmp) private, and
-    refuse one that another user made first or that is a link: its locks could be held forever
-    or point at our files."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    refuse one that another user made first or that is a link or a file: its locks could be
+    held forever or point at our files."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:  # a file or a link to nowhere in its place: named below
+        pass
     st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise GpuClaimError(
-            f"GPU lock folder {path} is not a folder of yours (owner uid {st.st_uid}, you are "
-            f"{os.getuid()}): remove it, or give another with --gpu-lock-dir"
-        )
+    if stat.S_ISLNK(st.st_mode):
+        problem = "a symbolic link, not a folder"
+    elif not stat.S_ISDIR(st.st_mode):
+        problem = "a file, not a folder"
+    elif st.st_uid != os.getuid():
+        problem = f"another user's folder (owner uid {st.st_uid}, you are {os.getuid()})"
+    else:
+        if stat.S_IMODE(st.st_mode) & 0o077:  # made by hand or by an older version: ours alone from now on
+            os.chmod(path, 0o700)
+        return
+    raise GpuClaimError(
+        f"GPU lock folder {path} is {problem}: remove it, or run with another TMPDIR "
+        f"(its parent folder: {path.parent})"
+    )
 
 
 def lock_path(lock_dir: Path, physical_id: str, slot: int) -> Path:
@@ -158,6 +171,30 @@ def _holder(path: Path) -> str:
         return "?"
 
 
+def _grab_least_loaded(lock_dir: Path, ids: list[str], jobs_per_gpu: int) -> tuple[int, int, int] | None:
+    """(index, slot, descriptor) of the lowest free slot on the device with the most free
+    slots (the lowest index among equals), or None when every slot is held.
+
+    The free slots are counted by locking each for a moment, then all but the chosen one are let
+    go: trying slots in a fixed order would put the next job beside a running one on device 0
+    once device 0's first job has finished, while device 1 sits idle.
+    """
+    free: dict[tuple[int, int], int] = {}
+    try:
+        for index, name in enumerate(ids):
+            for slot in range(jobs_per_gpu):
+                if (fd := _try_lock(lock_path(lock_dir, name, slot))) is not None:
+                    free[index, slot] = fd
+        if not free:
+            return None
+        n_free = Counter(index for index, _ in free)
+        index, slot = min(free, key=lambda key: (-n_free[key[0]], key))
+        return index, slot, free.pop((index, slot))
+    finally:
+        for fd in free.values():
+            os.close(fd)
+
+
 @contextmanager
 def claim_gpu(
     n_devices: int,
@@ -173,8 +210,9 @@ def claim_gpu(
 
     The index counts within the visible devices (what ``cupy.cuda.Device(i)`` takes); the
     lock files are named by card (:func:`card_names`, asking ``cupy_module`` or CuPy), so jobs
-    with different CUDA_VISIBLE_DEVICES never double up. Slots are tried slot-major (slot 0 of every device first), which spreads jobs
-    over the devices before any device is shared. When every slot is held the call waits,
+    with different CUDA_VISIBLE_DEVICES never double up. The job goes to the device with the
+    fewest slots held (:func:`_grab_least_loaded`), so no device is shared while another is
+    idle, also after earlier jobs have finished. When every slot is held the call waits,
     polling every ``poll`` seconds, and raises GpuClaimError after ``timeout`` seconds (None:
     wait for ever). The claim lasts until the block exits, or the process ends.
     """
@@ -196,11 +234,8 @@ def claim_gpu(
     started = time.monotonic()
     waiting_said = False
     while True:
-        for index, slot in slots:
-            path = lock_path(lock_dir, ids[index], slot)
-            fd = _try_lock(path)
-            if fd is None:
-                continue
+        if (grabbed := _grab_least_loaded(lock_dir, ids, jobs_per_gpu)) is not None:
+            index, slot, fd = grabbed
             try:
                 try:  # the note only tells a waiting job who holds the slot: a full /tmp must not stop this one
                     os.ftruncate(fd, 0)
@@ -224,7 +259,8 @@ def claim_gpu(
                 f"no free GPU slot after {waited:.0f}s: all {len(ids)} visible device(s) "
                 f"(physical {', '.join(ids)}) x {jobs_per_gpu} job(s) per GPU are held "
                 f"(locks in {lock_dir}: {holders}). Lower Snakemake's --resources gpu=... to "
-                f"at most GPUs x train.jobs_per_gpu, or raise train.jobs_per_gpu."
+                f"at most GPUs x jobs per GPU (train.jobs_per_gpu; under profiles/gpu the "
+                f"number after &jobs), or raise the jobs per GPU."
             )
         if not waiting_said:
             log(

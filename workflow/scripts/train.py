@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     except MemoryError as exc:  # NumPy's, or CuPy's OutOfMemoryError (a MemoryError too): say what to change
         where = "the GPU" if type(exc).__module__.startswith("cupy") else "this machine"
         log.error("out of memory on %s (%s: %s) training %d filters at batch %d with %d job(s) per GPU; "
-                  "fewer jobs side by side (train.jobs_per_gpu and --resources gpu=N, or --cores on a CPU) "
+                  "fewer jobs side by side (train.jobs_per_gpu, or under profiles/gpu its &jobs, with --resources gpu=N; --cores on a CPU) "
                   "or fewer filters need less; then the same command %s",
                   where, type(exc).__name__, exc, args.filters, args.batch_size, args.jobs_per_gpu, resumes(args))  # fmt: skip
         return 1
