@@ -215,25 +215,28 @@ def test_the_gpu_profile_shares_one_gpu_between_its_jobs(repo):
     commands = [line for line in r.stdout.splitlines() if "workflow/scripts/train.py" in line]
     assert len(commands) == first_sweep_points(repo)
     assert all(f"--jobs-per-gpu {n} " in c for c in commands)
-    # a GPU profile's training runs on the GPU or stops with the reason, never quietly on the CPU
-    assert {rule: v["device"] for rule, v in profile["set-resources"].items()} == {"train_point": "gpu", "train_final": "gpu"}
+    # a GPU profile's training runs on the GPU or stops with the reason, never quietly on the CPU,
+    # and holds its share of the GPU, even where the config file says cpu (the demo's does)
+    assert profile["config"] == ["device=gpu"]
     assert all("--device gpu " in c for c in commands)
+    r = snakemake(repo, "results/sweep/lr_reg/summary.csv", "-n", "--workflow-profile", "profiles/gpu",
+                  "--configfile", "config/demo.yaml")  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    shares = [line.strip() for line in r.stdout.splitlines() if "jobs_per_gpu=" in line]
+    assert shares and all(f"gpu=1, device=gpu, jobs_per_gpu={n}" in line for line in shares), shares
     # one core per GPU job (Snakemake prints threads only above 1), so the cores never cap the jobs
     assert profile["set-threads"] == {"train_point": 1, "train_final": 1} and "threads:" not in r.stdout
 
 
 def test_the_gpu_profiles_number_changed_on_the_command_line_as_docs_clusters_says(repo):
-    """--set-resources on the command line replaces the profile's whole list: without the device
-    named again, the jobs would go to `auto` (the CPU here) with the new number."""
+    """--set-resources on the command line replaces the profile's whole list (so the docs name
+    both training rules); the device stays the profile's, a config entry."""
     command = next(line for line in (repo / "docs" / "clusters.md").read_text().splitlines()
                    if line.startswith("snakemake --workflow-profile profiles/gpu --resources gpu=2"))  # fmt: skip
     r = snakemake(repo, "results/sweep/lr_reg/summary.csv", "-n", "-p", *command.split()[1:])
     assert r.returncode == 0, r.stdout + r.stderr
     commands = [line for line in r.stdout.splitlines() if "workflow/scripts/train.py" in line]
     assert commands and all("--device gpu --jobs-per-gpu 2 " in c for c in commands)
-    dropped = [a for a in command.split()[1:] if not a.endswith("device=gpu")]
-    r = snakemake(repo, "results/sweep/lr_reg/summary.csv", "-n", "-p", *dropped)
-    assert "--device gpu " not in r.stdout and "--jobs-per-gpu 2 " in r.stdout  # why the docs name it
 
 
 def test_the_quick_run_plans_the_cut_down_study(repo):
