@@ -207,6 +207,7 @@ asks = {j["rule"]: (j.get("TresPerJob") or "-", j["MinMemoryNode"], j["TimeLimit
 for rule, (gpu, mem, limit, cpus) in sorted(asks.items()):
     print(f"   {rule:18s} gpus {gpu:12s} mem {mem:6s} time {limit:9s} cpus {cpus}")
 assert asks["train_point"][:3] == ("-", "8000M", "02:00:00"), asks["train_point"]  # a CPU job: no GPU
+assert asks["prepare"][1:3] == ("8000M", "00:30:00"), asks["prepare"]
 logs = sorted(p.relative_to(slurm / ".snakemake/slurm_logs") for p in (slurm / ".snakemake/slurm_logs").rglob("*.log"))
 print(f"   {len(logs)} SLURM job logs in .snakemake/slurm_logs/, e.g. {logs[0] if logs else None}")
 assert sum(str(p).startswith("rule_train_point/") for p in logs) == n_points

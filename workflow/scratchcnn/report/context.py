@@ -58,6 +58,7 @@ def test_context(test_metrics: dict, study_accuracy: float, headline: float) -> 
         "vs_study": facts.compare(headline, study_accuracy),
         "diff_pp": pct(abs(headline - study_accuracy)),
         "study_pct": pct(study_accuracy, 1),
+        "equal_pp": plain(facts.EQUAL_PP),  # what vs_study's "equal" means, in the words
         "images_per_second": integer(tp["images_per_second"]) if tp.get("images_per_second") else None,
         "throughput_backend": tex_escape(display_name(tp.get("backend", "?"))),
         "throughput_device": tex_escape(tp.get("device", "?")),
