@@ -88,3 +88,13 @@ def test_numbers_take_the_form_their_key_asks_for():
                                           "reg": 0.0, "epochs": True},
                      "model": {"bn_momentum": 1.0, "filters": 2.5}, "data": {"md5": "5", "n_val": 100}}  # fmt: skip
     assert [type(v) for v in (typed["seed"], typed["train"]["batch_size"], typed["train"]["clip"])] == [int, int, float]
+
+
+def test_repeated_keys_are_found_at_any_depth_with_both_lines():
+    text = "a: 1\nb:\n  - x: 1\n    x: 2\n  - x: 3\nb: 2\n"
+    assert configcheck.repeated_keys(text) == [
+        "line 4: b[0].x is given again (first on line 3), and YAML would keep only the last",
+        "line 6: b is given again (first on line 2), and YAML would keep only the last",
+    ]
+    for name in ("config.yaml", "demo.yaml", "quick.yaml", "grid.yaml", "demo_grid.yaml", "quick_grid.yaml"):
+        assert configcheck.repeated_keys((ROOT / "config" / name).read_text()) == [], name

@@ -691,7 +691,8 @@ def test_scripts_demo_download_prepare(tmp_path, capsys, keep_root_logging):
         assert meta["standardize"] is not None and meta["split_seed"] == 3
     assert prepare.main(["--archive", str(dest), "--out", str(tmp_path / "x.npz"), "--n-val", "6",
                          "--split-seed", "0", "--expected-train", "50000", "--expected-test", "10"]) == 1
-    assert "expected 50000" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "expected 50000" in err and f"If {dest} was put there by hand, not by the download step" in err
     assert not (tmp_path / "x.npz").exists()
 
 

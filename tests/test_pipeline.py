@@ -81,6 +81,53 @@ def test_layers_that_do_not_fit_or_no_training_images_are_refused_before_anythin
     r = dry_run("--configfile", "config/demo.yaml", "--config", "data={n_val: 400}")
     assert r.returncode != 0 and "config: data.n_val (400) leaves no training images: the archive holds " \
         "data.expected_train = 400; keep n_val below that" in r.stdout + r.stderr, r.stderr[-2000:]
+    r = dry_run("--configfile", "config/demo.yaml", "--config", "train={train_subset: 301}")
+    assert r.returncode != 0 and "config: train.train_subset (301) asks for more than the 300 training images " \
+        "(data.expected_train - data.n_val); 0 uses them all" in r.stdout + r.stderr, r.stderr[-2000:]
+    assert dry_run("--configfile", "config/demo.yaml", "--config", "train={train_subset: 300}").returncode == 0
+
+
+def test_a_key_given_twice_in_a_config_file_is_refused_with_its_lines(tmp_path):
+    """YAML keeps the last of two train: blocks, silently dropping the first (its seeds, say)."""
+    cfg = write(tmp_path, "c.yaml", "train:\n  seeds: [0]\n  lr: 0.1\nmodel:\n  filters: 8\ntrain:\n  epochs: 2\n")
+    r = dry_run("--configfile", "config/demo.yaml", cfg)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and f"config file {cfg}: line 6: train is given again (first on line 1)" in out, out[-2000:]
+
+
+@pytest.mark.parametrize("archive", ["''", "results/data/", "results/data/cifar10.npz"])
+def test_an_archive_path_that_is_no_archive_file_is_refused_by_its_key(archive):
+    r = dry_run("--configfile", "config/demo.yaml", "--config", f"data={{archive: {archive}}}")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "data.archive (in --config): " in out and "a file ending in .tar.gz" in out, out[-2000:]
+
+
+def test_an_archive_kept_where_the_download_writes_it_is_refused_before_a_rerun_deletes_it(tmp_path):
+    for url in ("results/data/mine.tar.gz", f"file://{Path.cwd() / 'results/data/mine.tar.gz'}"):
+        r = dry_run("--configfile", "config/demo.yaml", "--config",
+                    f"data={{synthetic: false, url: '{url}', archive: results/data/mine.tar.gz}}")  # fmt: skip
+        out = r.stdout + r.stderr
+        assert r.returncode != 0, out[-2000:]
+        assert "config: data.url and data.archive name the same file (results/data/mine.tar.gz)" in out, out[-2000:]
+    other = dry_run("--configfile", "config/demo.yaml", "--config",
+                    f"data={{synthetic: false, url: {tmp_path}/mine.tar.gz, archive: results/data/mine.tar.gz}}")  # fmt: skip
+    assert other.returncode == 0, (other.stdout + other.stderr)[-2000:]
+
+
+def test_a_demo_archive_that_would_not_hold_the_expected_images_is_refused():
+    r = dry_run("--configfile", "config/demo.yaml", "--config", "data={synthetic_train_per_class: 30}")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "config: data.synthetic_train_per_class = 30 makes 300 train images (10 classes), but " \
+        "data.expected_train = 400: make the two agree" in out, out[-2000:]
+
+
+def test_an_md5_in_capitals_is_taken_and_reaches_the_download_in_small_letters():
+    md5 = "C58F30108F718F92721AF3B95E74349A"
+    r = dry_run("--configfile", "config/demo.yaml", "-p", "-F", "--config", f"data={{synthetic: false, md5: {md5}}}",
+                target=["results/data/cifar10.npz"])  # fmt: skip
+    assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
+    assert f"--md5 {md5.lower()}" in r.stdout, r.stdout[-3000:]
 
 
 def test_nested_command_line_values_are_used_as_numbers_and_checked():
@@ -131,8 +178,10 @@ def test_a_sweep_based_on_a_later_sweep_is_refused(tmp_path):
         (None, "No such file or directory"),
         ("sweeps:\n  a:\n    lr: [0.1\n", "expected ',' or ']'"),
         ("sweeps:\n  a:\n    lr: [0.1, fast]\n", "'fast' is not of type 'number'"),
+        ("- lr: [0.1]\n", "it holds a list; expected a mapping with the key sweeps"),
+        ("sweeps:\n  a:\n    lr: [0.1]\n    lr: [0.2]\n", "line 4: sweeps.a.lr is given again (first on line 3)"),
     ],
-    ids=["missing", "not-yaml", "bad-value"],
+    ids=["missing", "not-yaml", "bad-value", "a-list", "a-key-twice"],
 )
 def test_a_bad_grid_file_is_refused_naming_the_file(tmp_path, text, problem):
     grid = tmp_path / "g.yaml" if text is None else write(tmp_path, "g.yaml", text)
@@ -147,7 +196,7 @@ def test_the_points_folder_is_not_a_sweep_name(tmp_path):
     cfg = write(tmp_path, "c.yaml", f"sweep:\n  grid: {grid}\n")
     r = dry_run("--configfile", "config/demo.yaml", cfg)
     out = r.stdout + r.stderr
-    assert r.returncode != 0 and "sweeps: 'points' is not allowed here (results/sweep/points holds" in out, out[-2000:]
+    assert r.returncode != 0 and "sweeps: 'points' is not allowed here (a sweep's name is its folder" in out, out[-2000:]
     write(tmp_path, "g.yaml", "sweeps:\n  pointz:\n    lr: [0.1]\n")  # any other name is a sweep
     r = dry_run("--configfile", "config/demo.yaml", cfg)
     assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]

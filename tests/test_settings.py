@@ -31,7 +31,7 @@ from scratchcnn.checkpoint import load_checkpoint
 SETTINGS = {
     "device": "cpu",
     "seed": 7,
-    "data": {"n_val": 11, "split_seed": 3, "standardize": True, "expected_train": 80, "expected_test": 12},
+    "data": {"n_val": 11, "split_seed": 3, "standardize": True, "expected_train": 81, "expected_test": 12},
     "model": {"filters": 3, "kernel_size": 5, "padding1": 2, "padding2": 1, "pool_size": 3, "pool_stride": 3,
               "bn_momentum": 0.3},
     "train": {"batch_size": 70, "lr": 0.07, "reg": 0.01, "lr_decay": 0.25, "lr_step": 2, "clip": 0.05,

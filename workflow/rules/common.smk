@@ -22,6 +22,7 @@ shell.prefix(
 
 from scratchcnn import backend as backendlib
 from scratchcnn import configcheck
+from scratchcnn import data as datalib
 from scratchcnn import model as modellib
 from scratchcnn import sweeps as sweeplib
 from scratchcnn.figures import FIGURES as FIGURE_REGISTRY
@@ -67,9 +68,11 @@ def missing_workflow_profile(argv):
 if missing := missing_workflow_profile(sys.argv):
     ours = sorted(os.listdir(os.path.join(workflow.basedir, "profiles")))
     raise WorkflowError(
-        f"--workflow-profile {missing}: no such profile in {os.getcwd()} or beside the Snakefile "
-        f"({workflow.basedir}), and Snakemake would go on without one. This workflow's profiles: "
-        f"{', '.join(ours)}; give one by its path, e.g. --workflow-profile {os.path.join(workflow.basedir, 'profiles', 'gpu')}."
+        f"--workflow-profile {missing}: no such profile, and Snakemake would go on without one. "
+        f"It looks for {missing} and profiles/{missing} in {os.getcwd()}, and for profiles/{missing} "
+        f"beside the Snakefile in {workflow.basedir}. This workflow's profiles: {', '.join(ours)}; "
+        f"give one by its name alone (--workflow-profile gpu) or by its path "
+        f"(--workflow-profile {os.path.join(workflow.basedir, 'profiles', 'gpu')})."
     )
 
 
@@ -127,6 +130,11 @@ update_config(
         workflow.config_settings.config or {}, read_schema("config.schema.yaml")
     ),
 )
+# Snakemake has read the config files, keeping a repeated key's last value
+for config_file in CONFIG_FILES:
+    with open(config_file, encoding="utf-8") as f:
+        if repeated := configcheck.repeated_keys(f.read()):
+            raise WorkflowError(f"config file {config_file}: " + "; ".join(repeated))
 config.update(coerce_float_strings(dict(config), "", "config"))
 try:
     checked(config, "config.schema.yaml", CONFIG_FILES, workflow.config_settings.config)
@@ -154,11 +162,44 @@ if config["data"]["n_val"] >= config["data"]["expected_train"]:
         f"config: data.n_val ({config['data']['n_val']}) leaves no training images: the archive "
         f"holds data.expected_train = {config['data']['expected_train']}; keep n_val below that"
     )
+n_train = config["data"]["expected_train"] - config["data"]["n_val"]
+if config["train"]["train_subset"] > n_train:
+    raise WorkflowError(
+        f"config: train.train_subset ({config['train']['train_subset']}) asks for more than the "
+        f"{n_train} training images (data.expected_train - data.n_val); 0 uses them all"
+    )
+
+if config["data"]["synthetic"]:  # the demo archive must hold what prepare will expect
+    for part in ("train", "test"):
+        per_class = config["data"][f"synthetic_{part}_per_class"]
+        expected = config["data"][f"expected_{part}"]
+        if per_class * datalib.NUM_CLASSES != expected:
+            raise WorkflowError(
+                f"config: data.synthetic_{part}_per_class = {per_class} makes "
+                f"{per_class * datalib.NUM_CLASSES} {part} images ({datalib.NUM_CLASSES} classes), "
+                f"but data.expected_{part} = {expected}: make the two agree"
+            )
+elif datalib.names_file(config["data"]["url"], config["data"]["archive"]):
+    raise WorkflowError(
+        f"config: data.url and data.archive name the same file ({config['data']['archive']}). "
+        "The download step writes data.archive from data.url, and Snakemake deletes a step's "
+        "output before it runs: a rerun would delete this archive. Keep the archive elsewhere "
+        "(outside results/) and give that path as data.url."
+    )
+# as md5sum writes it; the schema takes either case
+config["data"]["md5"] = config["data"]["md5"].lower()
 
 GRID_FILE = config["sweep"]["grid"]
 try:  # whatever is wrong with the grid, the message names its file
     with open(GRID_FILE, encoding="utf-8") as f:
-        GRID = coerce_float_strings(yaml.safe_load(f) or {}, "", GRID_FILE)
+        text = f.read()
+    GRID = coerce_float_strings(yaml.safe_load(text) or {}, "", GRID_FILE)
+    if not isinstance(GRID, dict):
+        raise ValueError(
+            f"it holds a {type(GRID).__name__}; expected a mapping with the key sweeps"
+        )
+    if repeated := configcheck.repeated_keys(text):
+        raise ValueError("; ".join(repeated))
     checked(GRID, "grid.schema.yaml", files=())  # the message names the one file
     sweeplib.check_sweep_order(GRID["sweeps"])
 except (OSError, yaml.YAMLError, WorkflowError, ValueError) as exc:

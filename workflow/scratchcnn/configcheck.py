@@ -17,6 +17,31 @@ import yaml
 FLOAT_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
+def repeated_keys(text: str) -> list[str]:
+    """Keys given twice in one mapping of the YAML ``text``, one line each. YAML keeps the last
+    silently: a second ``train:`` block would drop the whole first one."""
+    found = []
+
+    def walk(node, where):
+        if isinstance(node, yaml.MappingNode):
+            first = {}
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else None
+                path = f"{where}.{name}" if where else str(name)
+                if name in first:
+                    found.append(f"line {key.start_mark.line + 1}: {path} is given again (first on line "
+                                 f"{first[name]}), and YAML would keep only the last")  # fmt: skip
+                elif name is not None:
+                    first[name] = key.start_mark.line + 1
+                walk(value, path)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, value in enumerate(node.value):
+                walk(value, f"{where}[{i}]")
+
+    walk(yaml.compose(text, Loader=yaml.SafeLoader), "")
+    return found
+
+
 def dotted(path) -> str:
     """``train.seeds[1]`` for the parts ("train", "seeds", 1)."""
     out = ""

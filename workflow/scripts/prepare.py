@@ -53,7 +53,10 @@ def main(argv=None) -> int:
             expected_test=args.expected_test,
         )
     except DataError as e:
-        log.error("%s", e)
+        # the download step writes the archive only once its md5 checks out; a copy put there by
+        # hand skips that check, and reruns would meet the same bad file
+        log.error("%s. If %s was put there by hand, not by the download step (which checks its "
+                  "md5), delete it and give the copy's path as data.url instead.", e, args.archive)  # fmt: skip
         return 1
     t1 = time.monotonic()
     try:

@@ -17,7 +17,7 @@ and the problem.
 
 from .archive import IMAGE_SHAPE, read_archive, to_images, to_rows
 from .classes import ANIMALS, CLASS_NAMES, CLASS_NAMES_ZH, NUM_CLASSES, VEHICLES
-from .download import fetch_archive, md5sum
+from .download import fetch_archive, md5sum, names_file
 from .errors import DataError
 from .split import PREPARED_KEYS, Prepared, load_prepared, prepare_dataset
 from .synthetic import make_synthetic_images
@@ -37,6 +37,7 @@ __all__ = [
     "load_prepared",
     "make_synthetic_images",
     "md5sum",
+    "names_file",
     "prepare_dataset",
     "read_archive",
     "to_images",

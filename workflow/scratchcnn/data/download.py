@@ -127,6 +127,15 @@ def _source_kind(source: str) -> tuple[str, str]:
     return "file", source  # plain path (a one-letter "scheme" is a Windows drive)
 
 
+def names_file(source: str, path) -> bool:
+    """Whether ``source`` (a plain path or a ``file://`` URL) names the file at ``path``."""
+    try:
+        kind, where = _source_kind(source)
+    except DataError:
+        return False
+    return kind == "file" and os.path.realpath(where) == os.path.realpath(path)
+
+
 @contextlib.contextmanager
 def _writing(part: Path):
     """An OSError here is the local disk's (full, read-only), not the network's: never retried."""
