@@ -1190,3 +1190,73 @@ def test_times_measured_while_jobs_shared_a_gpu_say_so():
     tex = text(ctx(final_metrics=final))
     assert final_said in tex and not any(s in tex for s in sweeps_said)
     assert re.search(r"共 \S+ (秒|分钟|小时)（每块 GPU 最多同时运行 4 个训练任务）。", tex)  # the overview's final run
+
+
+# ----------------------------------------------------------------------------- words at the numbers' edges
+
+
+def test_a_seed_mean_level_with_the_study_is_named_as_the_mean():
+    """The verdict comes from the seeds' mean; the sentence must not read as the shown seed's."""
+    inputs = fixture_inputs()
+    runs = [{"seed": s, "test_accuracy": a, "best_val_acc": 0.65, "best_epoch": 12}
+            for s, a in ((0, 0.6247), (1, 0.6001), (2, 0.6142))]  # fmt: skip
+    inputs["test_metrics"] = {**inputs["test_metrics"], "seeds": {
+        "shown": 0, "n": 3, "mean": 0.613, "std": 0.0123, "min": 0.6001, "max": 0.6247, "runs": runs}}  # fmt: skip
+    tex = text(R.build_context(**inputs))
+    assert says(tex, "与原研究报告的 61.3\\% 相比，本次复现（按 3 个种子的均值 61.30\\% 计）与之持平（相差不到 0.05 个百分点）。")
+
+
+def test_a_difference_of_exactly_the_equal_margin_is_not_called_equal_either_way():
+    assert R.facts.compare(0.6125, 0.613) == "below" and R.facts.compare(0.6135, 0.613) == "above"
+    assert R.facts.compare(0.61305, 0.613) == "equal"
+
+
+def test_the_fc_layer_is_called_large_only_where_it_holds_most_parameters():
+    few = text(ctx(arch=arch(8, 8)))  # FC 82 % of the parameters
+    assert "全连接层却占了 82.4\\% 的参数" in few and "或全局平均池化代替大的全连接层，以较少的参数获得更大的感受野" in few
+    many = text(ctx(arch=arch(128, 128)))  # FC 29 %
+    assert "全连接层却占了" not in many and "全局平均池化" not in many
+    assert says(many, "网络只有两个卷积层，感受野小。") and "更深的网络（每个阶段两层卷积），以获得更大的感受野；" in many
+
+
+def test_classes_never_predicted_get_a_plural_and_no_reasons_for_the_groups():
+    cm = confusion_matrix()
+    for gone in (2, 9):  # bird and truck never predicted: their columns move to airplane's
+        cm[:, 0] += cm[:, gone]
+        cm[:, gone] = 0
+    inputs = fixture_inputs()
+    tex = text(ctx(test_metrics=make_test_metrics(cm, CIFAR, inputs["test_metrics"]["provenance"])))
+    assert says(tex, "网络从不给出这些预测（其精确率按 0 计）") and "天空、道路、水面" not in tex
+    assert "天空、道路、水面" in text(ctx())
+
+
+def test_a_training_subset_is_not_called_all_of_the_training_images():
+    inputs = fixture_inputs()
+    assert "官方 Python 版本中的全部" in text(R.build_context(**inputs))
+    inputs["final_metrics"]["provenance"] = {**inputs["final_metrics"]["provenance"], "config": {"train_subset": 6000}}
+    tex = text(R.build_context(**inputs))
+    assert "中的全部" not in tex and "本实验使用 CIFAR-10 官方 Python 版本中的" in tex
+
+
+def test_the_goals_name_step_decay_only_where_the_rate_fell():
+    assert "用小批量随机梯度下降（配合学习率阶梯衰减、L2 正则化与梯度裁剪）训练网络" in text(ctx())
+    no_decay = make_history().iloc[:5]
+    final = {**fixture_inputs()["final_metrics"], "epochs_run": 5, "best_epoch": 5,
+             "best_val_acc": float(no_decay["val_acc"].max())}  # fmt: skip
+    assert "用小批量随机梯度下降（配合L2 正则化与梯度裁剪）训练网络" in text(ctx(history=no_decay, final_metrics=final))
+
+
+def test_filter_counts_tied_for_the_best_are_all_named():
+    summary = make_summary()
+    summary.loc[(summary["sweep"] == "filters") & (summary["filters"] == 32), "best_val_acc"] = 0.6531
+    assert "这一组中验证准确率最高的卷积核数量为 32、64（并列）。" in text(ctx(summary=summary))
+    assert "这一组中验证准确率最高的卷积核数量为 64。" in text(ctx())
+
+
+def test_a_diverged_final_run_is_said_so_in_chinese():
+    h = make_history().iloc[:4].copy()
+    h.loc[h.index[-1], ["train_loss", "val_loss", "val_acc"]] = [np.nan, np.nan, 0.1]
+    final = {**fixture_inputs()["final_metrics"], "status": "diverged", "best_epoch": 3, "epochs_run": 4,
+             "best_val_acc": float(h["val_acc"].iloc[2])}  # fmt: skip
+    tex = text(ctx(history=h, final_metrics=final))
+    assert "实际完成 4 个（状态：发散）" in tex and "diverged" not in tex.split("\\subsection{训练记录}")[1][:300]

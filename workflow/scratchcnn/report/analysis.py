@@ -145,7 +145,7 @@ def filter_cost_context(summary) -> dict | None:
         "high_val_pct": pct(hi["best_val_acc"]),
         "acc_direction": fc["acc_direction"],
         "acc_diff_pp": pct(abs(hi["best_val_acc"] - lo["best_val_acc"])),
-        "best_acc_filters": tex_escape(norm_value(fc["best_acc_filters"])),
+        "best_acc_filters": [tex_escape(norm_value(f)) for f in fc["best_acc_filters"]],
     }
 
 

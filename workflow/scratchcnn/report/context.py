@@ -188,6 +188,8 @@ def arch_context(arch: dict, layers: list[dict]) -> dict:
         "total_params": integer(total),
         "total_buffers": integer(sum(r["buffers"] for r in layers)),
         "fc_share_pct": pct(by_name["fc"]["params"] / total, 1),
+        # most of the parameters: only then is the FC layer the "large" one the report says to replace
+        "fc_majority": by_name["fc"]["params"] / total > 0.5,
         "fc_params": integer(by_name["fc"]["params"]),
         "conv_params": integer(by_name["conv1"]["params"] + by_name["conv2"]["params"]),
     }

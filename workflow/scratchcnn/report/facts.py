@@ -34,7 +34,8 @@ COST_EQUAL_REL = 0.05
 
 def compare(a, b, equal_pp=EQUAL_PP) -> str:
     """``"above"``, ``"below"`` or ``"equal"``: fraction ``a`` against fraction ``b``."""
-    d = 100.0 * (float(a) - float(b))
+    # rounded: 0.6125 against 0.613 is -0.04999999999999449 in floats, exactly 0.05 points apart
+    d = round(100.0 * (float(a) - float(b)), 12)
     if abs(d) < equal_pp:
         return "equal"
     return "above" if d > 0 else "below"
@@ -138,7 +139,7 @@ def filter_cost(summary) -> dict | None:
         return {"sweep": best_sweep, "rows": rows, "n_finished": len(done), "comparable": False}
     lo, hi = done[0], done[-1]
     per_filter = (hi["seconds_per_epoch"] - lo["seconds_per_epoch"]) / (hi["filters"] - lo["filters"])
-    best_acc = max(done, key=lambda r: r["best_val_acc"])
+    top = max(r["best_val_acc"] for r in done)
     return {
         "sweep": best_sweep,
         "rows": rows,
@@ -152,7 +153,7 @@ def filter_cost(summary) -> dict | None:
         "cost_direction": "equal" if abs(hi["seconds_per_epoch"] / lo["seconds_per_epoch"] - 1) < COST_EQUAL_REL
         else ("above" if hi["seconds_per_epoch"] > lo["seconds_per_epoch"] else "below"),
         "acc_direction": compare(hi["best_val_acc"], lo["best_val_acc"]),
-        "best_acc_filters": best_acc["filters"],
+        "best_acc_filters": [r["filters"] for r in done if compare(r["best_val_acc"], top, TIE_PP) == "equal"],
     }
 
 
