@@ -443,6 +443,20 @@ def test_load_prepared_missing_or_foreign_file(tmp_path):
         cifar_data.load_prepared(tmp_path / "junk.npz")
 
 
+def test_load_prepared_names_a_damaged_array_instead_of_a_traceback(tmp_path):
+    """Sound headers, damaged bytes inside an array (a bad CRC): train and evaluate show this line."""
+    x = np.full((4, 32, 32, 3), 0.5, dtype=np.float32)
+    path = fx.write_prepared(tmp_path / "cifar10.npz", x_train=x, y_train=np.zeros(4, dtype=np.int64))
+    cifar_data.load_prepared(path)  # sound before
+    raw = bytearray(path.read_bytes())
+    at = raw.find(x.tobytes()[:64]) + 1000  # inside x_train's pixels
+    raw[at] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    assert cifar_data.load_prepared(path, arrays=()).class_names  # the headers still read
+    with pytest.raises(DataError, match=r"cifar10\.npz: an array cannot be read \(BadZipFile: .*damaged: delete it"):
+        cifar_data.load_prepared(path)
+
+
 # ------------------------------------------------------------------------------------------
 # fetching
 # ------------------------------------------------------------------------------------------
@@ -694,6 +708,10 @@ def test_scripts_demo_download_prepare(tmp_path, capsys, keep_root_logging):
     err = capsys.readouterr().err
     assert "expected 50000" in err and f"If {dest} was put there by hand, not by the download step" in err
     assert not (tmp_path / "x.npz").exists()
+    assert prepare.main(["--archive", str(dest), "--out", str(tmp_path / "x.npz"), "--n-val", "40",
+                         "--split-seed", "0", "--expected-train", "30", "--expected-test", "10"]) == 1
+    err = capsys.readouterr().err
+    assert "n_val=40 must be in [0, 29]" in err and "by hand" not in err  # a setting's problem: no advice on the file
 
 
 def test_script_error_exit_without_traceback(tmp_path):

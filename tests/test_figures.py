@@ -528,6 +528,29 @@ def test_a_figure_that_cannot_be_written_leaves_the_previous_pair_and_no_new_fil
     assert after == {k: v for k, v in before.items() if k.startswith("loss")}
 
 
+def test_a_pdf_that_cannot_replace_the_old_one_takes_its_new_png_with_it(inputs, tmp_path, monkeypatch):
+    """The PNG is renamed into place first; where the PDF's rename then fails, no pair of a new PNG
+    and an old PDF is left (the figure is drawn again on the next run)."""
+    import errno
+    import os
+
+    out = tmp_path / "out"
+    argv = ["--which", "loss_curve", "--out-dir", str(out), "--lang", "en", "--dpi", "40",
+            "--history", str(inputs["--history"])]  # fmt: skip
+    assert load_script("plot_figures").main(argv) == 0
+    real = os.replace
+
+    def pdf_disk_full(src, dst):
+        if str(dst).endswith("loss_curve.pdf"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", pdf_disk_full)
+    with pytest.raises(SystemExit, match="error: figure 'loss_curve' cannot be written to"):
+        load_script("plot_figures").main(argv)
+    assert list(out.iterdir()) == []  # no leftover temporary files either
+
+
 def test_a_class_name_with_dollars_is_drawn_as_written(monkeypatch, tmp_path):
     """Class names come from the archive: two $ would make matplotlib typeset the text between
     them as mathematics, and a name like $\\foo$ would stop the figure."""

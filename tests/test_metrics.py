@@ -247,6 +247,44 @@ def test_evaluate_writes_all_four_outputs_or_none(tmp_path, capsys):
     assert [p.name for p in out.iterdir()] == ["test_metrics.json"]  # the folder, nothing else
 
 
+def test_evaluate_interrupted_while_writing_leaves_no_mix_of_new_and_old(tmp_path, capsys, monkeypatch):
+    ev = load_script("evaluate")
+    known_checkpoint(tmp_path / "model.npz")
+    write_prepared(tmp_path / "cifar10.npz", class_names=[f"k{i}" for i in range(10)],
+                   x_test=np.zeros((3, 32, 32, 3), np.float32), y_test=np.zeros(3))  # fmt: skip
+    out = tmp_path / "out"
+    argv = ["--model", str(tmp_path / "model.npz"), "--data", str(tmp_path / "cifar10.npz"),
+            "--out-dir", str(out), "--device", "cpu", "--batch-size", "2"]  # fmt: skip
+    assert ev.main(argv) == 0  # an earlier evaluation's four files
+    real = ev.write_text_atomic
+
+    def ctrl_c_at_the_confusion(path, text):
+        if Path(path).name == "confusion.csv":
+            raise KeyboardInterrupt
+        real(path, text)
+
+    monkeypatch.setattr(ev, "write_text_atomic", ctrl_c_at_the_confusion)
+    assert ev.main(argv) == 130
+    assert "interrupted; no evaluation written" in capsys.readouterr().err
+    assert list(out.iterdir()) == []  # none of the new, none of the old
+
+
+def test_evaluate_on_a_gpu_it_cannot_use_says_why_in_one_line(tmp_path, capsys, monkeypatch):
+    from scratchcnn.backend import BackendError
+
+    ev = load_script("evaluate")
+    known_checkpoint(tmp_path / "model.npz")
+    write_prepared(tmp_path / "cifar10.npz", class_names=[f"k{i}" for i in range(10)])
+
+    def no_gpu(device):
+        raise BackendError("device 'gpu' asked for, but CuPy is not installed")
+
+    monkeypatch.setattr(ev, "get_backend", no_gpu)
+    rc = ev.main(["--model", str(tmp_path / "model.npz"), "--data", str(tmp_path / "cifar10.npz"),
+                  "--out-dir", str(tmp_path / "out"), "--device", "gpu", "--batch-size", "2"])  # fmt: skip
+    assert rc == 1 and capsys.readouterr().err == "error: device 'gpu' asked for, but CuPy is not installed\n"
+
+
 def test_seed_summary_mean_and_sample_std():
     from scratchcnn.metrics import seed_summary
 

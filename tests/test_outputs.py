@@ -51,3 +51,34 @@ def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("crash")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_during_a_write_leaves_no_temporary_file_and_no_target(tmp_path):
+    """A scheduler's time limit sends SIGTERM: with the steps' handler the clean-up runs (exit
+    143); Python's default would die at once and leave the hidden temporary file."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, sys, time\n"
+        "from scratchcnn.io import atomic_path\n"
+        "from scratchcnn.logs import exit_on_sigterm\n"
+        "exit_on_sigterm()\n"
+        f"with atomic_path({str(tmp_path / 'model.npz')!r}) as tmp:\n"
+        "    tmp.write_bytes(b'half a model')\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+    )
+    root = os.path.join(os.path.dirname(__file__), "..", "workflow")
+    r = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": root}, timeout=60)
+    assert r.returncode == 143 and list(tmp_path.iterdir()) == []
+
+
+def test_every_step_script_ends_on_sigterm_through_its_clean_up():
+    from pathlib import Path
+
+    scripts = sorted((Path(__file__).resolve().parents[1] / "workflow" / "scripts").glob("*.py"))
+    assert len(scripts) >= 10
+    for script in scripts:
+        tail = script.read_text().split('if __name__ == "__main__":')[-1]
+        assert tail == "\n    exit_on_sigterm()\n    sys.exit(main())\n", script.name

@@ -80,6 +80,22 @@ def test_a_choice_that_cannot_be_written_leaves_no_summary(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["best.json"]
 
 
+def test_an_interrupted_choice_leaves_no_new_summary_and_a_folder_that_cannot_be_written_is_named(tmp_path, monkeypatch):
+    def ctrl_c(path, data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(select, "write_json_atomic", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "--sweep", "s", "--metrics", point(tmp_path, 0.1, 0.6))
+    assert list((tmp_path / "out").iterdir()) == []
+    monkeypatch.undo()
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the output folder should be")
+    with pytest.raises(SystemExit, match=f"select: cannot write the selection .*{blocked}"):  # not a traceback from the clean-up
+        select.main(["--sweep", "s", "--metrics", str(point(tmp_path, 0.2, 0.6)),
+                     "--out-summary", str(blocked / "summary.csv"), "--out-best", str(blocked / "best.json")])  # fmt: skip
+
+
 def test_a_sweep_summary_from_before_jobs_per_gpu_still_combines(tmp_path):
     """A study updated midway: one sweep's summary rewritten by this version, one from before
     the jobs_per_gpu column; they combine, the old rows' jobs_per_gpu empty."""

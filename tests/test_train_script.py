@@ -21,6 +21,27 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "workflow" / "scripts" / "train.py"
 
 
+def test_results_that_cannot_all_be_written_leave_none_beside_an_earlier_runs(data, tmp_path, capsys, monkeypatch):
+    """ENOSPC at metrics.json, after model.npz and history.csv: none of the three stays (an earlier
+    run's metrics.json would have described the new model); the last snapshot stays to resume from."""
+    import errno
+
+    script = load_script("train")
+    assert script.main(command(data, tmp_path)[2:]) == 0  # an earlier run's three results
+    real = script.write_json_atomic
+
+    def disk_full(path, data):
+        if Path(path).name == "metrics.json":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data)
+
+    monkeypatch.setattr(script, "write_json_atomic", disk_full)
+    assert script.main(command(data, tmp_path)[2:]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"cannot write {tmp_path / 'metrics.json'} (No space left on device)" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.npz"]
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     rng = np.random.default_rng(0)
@@ -114,6 +135,16 @@ def test_ctrl_c_says_how_to_go_on_and_the_same_command_resumes(data, tmp_path):
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
     assert "interrupted; the same command" in err and f"from {tmp_path / 'state.npz'}" in err
     assert not (tmp_path / "metrics.json").exists()
+    resumed = subprocess.run(command(data, tmp_path), check=True, capture_output=True, text=True)
+    assert "resuming after epoch" in resumed.stderr and (tmp_path / "metrics.json").is_file()
+
+
+def test_sigterm_ends_the_run_through_its_clean_up_and_the_same_command_resumes(data, tmp_path):
+    """A SLURM time limit or scancel: exit 143 after the clean-up, no temporary file, the snapshot kept."""
+    proc = subprocess.Popen(command(data, tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = stop_after_snapshot(proc, tmp_path / "state.npz", lambda: os.kill(proc.pid, signal.SIGTERM))[1]
+    assert proc.returncode == 143, err[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.npz"]
     resumed = subprocess.run(command(data, tmp_path), check=True, capture_output=True, text=True)
     assert "resuming after epoch" in resumed.stderr and (tmp_path / "metrics.json").is_file()
 

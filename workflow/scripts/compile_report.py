@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from scratchcnn.io import atomic_path
+from scratchcnn.logs import exit_on_sigterm
 
 INSTALL_HELP = """\
 compile_report: {missing} not found on PATH; the report needs XeLaTeX, latexmk, ctex and a CJK font.
@@ -102,7 +103,11 @@ def main(argv=None) -> int:
         return finish(1)
     workdir = tex.parent
     build = Path(args.build_dir).resolve() if args.build_dir else workdir / "build"
-    build.mkdir(parents=True, exist_ok=True)
+    try:
+        build.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        say(f"compile_report: cannot make the build folder {build} ({exc.strerror or exc})", err=True)
+        return finish(1)
     out = Path(args.out).resolve()
 
     cmd = ["latexmk", "-xelatex", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",
@@ -137,11 +142,16 @@ def main(argv=None) -> int:
         for line in re.findall(r"Missing character: There is no.*", log_text)[:10]:
             say("  " + line, err=True)
 
-    with atomic_path(out) as tmp:
-        shutil.copyfile(pdf, tmp)
+    try:
+        with atomic_path(out) as tmp:
+            shutil.copyfile(pdf, tmp)
+    except OSError as exc:  # an unwritable folder, a full disk: one line, the log still written
+        say(f"compile_report: cannot write {out} ({exc.strerror or exc})", err=True)
+        return finish(1)
     say(f"compile_report: wrote {out}")
     return finish(0)
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     sys.exit(main())

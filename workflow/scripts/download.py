@@ -19,7 +19,7 @@ from pathlib import Path
 
 from scratchcnn.cli import md5
 from scratchcnn.data import DataError, fetch_archive
-from scratchcnn.logs import setup_logging
+from scratchcnn.logs import exit_on_sigterm, setup_logging
 
 
 def main(argv=None) -> int:
@@ -49,4 +49,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     sys.exit(main())

@@ -11,6 +11,7 @@ Writes ``test_metrics.json``, ``per_class.csv``, ``confusion.csv`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import logging
@@ -21,12 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from scratchcnn import sweeps
-from scratchcnn.backend import get_backend
+from scratchcnn.backend import BackendError, get_backend
 from scratchcnn.checkpoint import load_checkpoint
 from scratchcnn.cli import integer
 from scratchcnn.data import DataError, load_prepared
 from scratchcnn.io import save_npz_atomic, write_json_atomic, write_text_atomic
-from scratchcnn.logs import setup_logging
+from scratchcnn.logs import exit_on_sigterm, setup_logging
 from scratchcnn.metrics import classification_report, cross_entropy_from_logits, softmax
 from scratchcnn.model import predict_logits
 from scratchcnn.provenance import provenance
@@ -130,11 +131,13 @@ def run_evaluation(model, data, out_dir, device, batch_size) -> dict:
         write_text_atomic(outputs[1], per_class_csv(metrics))
         write_text_atomic(outputs[2], confusion_csv(metrics))
         write_json_atomic(outputs[3], metrics)  # last: its presence means all are done
-    except OSError as exc:  # all four or none
+    except BaseException as exc:  # all four or none, whatever stopped the writing (a full disk, Ctrl-C)
         for path in outputs:
-            if path.is_file():
-                path.unlink()
-        raise OSError(f"cannot write the evaluation into {out_dir} ({exc})") from exc
+            with contextlib.suppress(OSError):  # the folder's own problem is the one to report
+                path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OSError(f"cannot write the evaluation into {out_dir} ({exc})") from exc
+        raise
     log.info(
         "test accuracy %.4f, loss %.4f, %.0f images/s",
         metrics["test_accuracy"], metrics["test_loss"], metrics["throughput"]["images_per_second"],
@@ -153,11 +156,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         run_evaluation(args.model, args.data, args.out_dir, args.device, args.batch_size)
-    except (OSError, ValueError) as exc:  # CheckpointError and DataError are ValueErrors
+    except (OSError, ValueError, BackendError) as exc:  # CheckpointError and DataError are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; no evaluation written (run the same command again)", file=sys.stderr)
+        return 130
     return 0
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     sys.exit(main())

@@ -16,7 +16,7 @@ import sys
 
 from scratchcnn.cli import integer
 from scratchcnn.data import make_synthetic_images, md5sum, write_archive
-from scratchcnn.logs import setup_logging
+from scratchcnn.logs import exit_on_sigterm, setup_logging
 
 
 def main(argv=None) -> int:
@@ -43,4 +43,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     sys.exit(main())

@@ -22,7 +22,7 @@ from scratchcnn import figures
 from scratchcnn.checkpoint import load_checkpoint
 from scratchcnn.data import load_prepared
 from scratchcnn.io import InputError, read_input, read_json_object
-from scratchcnn.logs import setup_logging
+from scratchcnn.logs import exit_on_sigterm, setup_logging
 
 
 def _flag(role: str) -> str:
@@ -121,4 +121,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     sys.exit(main())

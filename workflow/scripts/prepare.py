@@ -23,7 +23,7 @@ import time
 from scratchcnn.cli import integer
 from scratchcnn.data import DataError, prepare_dataset
 from scratchcnn.io import save_npz_atomic
-from scratchcnn.logs import setup_logging
+from scratchcnn.logs import exit_on_sigterm, setup_logging
 
 
 def main(argv=None) -> int:
@@ -54,9 +54,11 @@ def main(argv=None) -> int:
         )
     except DataError as e:
         # the download step writes the archive only once its md5 checks out; a copy put there by
-        # hand skips that check, and reruns would meet the same bad file
-        log.error("%s. If %s was put there by hand, not by the download step (which checks its "
-                  "md5), delete it and give the copy's path as data.url instead.", e, args.archive)  # fmt: skip
+        # hand skips that check, and reruns would meet the same bad file (a problem of the
+        # settings, such as n_val, names no archive and gets no such advice)
+        hint = (f". If {args.archive} was put there by hand, not by the download step (which checks its md5), "
+                "delete it and give the copy's path as data.url instead") if str(args.archive) in str(e) else ""  # fmt: skip
+        log.error("%s%s", e, hint)
         return 1
     t1 = time.monotonic()
     try:
@@ -82,4 +84,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     sys.exit(main())

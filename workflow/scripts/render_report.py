@@ -34,6 +34,7 @@ from scratchcnn import report
 from scratchcnn.checkpoint import load_checkpoint
 from scratchcnn.data import load_prepared
 from scratchcnn.io import InputError, read_input, read_json_object, write_text_atomic
+from scratchcnn.logs import exit_on_sigterm
 
 
 def read_data_meta(npz_path) -> dict:
@@ -111,4 +112,5 @@ def render(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     sys.exit(main())

@@ -16,13 +16,14 @@ step fails and says so.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from scratchcnn.logs import setup_logging
+from scratchcnn.logs import exit_on_sigterm, setup_logging
 from scratchcnn import sweeps
 from scratchcnn.io import READ_ERRORS, atomic_path, read_json_object, write_json_atomic
 
@@ -105,13 +106,17 @@ def main(argv=None) -> int:
         with atomic_path(args.out_summary) as tmp:
             pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp, index=False)
         write_json_atomic(args.out_best, chosen)
-    except OSError as exc:
-        args.out_summary.unlink(missing_ok=True)
-        raise SystemExit(f"select: cannot write the selection ({exc})") from exc
+    except BaseException as exc:  # a full disk, Ctrl-C: no new summary beside an old best.json
+        with contextlib.suppress(OSError):  # an unwritable folder is the error to report
+            args.out_summary.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise SystemExit(f"select: cannot write the selection ({exc})") from exc
+        raise
     n_div = sum(r["status"] != "ok" for r in rows)
     log.info("%d points (%d diverged); best: %s", len(rows), n_div, chosen)
     return 0
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     sys.exit(main())

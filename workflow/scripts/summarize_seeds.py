@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from scratchcnn.io import read_json_object, write_json_atomic
+from scratchcnn.logs import exit_on_sigterm
 from scratchcnn.metrics import seed_summary
 
 
@@ -86,4 +87,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     sys.exit(main())

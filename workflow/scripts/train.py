@@ -39,7 +39,7 @@ from scratchcnn.checkpoint import load_checkpoint, load_train_state, save_checkp
 from scratchcnn.data import DataError, load_prepared
 from scratchcnn.devices import GpuClaimError, claim_gpu, count_gpus
 from scratchcnn.io import READ_ERRORS, atomic_path, read_json_object, write_json_atomic
-from scratchcnn.logs import setup_logging
+from scratchcnn.logs import exit_on_sigterm, setup_logging
 from scratchcnn.provenance import provenance
 
 log = logging.getLogger("train")
@@ -194,29 +194,46 @@ def run(args, held: contextlib.ExitStack) -> int:
     meta = {"epoch": state.best_epoch, "val_acc": state.best_val_acc if state.best_epoch else None,
             "config": run_config, "backend": backend.name, "device": backend.device_name,
             "versions": prov["versions"], "git_commit": prov["git_commit"]}  # fmt: skip
-    save_checkpoint(out / "model.npz", best_params, best_bn, arch, meta)
-    with atomic_path(out / "history.csv") as tmp:
-        history.to_csv(tmp, index=False)
-    write_json_atomic(out / "metrics.json", {
-        "status": state.status,
-        "best_val_acc": state.best_val_acc if state.best_epoch else None,
-        "best_epoch": state.best_epoch,
-        "epochs_run": state.epoch,
-        "epochs_planned": cfg.epochs,
-        "seconds": seconds,
-        "seconds_per_epoch": seconds / max(len(history), 1),
-        "hyperparameters": {**sweeps.plain_point({**cfg.__dict__, "filters": arch["filters1"]}),
-                            "filters2": arch["filters2"], "batch_size": cfg.batch_size, "epochs": cfg.epochs,
-                            "lr_decay": cfg.lr_decay, "lr_step": cfg.lr_step, "clip": cfg.clip, "seed": cfg.seed,
-                            "bn_momentum": cfg.bn_momentum},
-        "arch": arch,
-        "backend": backend.name,
-        "device": backend.device_name,
-        "device_id": device_id,
-        "provenance": prov,
-    })  # fmt: skip
+    with all_or_none(out):
+        save_checkpoint(out / "model.npz", best_params, best_bn, arch, meta)
+        with atomic_path(out / "history.csv") as tmp:
+            history.to_csv(tmp, index=False)
+        write_json_atomic(out / "metrics.json", {
+            "status": state.status,
+            "best_val_acc": state.best_val_acc if state.best_epoch else None,
+            "best_epoch": state.best_epoch,
+            "epochs_run": state.epoch,
+            "epochs_planned": cfg.epochs,
+            "seconds": seconds,
+            "seconds_per_epoch": seconds / max(len(history), 1),
+            "hyperparameters": {**sweeps.plain_point({**cfg.__dict__, "filters": arch["filters1"]}),
+                                "filters2": arch["filters2"], "batch_size": cfg.batch_size, "epochs": cfg.epochs,
+                                "lr_decay": cfg.lr_decay, "lr_step": cfg.lr_step, "clip": cfg.clip, "seed": cfg.seed,
+                                "bn_momentum": cfg.bn_momentum},
+            "arch": arch,
+            "backend": backend.name,
+            "device": backend.device_name,
+            "device_id": device_id,
+            "provenance": prov,
+        })  # fmt: skip
     state_path.unlink(missing_ok=True)
     return 0
+
+
+RESULTS = ("model.npz", "history.csv", "metrics.json")
+
+
+@contextlib.contextmanager
+def all_or_none(out: Path):
+    """A run's three results together: whatever stops the writing (a full disk, Ctrl-C), none of
+    them is left beside an earlier run's (the snapshot stays: the same command writes them again)."""
+    try:
+        yield
+    except BaseException:
+        for name in RESULTS:
+            with contextlib.suppress(OSError):  # the writing's own error is the one to report
+                (out / name).unlink(missing_ok=True)
+        raise
 
 
 def reuse(source: Path, run_config: dict, out: Path) -> bool:
@@ -229,10 +246,11 @@ def reuse(source: Path, run_config: dict, out: Path) -> bool:
     if why:
         log.warning("not reusing %s: %s; training", source, why)
         return False
-    for name in REUSED:
-        with atomic_path(out / name) as tmp:
-            shutil.copyfile(source / name, tmp)
-    write_json_atomic(out / "metrics.json", {**metrics, "reused_from": str(source)})
+    with all_or_none(out):
+        for name in REUSED:
+            with atomic_path(out / name) as tmp:
+                shutil.copyfile(source / name, tmp)
+        write_json_atomic(out / "metrics.json", {**metrics, "reused_from": str(source)})
     (out / "state.npz").unlink(missing_ok=True)  # an interrupted training of the same run, now moot
     log.info("%s ran this very config (status %s, best epoch %d of %d): its results are reused, not trained again",
              source, metrics["status"], metrics["best_epoch"], metrics["epochs_run"])  # fmt: skip
@@ -269,4 +287,5 @@ def finished_run(source: Path, run_config: dict) -> tuple[dict, str | None]:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     sys.exit(main())

@@ -211,10 +211,16 @@ def load_prepared(path, arrays=PREPARED_KEYS) -> Prepared:
         raise DataError(f"prepared data {path} does not exist (run the prepare step first)")
     headers = _npy_headers(path)
     _check_prepared(path, headers)
-    with np.load(path, allow_pickle=False) as z:
-        loaded = {k: z[k] for k in arrays}
-        class_names = [str(c) for c in z["class_names"]]
-        meta_text = str(z["meta_json"])
+    try:  # the headers were sound; an array's bytes may not be (a bad CRC, a cut-off member)
+        with np.load(path, allow_pickle=False) as z:
+            loaded = {k: z[k] for k in arrays}
+            class_names = [str(c) for c in z["class_names"]]
+            meta_text = str(z["meta_json"])
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise DataError(
+            f"{path}: an array cannot be read ({type(exc).__name__}: {exc}); the file is damaged: "
+            "delete it and run the prepare step again"
+        ) from exc
     try:
         meta = json.loads(meta_text)
     except json.JSONDecodeError as exc:

@@ -6,6 +6,7 @@ falls back to English when there is none) and pass the language it returns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -220,10 +221,21 @@ def save_figure(fig: Figure, stem, dpi: int | None = None, close: bool = True) -
     stem = Path(stem)
     pdf, png = stem.with_name(f"{stem.name}.pdf"), stem.with_name(f"{stem.name}.png")
     # both rendered before either replaces a file: a failure in the second (a full disk) leaves
-    # the previous pair, not a new PDF beside an old PNG
-    with atomic_path(pdf, suffix=".pdf") as tmp_pdf, atomic_path(png, suffix=".png") as tmp_png:
-        fig.savefig(tmp_pdf, format="pdf", dpi=dpi or PNG_DPI, metadata={"CreationDate": None})
-        fig.savefig(tmp_png, format="png", dpi=dpi or PNG_DPI, metadata={"Software": None})
+    # the previous pair. The PNG is renamed first; where the PDF's rename then fails, neither is
+    # kept, never a new PNG beside an old PDF
+    png_replaced = False
+    try:
+        with atomic_path(pdf, suffix=".pdf") as tmp_pdf:
+            with atomic_path(png, suffix=".png") as tmp_png:
+                fig.savefig(tmp_pdf, format="pdf", dpi=dpi or PNG_DPI, metadata={"CreationDate": None})
+                fig.savefig(tmp_png, format="png", dpi=dpi or PNG_DPI, metadata={"Software": None})
+            png_replaced = True
+    except BaseException:
+        if png_replaced:
+            for path in (pdf, png):
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+        raise
     written = [pdf, png]
     if close:
         plt.close(fig)
