@@ -25,10 +25,11 @@
 # gpu_check.log (each call), and after call 3 also parity_history.csv, study.tar.gz, timing.json and
 # study.log (7 files; 8 may come back). What a call leaves in /tmp (data, wheels, Snakemake, test
 # and step results) stays while the machine is warm (30 s after a call).
-# Set SCRATCHCNN_KERNELS=0 before call 3 if call 1 showed a custom kernel failing: the study then runs
-# on the reference code path instead of being lost.
-# Set SCRATCHCNN_GRAPH=1 before call 3 if call 1's CUDA graph tests passed and call 2's speed-graph
-# was faster than speed: the study's jobs then replay their steps as CUDA graphs (the results record it).
+# Call 3 chooses its SCRATCHCNN_KERNELS and SCRATCHCNN_GRAPH from calls 1 and 2 (gpu_summary.py
+# --study-settings, printed in its output): the kernels off where a test failed for them, so that the
+# study runs on the reference code path instead of being lost; the step as a CUDA graph where every
+# test passed, the graph's included, and call 2's speed-graph beat speed at 32 filters. A setting
+# given by the caller wins. Call 3 needs BUDGET (its timeout_s - 20) on the GPU.
 # STUDY_ONLY=1 in all three calls (issue 10's measurements already committed): calls 1 and 2 only
 # bring the data and wheels, check that the GPU answers and install Snakemake (a minute each).
 #
@@ -92,9 +93,11 @@ check() {  # BUDGET STEPS: benchmarks/gpu_check.sh with those steps, results kep
 }
 
 call1() {
-    stash || return 1
+    local rc=0
+    stash || rc=1  # the checks need no data: they still run, and call 2 says what is missing
     # the preflight's first CuPy use compiles kernels into an empty cache, and it imports PyTorch
-    if [ -n "${STUDY_ONLY:-}" ]; then check "${BUDGET:-90}" preflight; else check "${BUDGET:-160}" "preflight tests graph-tests accuracy launches stages"; fi
+    if [ -n "${STUDY_ONLY:-}" ]; then check "${BUDGET:-90}" preflight || rc=1; else check "${BUDGET:-160}" "preflight tests graph-tests accuracy launches stages" || rc=1; fi
+    return $rc
 }
 
 call2() {
@@ -114,7 +117,18 @@ study() {  # BUDGET: benchmarks/gpu_study.sh's steps in $STUDY_WORK
 }
 
 call3() {
-    local budget=${BUDGET:-540} rc=0
+    local budget=${BUDGET:-} rc=0 chosen kv name
+    if [ -z "$budget" ]; then  # a guess too large gets the call killed before it writes its results
+        [ $MODE = gpu ] && { echo "call 3 needs BUDGET=<its timeout_s - 20> (benchmarks/NOTES.md)"; return 2; }
+        budget=540
+    fi
+    # the kernels and the graph as calls 1 and 2 found them (a setting given by the caller wins):
+    # chosen here, so that call 3 follows call 2 at once, before the machine goes back
+    chosen=$(python3 benchmarks/gpu_summary.py "$CHECK_WORK" --study-settings) || chosen=""
+    for kv in $chosen; do
+        name=${kv%%=*}
+        if [ $MODE = gpu ] && [ -z "${!name:-}" ]; then export "${kv?}"; fi  # on the CPU: said, not used
+    done
     # the study has the call to itself; 40 s stay for taking the parity from its point of that recipe
     study $((budget - 40)) || rc=1
     check 40 "parity-study" || rc=1

@@ -549,10 +549,11 @@ def column_sums(backend, arch, batch) -> dict:
     return out
 
 
-def stage_times(backend, filters_list, batch=64, steps=20) -> dict:
+def stage_times(backend, filters_list, batch=64, steps=20, save=lambda partial: None) -> dict:
     """Where a training step goes at each filter count (with the loss sums training.train keeps):
     the layers and their parts, timed one call at a time; the step untimed, and on the kernels also
-    with CuPy's column sums; the matrix products and the column sums alone."""
+    with CuPy's column sums; the matrix products and the column sums alone. ``save`` gets the
+    results after each filter count: a timeout at the last keeps the others."""
     out = {"batch": batch, "steps": steps, "kernels": backend.name == "cupy" and kernels.enabled()}
     for filters in filters_list:
         arch, _, _, _, _, step = training_setup(backend, filters, batch, batch * 4)
@@ -567,6 +568,7 @@ def stage_times(backend, filters_list, batch=64, steps=20) -> dict:
         row["products"] = products(backend, arch, batch)
         row["column_sums"] = column_sums(backend, arch, batch)
         out[str(filters)] = row
+        save(out)
     return out
 
 
@@ -647,7 +649,8 @@ def main(argv=None) -> int:
         if args.what == "preflight":
             result = preflight(backend)
         elif args.what == "stages":
-            result = stage_times(backend, args.filters or [32, 256], steps=args.steps)
+            result = stage_times(backend, args.filters or [32, 256], steps=args.steps,
+                                 save=lambda partial: args.json and args.json.write_text(json.dumps(partial, indent=1)))
         elif args.what == "accuracy":
             result = accuracy(backend, (args.filters or [256])[0])
         elif args.what == "launches":

@@ -71,7 +71,8 @@ chmod +x "$WORK/bin/python"
 export PATH=$WORK/bin:$PATH
 
 main() {
-trap mps_stop EXIT  # a daemon of ours never outlives the script
+SAMPLERS=()
+trap 'sampler_stop; mps_stop' EXIT  # no sampler or daemon of ours outlives the script
 echo "gpu_study ($MODE) commit $COMMIT, steps '$STEPS', work $WORK, out $OUT, budget ${BUDGET}s, SCRATCHCNN_KERNELS=$SCRATCHCNN_KERNELS, SCRATCHCNN_GRAPH=$SCRATCHCNN_GRAPH"
 has() { [[ " $STEPS " == *" $1 "* ]]; }
 left() { echo $((BUDGET - (SECONDS - START) - 20)); }  # 20 s stay for the bundle
@@ -99,7 +100,7 @@ sampler_start() {  # DIR: the card's and each process's use, every 0.5 / 1 s, un
         nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits 2>/dev/null |
             sed "s/^/$t, /" || true
         sleep 1
-    done) >>"$1/gpu_apps.csv" &
+    done) >>"$1/gpu_apps.csv" 2>/dev/null &  # not on the pipe into tee, which would then wait for it
     SAMPLERS+=($!)
 }
 sampler_stop() {
@@ -117,11 +118,12 @@ mps_start() {
     export CUDA_MPS_PIPE_DIRECTORY=$WORK/mps/pipe CUDA_MPS_LOG_DIRECTORY=$WORK/mps/log
     mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
     # the daemon keeps its inherited descriptors: not this script's, whose stdout is the pipe into tee
-    nvidia-cuda-mps-control -d </dev/null >"$CUDA_MPS_LOG_DIRECTORY/start.txt" 2>&1 ||
+    timeout 10 nvidia-cuda-mps-control -d </dev/null >"$CUDA_MPS_LOG_DIRECTORY/start.txt" 2>&1 ||
         { echo "mps: the daemon did not start"; cat "$CUDA_MPS_LOG_DIRECTORY/start.txt"; return 1; }
-    if [ $MODE = gpu ]; then  # one client through the daemon, or the setting is not worth its time
-        limited 20 python3 -c "import cupy; assert int(cupy.arange(4).sum()) == 6" ||
-            { echo "mps: a CuPy client failed"; tail -n 5 "$CUDA_MPS_LOG_DIRECTORY"/*.log 2>/dev/null; return 1; }
+    if [ $MODE = gpu ]; then  # one client through the daemon as the jobs use the card (a product, a kernel of ours), or no MPS
+        limited 30 env PYTHONPATH="$REPO/workflow:$REPO/benchmarks:${PYTHONPATH:-}" python3 benchmarks/gpu_probe.py \
+            preflight --device gpu --json "$CUDA_MPS_LOG_DIRECTORY/client.json" >"$CUDA_MPS_LOG_DIRECTORY/client.txt" 2>&1 ||
+            { echo "mps: a CuPy client failed"; tail -n 5 "$CUDA_MPS_LOG_DIRECTORY"/*.txt "$CUDA_MPS_LOG_DIRECTORY"/*.log 2>/dev/null; return 1; }
     fi
     echo "mps: started"
 }
@@ -210,8 +212,9 @@ if has full && [ $FAILED = 0 ]; then
         if mps_start; then mps=true; else echo "== full: MPS did not start: $n jobs without it"; mps_stop; fi
     fi
     # the points step evaluates whatever the sweeps left, even when the pipeline runs out of time: keep
-    # it time, and the 11 s a stopped run may still take (timeout's --kill-after, then mps_stop)
-    limit=$(($(left) - $(has points && echo $((${POINTS_RESERVE_S:-40} + 11)) || echo 0)))
+    # it time, and what a stopped run may still take: timeout's --kill-after (10 s), then under MPS
+    # mps_stop (up to 21 s: its quit's 15 s and --kill-after 5, then 1)
+    limit=$(($(left) - $(has points && echo $((${POINTS_RESERVE_S:-40} + 11 + $([ $mps = true ] && echo 21 || echo 0))) || echo 0)))
     if [ "$limit" -lt 30 ]; then
         echo "== full: not started, ${limit} s left"
         FAILED=1

@@ -1,6 +1,7 @@
 """Gather the outputs of benchmarks/gpu_check.sh into one summary, gpu_results.json.
 
     python3 benchmarks/gpu_summary.py WORK_DIR OUT.json --commit SHA
+    python3 benchmarks/gpu_summary.py WORK_DIR --study-settings   # call 3's kernels and graph settings
 
 Reads from WORK_DIR: steps.tsv (each step's exit status), preflight.json,
 gpu_tests.xml and gpu_tests_graph.xml (pytest's JUnit reports), speed.json, speed_graph.json, launches.json,
@@ -58,6 +59,49 @@ def all_test_counts(work: Path) -> dict:
     if counts["passed"] is None or graph["passed"] is None:
         return counts
     return {k: counts[k] + graph[k] for k in counts}
+
+
+def test_outcomes(path: Path) -> dict[str, str]:
+    """Each test case's outcome ("passed", "failed", "skipped") in a JUnit XML report, by name."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return {}
+    outcomes = {}
+    for case in root.iter("testcase"):
+        failed = case.find("failure") is not None or case.find("error") is not None
+        outcomes[case.get("name", "")] = "skipped" if case.find("skipped") is not None else "failed" if failed else "passed"
+    return outcomes
+
+
+def study_settings(work: Path) -> tuple[dict, list[str]]:
+    """SCRATCHCNN_KERNELS and SCRATCHCNN_GRAPH for call 3's study, from calls 1 and 2 in ``work``
+    (benchmarks/NOTES.md, "The device session"), and why. The kernels go off only where a test
+    failed for them: a kernel's own test, or a case failing with the kernels whose twin without
+    them passed. The graph goes on only where every test passed, the graph's included, and its
+    epoch at 32 filters beat the plain steps'."""
+    main, graph = test_outcomes(work / "gpu_tests.xml"), test_outcomes(work / "gpu_tests_graph.xml")
+    why = []
+    theirs = sorted(name for name, o in main.items() if o == "failed" and (
+        "kernel" in name.split("[")[0] or ("-kernels]" in name and main.get(name.replace("-kernels]", "-no-kernels]")) == "passed")))  # fmt: skip
+    kernels = "0" if theirs else "1"
+    if theirs:
+        why.append(f"kernels off: {', '.join(theirs)} failed with them")
+    counts = all_test_counts(work)
+    plain = {row["filters"]: row.get("scratchcnn") for row in (read_json(work / "speed.json") or {}).get("rows", [])}
+    graphed = {row["filters"]: row for row in (read_json(work / "speed_graph.json") or {}).get("rows", [])}
+    g32, p32 = graphed.get(32, {}), plain.get(32)
+    if kernels == "0":
+        use_graph, reason = False, "graph off: the kernels are off"
+    elif not graph or counts["failed"] or counts["skipped"] or not counts["passed"]:
+        use_graph, reason = False, f"graph off: the tests did not all pass (graph's reported: {bool(graph)}; {counts})"
+    elif g32.get("graph_failed") or g32.get("scratchcnn") is None or p32 is None:
+        use_graph, reason = False, f"graph off: no timing of it against the plain steps at 32 filters ({g32.get('graph_failed')})"
+    else:
+        use_graph = g32["scratchcnn"] < p32
+        reason = f"graph {'on' if use_graph else 'off'}: {g32['scratchcnn']} s / epoch at 32 filters against {p32} plain"
+    why.append(reason)
+    return {"SCRATCHCNN_KERNELS": kernels, "SCRATCHCNN_GRAPH": "1" if use_graph else "0"}, why
 
 
 def summarise(work: Path, commit: str) -> tuple[dict, list[str]]:
@@ -161,10 +205,19 @@ def stage_lines(work: Path, top=6) -> list[str]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("work", type=Path)
-    p.add_argument("out", type=Path)
+    p.add_argument("out", type=Path, nargs="?")
     p.add_argument("--commit", default="unknown")
     p.add_argument("--details", type=Path, help="also write every raw number gathered here")
+    p.add_argument("--study-settings", action="store_true",
+                   help="print call 3's SCRATCHCNN_KERNELS=... SCRATCHCNN_GRAPH=... (why on stderr) and stop")
     args = p.parse_args(argv)
+    if args.study_settings:
+        settings, why = study_settings(args.work)
+        print(" ".join(f"{k}={v}" for k, v in settings.items()))
+        print("study settings: " + "; ".join(why), file=sys.stderr)
+        return 0
+    if args.out is None:
+        p.error("give OUT.json (or --study-settings)")
     results, problems = summarise(args.work, args.commit)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     if args.details:

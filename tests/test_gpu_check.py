@@ -266,7 +266,9 @@ def test_stage_probe_times_each_layer_and_part_in_call_order_and_restores_them()
 
     originals = {name: layers.__dict__[name] for _, names in gpu_probe.STAGES["parts"] for name in names}
     originals["step"] = training.FlatSGD.__dict__["step"]
-    result = gpu_probe.stage_times(get_backend("cpu"), [4], batch=8, steps=3)
+    saved = []  # after each filter count: a timeout at the last keeps the others
+    result = gpu_probe.stage_times(get_backend("cpu"), [4, 2], batch=8, steps=3, save=lambda partial: saved.append(sorted(partial)))
+    assert saved == [sorted({"batch", "steps", "kernels", "4"}), sorted({"batch", "steps", "kernels", "4", "2"})]
     row = result["4"]
     # the model's order: two convolutions and sandwiches forward, the FC layer and the loss, then back
     assert [k.split(" ", 1)[1] for k in row["layers"]["stages"]] == [
@@ -320,3 +322,53 @@ def test_probe_filters_take_several_values_only_for_the_stages(capsys):
     with pytest.raises(SystemExit):
         gpu_probe.main(["launches", "--device", "cpu", "--filters", "4", "8"])
     assert "launches takes one filter count, not 2" in capsys.readouterr().err
+
+
+def settings_work(tmp_path, main_cases, graph_cases, plain_32=1.0, graph_row=None):
+    """A work folder as calls 1 and 2 leave it: named test cases (name -> "", "fail" or "skip"),
+    the plain and the graph's epoch seconds at 32 filters."""
+    inner = {"": "", "fail": '<failure message="x"/>', "skip": '<skipped message="x"/>'}
+
+    def report(cases):
+        body = "".join(f'<testcase name="{name}">{inner[o]}</testcase>' for name, o in cases.items())
+        return f'<testsuites><testsuite errors="0" failures="0">{body}</testsuite></testsuites>'
+
+    (tmp_path / "gpu_tests.xml").write_text(report(main_cases))
+    if graph_cases is not None:
+        (tmp_path / "gpu_tests_graph.xml").write_text(report(graph_cases))
+    (tmp_path / "speed.json").write_text(json.dumps({"rows": [{"filters": 32, "scratchcnn": plain_32}]}))
+    if graph_row is not None:
+        (tmp_path / "speed_graph.json").write_text(json.dumps({"rows": [{"filters": 32, **graph_row}]}))
+    return tmp_path
+
+
+PASSING = {"test_training_steps_agree[5.0-kernels]": "", "test_training_steps_agree[5.0-no-kernels]": "",
+           "test_fused_sgd_kernel[5.0-0.001]": ""}  # fmt: skip
+GRAPH_PASSING = {"test_training_with_the_cuda_graph_follows_the_plain_steps": ""}
+
+
+@pytest.mark.parametrize("main, graph, graph_row, expected, said", [
+    (PASSING, GRAPH_PASSING, {"scratchcnn": 0.8}, ("1", "1"), "graph on: 0.8 s / epoch at 32 filters against 1.0 plain"),
+    (PASSING, GRAPH_PASSING, {"scratchcnn": 1.1}, ("1", "0"), "graph off: 1.1 s / epoch at 32 filters against 1.0 plain"),
+    (PASSING, GRAPH_PASSING, {"scratchcnn": 1.0, "graph_failed": "capture refused"}, ("1", "0"), "capture refused"),
+    (PASSING, None, {"scratchcnn": 0.8}, ("1", "0"), "graph off: the tests did not all pass"),
+    ({**PASSING, "test_fused_sgd_kernel[5.0-0.001]": "fail"}, GRAPH_PASSING, {"scratchcnn": 0.8}, ("0", "0"),
+     "kernels off: test_fused_sgd_kernel[5.0-0.001] failed with them"),
+    ({**PASSING, "test_training_steps_agree[5.0-kernels]": "fail"}, GRAPH_PASSING, {"scratchcnn": 0.8}, ("0", "0"),
+     "kernels off: test_training_steps_agree[5.0-kernels] failed"),
+    # failing with and without the kernels: not theirs (the first H200 run's near-tie), so they stay on
+    ({**PASSING, "test_training_steps_agree[5.0-kernels]": "fail", "test_training_steps_agree[5.0-no-kernels]": "fail"},
+     GRAPH_PASSING, {"scratchcnn": 0.8}, ("1", "0"), "graph off: the tests did not all pass"),
+    ({**PASSING, "test_tf32_is_off": "skip"}, GRAPH_PASSING, {"scratchcnn": 0.8}, ("1", "0"), "'skipped': 1"),
+], ids=["graph-faster", "graph-slower", "graph-not-captured", "no-graph-tests", "a-kernel-test", "kernels-only",
+        "both-modes", "a-skip"])  # fmt: skip
+def test_call_3_chooses_kernels_and_graph_from_calls_1_and_2(tmp_path, capsys, main, graph, graph_row, expected, said):
+    work = settings_work(tmp_path, main, graph, graph_row=graph_row)
+    assert gpu_summary.main([str(work), "--study-settings"]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"SCRATCHCNN_KERNELS={expected[0]} SCRATCHCNN_GRAPH={expected[1]}\n"
+    assert said in err, err
+
+
+def test_call_3_without_any_results_keeps_the_kernels_and_leaves_the_graph_off(tmp_path):
+    assert gpu_summary.study_settings(tmp_path)[0] == {"SCRATCHCNN_KERNELS": "1", "SCRATCHCNN_GRAPH": "0"}
