@@ -40,7 +40,11 @@ def test_a_float_written_without_a_dot_is_used_and_explained(tmp_path):
     cfg = write(tmp_path, "c.yaml", "train:\n  reg: 1e-4\n")
     r = dry_run("--configfile", "config/demo.yaml", cfg)
     assert r.returncode == 0, r.stderr
-    assert "train.reg: YAML read '1e-4' as a string; using 0.0001" in r.stdout + r.stderr
+    assert f"{cfg}: train.reg: YAML read '1e-4' as a string; using 0.0001" in r.stdout + r.stderr
+    grid = write(tmp_path, "g.yaml", "sweeps:\n  a:\n    reg: [1e-4, 5.0e-4]\n")
+    r = dry_run("--configfile", "config/demo.yaml", write(tmp_path, "d.yaml", f"sweep:\n  grid: {grid}\n"))
+    assert r.returncode == 0, r.stderr
+    assert f"{grid}: sweeps.a.reg[0]: YAML read '1e-4' as a string; using 0.0001" in r.stdout + r.stderr
 
 
 def test_whole_numbers_reach_the_steps_in_the_form_their_flags_take(tmp_path):

@@ -76,21 +76,17 @@ if missing := missing_workflow_profile(sys.argv):
     )
 
 
-def coerce_float_strings(node, where, source):
-    """YAML reads 1e-4 (no dot) as a string: use it as a number, and say so."""
+def coerce_float_strings(node, source, path=()):
+    """YAML reads 1e-4 (no dot) as a string: use it as a number, and say so, naming the file
+    (``source(path)``) and the key."""
     if isinstance(node, dict):
-        return {
-            k: coerce_float_strings(v, f"{where}.{k}" if where else k, source)
-            for k, v in node.items()
-        }
+        return {k: coerce_float_strings(v, source, (*path, k)) for k, v in node.items()}
     if isinstance(node, list):
-        return [
-            coerce_float_strings(v, f"{where}[{i}]", source) for i, v in enumerate(node)
-        ]
+        return [coerce_float_strings(v, source, (*path, i)) for i, v in enumerate(node)]
     if isinstance(node, str) and configcheck.FLOAT_STRING.match(node):
         logger.warning(
-            f"{source}: {where}: YAML read {node!r} as a string; using {float(node)!r} "
-            f"(write it with a decimal point, e.g. {float(node):.1e}, to silence this)"
+            f"{source(path)}: {configcheck.dotted(path)}: YAML read {node!r} as a string; using "
+            f"{float(node)!r} (write it with a decimal point, e.g. {float(node):.1e}, to silence this)"
         )
         return float(node)
     return node
@@ -135,7 +131,15 @@ for config_file in CONFIG_FILES:
     with open(config_file, encoding="utf-8") as f:
         if repeated := configcheck.repeated_keys(f.read()):
             raise WorkflowError(f"config file {config_file}: " + "; ".join(repeated))
-config.update(coerce_float_strings(dict(config), "", "config"))
+config.update(
+    coerce_float_strings(
+        dict(config),
+        lambda path: configcheck.where_set(
+            path, CONFIG_FILES, workflow.config_settings.config
+        )
+        or "config",
+    )
+)
 try:
     checked(config, "config.schema.yaml", CONFIG_FILES, workflow.config_settings.config)
 except ValueError as exc:
@@ -193,7 +197,7 @@ GRID_FILE = config["sweep"]["grid"]
 try:  # whatever is wrong with the grid, the message names its file
     with open(GRID_FILE, encoding="utf-8") as f:
         text = f.read()
-    GRID = coerce_float_strings(yaml.safe_load(text) or {}, "", GRID_FILE)
+    GRID = coerce_float_strings(yaml.safe_load(text) or {}, lambda path: GRID_FILE)
     if not isinstance(GRID, dict):
         raise ValueError(
             f"it holds a {type(GRID).__name__}; expected a mapping with the key sweeps"
