@@ -71,8 +71,7 @@ if missing := missing_workflow_profile(sys.argv):
         f"--workflow-profile {missing}: no such profile, and Snakemake would go on without one. "
         f"It looks for {missing} and profiles/{missing} in {os.getcwd()}, and for profiles/{missing} "
         f"beside the Snakefile in {workflow.basedir}. This workflow's profiles: {', '.join(ours)}; "
-        f"give one by its name alone (--workflow-profile gpu) or by its path "
-        f"(--workflow-profile {os.path.join(workflow.basedir, 'profiles', 'gpu')})."
+        f"give one by its path, e.g. --workflow-profile {os.path.join(workflow.basedir, 'profiles', 'gpu')}."
     )
 
 
