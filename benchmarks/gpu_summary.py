@@ -32,20 +32,27 @@ def read_json(path: Path):
         return None
 
 
+def _junit(path: Path):
+    """The root of a JUnit XML report, or None where there is none to read."""
+    try:
+        return ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return None
+
+
+def _outcome(case) -> str:
+    if case.find("skipped") is not None:
+        return "skipped"
+    return "failed" if case.find("failure") is not None or case.find("error") is not None else "passed"
+
+
 def test_counts(path: Path) -> dict:
     """passed / failed / skipped from a JUnit XML report (errors count as failed)."""
     counts = {"passed": 0, "failed": 0, "skipped": 0}
-    try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError):
+    if (root := _junit(path)) is None:
         return {k: None for k in counts}
     for case in root.iter("testcase"):
-        if case.find("skipped") is not None:
-            counts["skipped"] += 1
-        elif case.find("failure") is not None or case.find("error") is not None:
-            counts["failed"] += 1
-        else:
-            counts["passed"] += 1
+        counts[_outcome(case)] += 1
     for suite in root.iter("testsuite"):  # a collection error has no testcase of its own
         counts["failed"] = max(counts["failed"], int(suite.get("errors", 0)) + int(suite.get("failures", 0)))
     return counts
@@ -63,15 +70,8 @@ def all_test_counts(work: Path) -> dict:
 
 def test_outcomes(path: Path) -> dict[str, str]:
     """Each test case's outcome ("passed", "failed", "skipped") in a JUnit XML report, by name."""
-    try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError):
-        return {}
-    outcomes = {}
-    for case in root.iter("testcase"):
-        failed = case.find("failure") is not None or case.find("error") is not None
-        outcomes[case.get("name", "")] = "skipped" if case.find("skipped") is not None else "failed" if failed else "passed"
-    return outcomes
+    root = _junit(path)
+    return {} if root is None else {case.get("name", ""): _outcome(case) for case in root.iter("testcase")}
 
 
 def study_settings(work: Path) -> tuple[dict, list[str]]:

@@ -10,7 +10,7 @@ import math
 import os
 import secrets
 import zipfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +54,20 @@ def atomic_path(path, suffix=""):
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def all_or_none(paths):
+    """A step's results that belong together: where the block fails in any way (a full disk,
+    Ctrl-C, SIGTERM), every one of ``paths`` is removed, so that none is left beside another
+    run's. The failure itself is re-raised; a path that cannot be removed is left to it."""
+    try:
+        yield
+    except BaseException:
+        for path in paths:
+            with suppress(OSError):
+                Path(path).unlink(missing_ok=True)
         raise
 
 

@@ -11,7 +11,6 @@ Writes ``test_metrics.json``, ``per_class.csv``, ``confusion.csv`` and
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import io
 import logging
@@ -26,7 +25,7 @@ from scratchcnn.backend import BackendError, get_backend
 from scratchcnn.checkpoint import load_checkpoint
 from scratchcnn.cli import integer
 from scratchcnn.data import DataError, load_prepared
-from scratchcnn.io import save_npz_atomic, write_json_atomic, write_text_atomic
+from scratchcnn.io import all_or_none, save_npz_atomic, write_json_atomic, write_text_atomic
 from scratchcnn.logs import exit_on_sigterm, setup_logging
 from scratchcnn.metrics import classification_report, cross_entropy_from_logits, softmax
 from scratchcnn.model import predict_logits
@@ -127,17 +126,13 @@ def run_evaluation(model, data, out_dir, device, batch_size) -> dict:
 
     outputs = [out_dir / name for name in ("predictions.npz", "per_class.csv", "confusion.csv", "test_metrics.json")]
     try:
-        save_npz_atomic(outputs[0], {"y_true": y.astype(np.int64), "y_pred": y_pred, "probs": probs})
-        write_text_atomic(outputs[1], per_class_csv(metrics))
-        write_text_atomic(outputs[2], confusion_csv(metrics))
-        write_json_atomic(outputs[3], metrics)  # last: its presence means all are done
-    except BaseException as exc:  # all four or none, whatever stopped the writing (a full disk, Ctrl-C)
-        for path in outputs:
-            with contextlib.suppress(OSError):  # the folder's own problem is the one to report
-                path.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise OSError(f"cannot write the evaluation into {out_dir} ({exc})") from exc
-        raise
+        with all_or_none(outputs):
+            save_npz_atomic(outputs[0], {"y_true": y.astype(np.int64), "y_pred": y_pred, "probs": probs})
+            write_text_atomic(outputs[1], per_class_csv(metrics))
+            write_text_atomic(outputs[2], confusion_csv(metrics))
+            write_json_atomic(outputs[3], metrics)  # last: its presence means all are done
+    except OSError as exc:
+        raise OSError(f"cannot write the evaluation into {out_dir} ({exc})") from exc
     log.info(
         "test accuracy %.4f, loss %.4f, %.0f images/s",
         metrics["test_accuracy"], metrics["test_loss"], metrics["throughput"]["images_per_second"],

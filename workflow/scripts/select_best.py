@@ -16,7 +16,6 @@ step fails and says so.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ import pandas as pd
 
 from scratchcnn.logs import exit_on_sigterm, setup_logging
 from scratchcnn import sweeps
-from scratchcnn.io import READ_ERRORS, atomic_path, read_json_object, write_json_atomic
+from scratchcnn.io import READ_ERRORS, all_or_none, atomic_path, read_json_object, write_json_atomic
 
 log = logging.getLogger("select")
 
@@ -102,16 +101,13 @@ def main(argv=None) -> int:
         log.error("%s", exc)
         return 1
     chosen = {**sweeps.plain_point(best), "best_val_acc": best["best_val_acc"], "sweep": best["sweep"], "path": best["path"]}
-    try:  # both files or neither
-        with atomic_path(args.out_summary) as tmp:
-            pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp, index=False)
-        write_json_atomic(args.out_best, chosen)
-    except BaseException as exc:  # a full disk, Ctrl-C: no new summary beside an old best.json
-        with contextlib.suppress(OSError):  # an unwritable folder is the error to report
-            args.out_summary.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise SystemExit(f"select: cannot write the selection ({exc})") from exc
-        raise
+    try:
+        with all_or_none([args.out_summary, args.out_best]):
+            with atomic_path(args.out_summary) as tmp:
+                pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp, index=False)
+            write_json_atomic(args.out_best, chosen)
+    except OSError as exc:
+        raise SystemExit(f"select: cannot write the selection ({exc})") from exc
     n_div = sum(r["status"] != "ok" for r in rows)
     log.info("%d points (%d diverged); best: %s", len(rows), n_div, chosen)
     return 0

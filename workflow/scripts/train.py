@@ -38,7 +38,7 @@ from scratchcnn.cli import integer
 from scratchcnn.checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from scratchcnn.data import DataError, load_prepared
 from scratchcnn.devices import GpuClaimError, claim_gpu, count_gpus
-from scratchcnn.io import READ_ERRORS, atomic_path, read_json_object, write_json_atomic
+from scratchcnn.io import READ_ERRORS, all_or_none, atomic_path, read_json_object, write_json_atomic
 from scratchcnn.logs import exit_on_sigterm, setup_logging
 from scratchcnn.provenance import provenance
 
@@ -194,7 +194,7 @@ def run(args, held: contextlib.ExitStack) -> int:
     meta = {"epoch": state.best_epoch, "val_acc": state.best_val_acc if state.best_epoch else None,
             "config": run_config, "backend": backend.name, "device": backend.device_name,
             "versions": prov["versions"], "git_commit": prov["git_commit"]}  # fmt: skip
-    with all_or_none(out):
+    with all_or_none([out / name for name in RESULTS]):
         save_checkpoint(out / "model.npz", best_params, best_bn, arch, meta)
         with atomic_path(out / "history.csv") as tmp:
             history.to_csv(tmp, index=False)
@@ -220,20 +220,7 @@ def run(args, held: contextlib.ExitStack) -> int:
     return 0
 
 
-RESULTS = ("model.npz", "history.csv", "metrics.json")
-
-
-@contextlib.contextmanager
-def all_or_none(out: Path):
-    """A run's three results together: whatever stops the writing (a full disk, Ctrl-C), none of
-    them is left beside an earlier run's (the snapshot stays: the same command writes them again)."""
-    try:
-        yield
-    except BaseException:
-        for name in RESULTS:
-            with contextlib.suppress(OSError):  # the writing's own error is the one to report
-                (out / name).unlink(missing_ok=True)
-        raise
+RESULTS = ("model.npz", "history.csv", "metrics.json")  # all or none; the snapshot stays to resume from
 
 
 def reuse(source: Path, run_config: dict, out: Path) -> bool:
@@ -246,7 +233,7 @@ def reuse(source: Path, run_config: dict, out: Path) -> bool:
     if why:
         log.warning("not reusing %s: %s; training", source, why)
         return False
-    with all_or_none(out):
+    with all_or_none([out / name for name in RESULTS]):
         for name in REUSED:
             with atomic_path(out / name) as tmp:
                 shutil.copyfile(source / name, tmp)
