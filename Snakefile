@@ -10,6 +10,12 @@ from snakemake.utils import min_version
 min_version("9.16.3")
 
 
+include: "workflow/rules/before_config.smk"
+
+
+check_config_syntax("config/config.yaml")
+
+
 configfile: "config/config.yaml"
 
 

@@ -98,3 +98,13 @@ def test_repeated_keys_are_found_at_any_depth_with_both_lines():
     ]
     for name in ("config.yaml", "demo.yaml", "quick.yaml", "grid.yaml", "demo_grid.yaml", "quick_grid.yaml"):
         assert configcheck.repeated_keys((ROOT / "config" / name).read_text()) == [], name
+
+
+def test_a_yaml_mistake_is_told_with_its_line_and_what_was_left_open():
+    assert configcheck.yaml_syntax_error("a: 1\nb: [1, 2\n") == (
+        "line 3, column 1: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence from line 2, column 4)"
+    )
+    assert configcheck.yaml_syntax_error("train:\n  epochs: 3\n   lr: 1\n") == "line 3, column 6: mapping values are not allowed here"
+    assert configcheck.yaml_syntax_error("a: *x\n") == "line 1, column 4: found undefined alias 'x'"
+    for name in ("config.yaml", "demo.yaml", "quick.yaml", "grid.yaml", "demo_grid.yaml", "quick_grid.yaml"):
+        assert configcheck.yaml_syntax_error((ROOT / "config" / name).read_text()) is None, name

@@ -99,6 +99,19 @@ def test_a_key_given_twice_in_a_config_file_is_refused_with_its_lines(tmp_path):
     assert r.returncode != 0 and f"config file {cfg}: line 6: train is given again (first on line 1)" in out, out[-2000:]
 
 
+def test_a_yaml_mistake_in_the_config_file_is_told_with_its_line(tmp_path):
+    """Snakemake's own message ("Config file is not valid JSON or YAML") says neither where nor what."""
+    (tmp_path / "config").mkdir()
+    text = (ROOT / "config" / "config.yaml").read_text(encoding="utf-8").replace("\ntrain:\n", "\ntrain:\n\t\n", 1)
+    (tmp_path / "config" / "config.yaml").write_text(text)
+    line = text[: text.index("\t")].count("\n") + 1
+    r = subprocess.run(["snakemake", "-n", "--nolock", "-s", str(ROOT / "Snakefile")],
+                       cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and f"config file config/config.yaml: line {line}, column 1: found character '\\t' " \
+        "that cannot start any token" in out, out[-2000:]
+
+
 @pytest.mark.parametrize("archive", ["''", "results/data/", "results/data/cifar10.npz"])
 def test_an_archive_path_that_is_no_archive_file_is_refused_by_its_key(archive):
     r = dry_run("--configfile", "config/demo.yaml", "--config", f"data={{archive: {archive}}}")
@@ -180,7 +193,8 @@ def test_a_sweep_based_on_a_later_sweep_is_refused(tmp_path):
     "text,problem",
     [
         (None, "No such file or directory"),
-        ("sweeps:\n  a:\n    lr: [0.1\n", "expected ',' or ']'"),
+        ("sweeps:\n  a:\n    lr: [0.1\n", "line 4, column 1: expected ',' or ']', but got '<stream end>' "
+         "(while parsing a flow sequence from line 3, column 9)"),
         ("sweeps:\n  a:\n    lr: [0.1, fast]\n", "'fast' is not of type 'number'"),
         ("- lr: [0.1]\n", "it holds a list; expected a mapping with the key sweeps"),
         ("sweeps:\n  a:\n    lr: [0.1]\n    lr: [0.2]\n", "line 4: sweeps.a.lr is given again (first on line 3)"),

@@ -9,17 +9,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import Paramspace, update_config, validate
 
-# This workflow and its step scripts import the scratchcnn package from this checkout's
-# workflow/, pip-installed or not (and never another checkout's copy), also under --use-conda
-# and on cluster nodes.
-PACKAGE_DIR = os.path.join(workflow.basedir, "workflow")
-sys.path.insert(0, PACKAGE_DIR)
-shell.prefix(
-    "set -euo pipefail; export PYTHONPATH="
-    + shlex.quote(PACKAGE_DIR)
-    + "${{PYTHONPATH:+:$PYTHONPATH}}; "
-)
-
+# scratchcnn is imported from this checkout: workflow/rules/before_config.smk
 from scratchcnn import backend as backendlib
 from scratchcnn import configcheck
 from scratchcnn import data as datalib
@@ -196,6 +186,8 @@ GRID_FILE = config["sweep"]["grid"]
 try:  # whatever is wrong with the grid, the message names its file
     with open(GRID_FILE, encoding="utf-8") as f:
         text = f.read()
+    if problem := configcheck.yaml_syntax_error(text):
+        raise ValueError(problem)
     GRID = coerce_float_strings(yaml.safe_load(text) or {}, lambda path: GRID_FILE)
     if not isinstance(GRID, dict):
         raise ValueError(

@@ -17,6 +17,26 @@ import yaml
 FLOAT_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
+def _at(mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def yaml_syntax_error(text: str) -> str | None:
+    """Where the YAML ``text`` cannot be read, in one line ("line 3, column 7: expected ',' or
+    ']'"), or None. Snakemake's own message for a config file names neither line nor column."""
+    try:
+        yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        message = f"{_at(exc.problem_mark)}: " if exc.problem_mark else ""
+        message += exc.problem or "not valid YAML"
+        if exc.context:  # what was open, and where it began: an unclosed bracket, say
+            message += f" ({exc.context}" + (f" from {_at(exc.context_mark)})" if exc.context_mark else ")")
+        return message
+    except yaml.YAMLError as exc:
+        return str(exc)
+    return None
+
+
 def repeated_keys(text: str) -> list[str]:
     """Keys given twice in one mapping of the YAML ``text``, one line each. YAML keeps the last
     silently: a second ``train:`` block would drop the whole first one."""
