@@ -311,6 +311,19 @@ def test_softmax_cross_entropy_kernel(n, k, need_grad, monkeypatch):
     assert float(loss_g2) == float(loss_g)
 
 
+def test_softmax_cross_entropy_kernel_lets_a_nan_logit_win_as_numpy_does(monkeypatch):
+    """NumPy's row maximum and argmax take the first NaN: the loss is NaN (the run is marked
+    diverged) and that row counts as correct only where its label is the NaN's column."""
+    kernels_on(monkeypatch)
+    logits = np.array([[0.0, np.nan, 1.0], [np.nan, 0.0, 1.0], [2.0, 0.0, 1.0]], np.float32)
+    y = np.array([2, 0, 0])  # the first row is wrong: its first largest "logit" is the NaN
+    correct_c, correct_g = np.zeros((), np.int64), cp.zeros((), dtype=cp.int64)
+    loss_c, _ = L.softmax_cross_entropy(logits, y, need_grad=False, correct=correct_c)
+    loss_g, _ = kernels.softmax_cross_entropy(cp.asarray(logits), cp.asarray(y), need_grad=False, correct=correct_g)
+    assert np.isnan(float(loss_c)) and np.isnan(float(loss_g))
+    assert int(correct_g) == int(correct_c) == 2
+
+
 @pytest.mark.parametrize("clip", [None, 5.0, 0.01], ids=["no-clip", "clip5", "clip0.01"])
 @pytest.mark.parametrize("reg", [0.0, 0.3], ids=["reg0", "reg0.3"])
 def test_fused_sgd_kernel(clip, reg, monkeypatch):
@@ -333,6 +346,24 @@ def test_fused_sgd_kernel(clip, reg, monkeypatch):
     for k in params:
         assert rel(ref[k], got[k]) < 1e-6, k
     assert l2_g == pytest.approx(l2_c, rel=1e-6) and ce_g == ce_c == 64 * 2.25
+
+
+def test_fused_sgd_kernel_passes_a_nan_gradient_on_as_numpy_does(monkeypatch):
+    """A NaN in a clipped array's gradient makes its norm NaN: NumPy's step (maximum(norm, clip))
+    turns every entry of that array NaN; the kernel must not take an unclipped step instead."""
+    kernels_on(monkeypatch)
+    params = {"W": np.ones(8, np.float32), "b": np.ones(3, np.float32)}
+    grads = {"W": np.array([np.nan] + [100.0] * 7, np.float32), "b": np.full(3, 100.0, np.float32)}
+    results = []
+    for xp in (np, cp):
+        opt = tr.FlatSGD({k: xp.asarray(v) for k, v in params.items()}, decayed=("W",))
+        for k in grads:
+            opt.grads[k][...] = xp.asarray(grads[k])
+        opt.step(0.1, 5.0, 1e-4, tr.EpochSums.zeros(xp), xp.asarray(np.float32(1.0)), 8)
+        results.append({k: cp.asnumpy(v) if xp is cp else v for k, v in opt.params.items()})
+    ref, got = results
+    assert np.isnan(ref["W"]).all() and np.isnan(got["W"]).all(), got["W"]
+    np.testing.assert_allclose(got["b"], ref["b"], rtol=1e-6)  # 1 - 0.1 * 5 / sqrt(3): clipped, finite
 
 
 COLUMN_SUM_CASES = [(1, 1), (7, 33), (255, 3), (257, 40), (5000, 10), (65536, 32), (12544, 256)]
@@ -381,6 +412,27 @@ def test_bn_relu_pool_kernels_forward_and_backward(case, train, monkeypatch):
     for name, a, b in zip(("dx", "dgamma", "dbeta"), L.bn_relu_pool_backward(dout, cache),
                           L.bn_relu_pool_backward(cp.asarray(dout), gcache)):  # fmt: skip
         assert rel(a, b) < 1e-5, name
+
+
+def test_a_pooling_window_larger_than_the_kernels_take_runs_the_reference_layers(monkeypatch):
+    """The fused kernel keeps each window's maximum as a uint8 offset (at most 16 x 16 windows): a
+    17 x 17 window on CuPy goes through the NumPy-style layers, with NumPy's results."""
+    kernels_on(monkeypatch)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 18, 18, 3)).astype(np.float32)
+    x[0, 16, 16, :] = 9.0  # the maximum at offset 16 * 17 + 16 = 288 of the first window
+    gamma, beta = np.ones(3, np.float32), np.zeros(3, np.float32)
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    kw = dict(train=True, momentum=0.9, eps=1e-5, size=17, stride=1)
+    want, cache, _ = L.bn_relu_pool_forward(x, gamma, beta, rm, rv, **kw)
+    got, gcache, _ = L.bn_relu_pool_forward(*(cp.asarray(a) for a in (x, gamma, beta, rm, rv)), **kw)
+    assert not isinstance(gcache, kernels.FusedBnReluPoolCache)
+    dout = rng.standard_normal(want.shape).astype(np.float32)
+    for name, a, b in zip(("out", "dx", "dgamma", "dbeta"), (want, *L.bn_relu_pool_backward(dout, cache)),
+                          (got, *L.bn_relu_pool_backward(cp.asarray(dout), gcache))):  # fmt: skip
+        assert rel(a, b) < 1e-5, name
+    with pytest.raises(ValueError, match="a 17x17 pooling window: the kernels take at most 16x16"):
+        kernels.bn_relu_pool_forward(*(cp.asarray(a) for a in (x, gamma, beta, rm, rv)), need_cache=True, **kw)
 
 
 # --------------------------------------------------------------------------- #

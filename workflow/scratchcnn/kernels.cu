@@ -86,7 +86,8 @@ extern "C" __global__ void sgd_apply(float* __restrict__ p, const float* __restr
             double sq = 0.0;
             for (int b = 0; b < parts; ++b) sq += partial[s * parts + b];
             const double norm = sqrt(sq);
-            scale = (float)((double)lr * (double)clip / (norm > (double)clip ? norm : (double)clip));
+            // a NaN norm passes on (every entry NaN), as NumPy's maximum(norm, clip) does
+            scale = (float)((double)lr * (double)clip / (!(norm <= (double)clip) ? norm : (double)clip));
         }
         scale_s = scale;
         if (want_sums && blockIdx.x == 0 && s == 0) {
@@ -128,7 +129,8 @@ extern "C" __global__ void softmax_xent(const float* __restrict__ logits,
         float mx = row[0];
         int arg = 0;
         for (int j = 1; j < k; ++j) {
-            if (row[j] > mx) {
+            // the first NaN wins, as NumPy's max and argmax let it: a diverged run's loss is NaN
+            if (row[j] > mx || (row[j] != row[j] && mx == mx)) {
                 mx = row[j];
                 arg = j;
             }

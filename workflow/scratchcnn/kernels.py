@@ -24,6 +24,7 @@ SOURCE = Path(__file__).with_name("kernels.cu")
 BLOCK = 256  # threads per block, passed to the source as -DBLOCK
 MAX_BLOCKS = 8192  # grid-stride loops cover larger arrays
 MAX_GRID_Y = 65535  # CUDA's limit on a grid's second dimension; the kernels loop over more images
+MAX_POOL_SIZE = 16  # a window's maximum is kept as a uint8 offset: at most 16 x 16 = 256 of them
 
 _modules: dict = {}  # device -> cupy.RawModule of kernels.cu, compiled at first use
 _functions: dict = {}  # (device, kernel name) -> its function, looked up once
@@ -73,8 +74,10 @@ def _blocks(total: int) -> int:
 def _per_image_grid(a) -> tuple[int, int]:
     """The grid of the per-pixel kernels for ``a`` (n, ...): blocks over one image, one row per image."""
     n, per_image = a.shape[0], a.size // max(a.shape[0], 1)
-    if per_image >= 2**31:  # the kernels index within an image in 32 bits
-        raise ValueError(f"one image of {a.shape} holds {per_image} elements; the CUDA kernels take under 2**31")
+    # the kernels index within an image in 32 bits, and their grid-stride step must not pass 2**31 either
+    if per_image > 2**31 - 1 - MAX_BLOCKS * BLOCK:
+        raise ValueError(f"one image of {a.shape} holds {per_image} elements; the CUDA kernels take under "
+                         f"2**31 - {MAX_BLOCKS * BLOCK}")  # fmt: skip
     return _blocks(per_image), max(1, min(n, MAX_GRID_Y))
 
 
@@ -236,6 +239,8 @@ def bn_relu_pool_forward(x, gamma, beta, running_mean, running_var, *, train, mo
     """:func:`scratchcnn.layers.bn_relu_pool_forward`: 3 launches in training, 2 in evaluation."""
     import cupy
 
+    if size > MAX_POOL_SIZE:
+        raise ValueError(f"a {size}x{size} pooling window: the kernels take at most {MAX_POOL_SIZE}x{MAX_POOL_SIZE}")
     x = cupy.ascontiguousarray(x)
     n, h, w, c = x.shape
     ho, wo = (h - size) // stride + 1, (w - size) // stride + 1

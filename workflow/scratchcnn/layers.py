@@ -379,7 +379,7 @@ def bn_relu_pool_forward(x, gamma, beta, running_mean, running_var, *, train, mo
     arrays one fused kernel chain (:mod:`scratchcnn.kernels`) does all three.
     """
     check_momentum(train, momentum)
-    if kernels.use(x):
+    if kernels.use(x) and size <= kernels.MAX_POOL_SIZE:
         momentum = 0.0 if momentum is None else momentum  # evaluation: unused, but the kernel takes a number
         return kernels.bn_relu_pool_forward(
             x, gamma, beta, running_mean, running_var, train=train, momentum=momentum, eps=eps,
