@@ -210,7 +210,10 @@ def test_evaluate_cli_records_its_settings_and_the_checkpoints_config(tmp_path, 
     ev = load_script("evaluate")
     known_checkpoint(tmp_path / "model.npz")
     x = np.zeros((3, 32, 32, 3), np.float32)
-    write_prepared(tmp_path / "cifar10.npz", class_names=[f"k{i}" for i in range(10)], x_test=x, y_test=np.zeros(3))
+    meta = {"archive": "t.tgz", "archive_md5": "f" * 32, "split_seed": 1, "n_train": 5, "n_val": 2, "n_test": 3,
+            "standardize": {"mean": [0.5] * 3, "std": [0.25] * 3}, "layout": "NHWC"}  # fmt: skip
+    write_prepared(tmp_path / "cifar10.npz", class_names=[f"k{i}" for i in range(10)], meta=meta, x_test=x,
+                   y_test=np.zeros(3))  # fmt: skip
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     out = tmp_path / "out"
     rc = ev.main(["--model", str(tmp_path / "model.npz"), "--data", str(tmp_path / "cifar10.npz"),
@@ -219,6 +222,7 @@ def test_evaluate_cli_records_its_settings_and_the_checkpoints_config(tmp_path, 
     m = json.loads((out / "test_metrics.json").read_text(encoding="utf-8"))
     assert m["provenance"]["settings"] == {"device": "cpu", "batch_size": 2, "threads": 3}
     assert m["provenance"]["config"]["train"]["seed"] == 7  # known_checkpoint's training config
+    assert m["provenance"]["data"] == {k: v for k, v in meta.items() if k != "layout"}  # the data it was tested on
     assert m["test_accuracy"] == 1.0  # r = 0 -> class 0
 
 

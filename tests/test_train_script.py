@@ -49,7 +49,11 @@ def data(tmp_path_factory):
     y = np.arange(600) % 10
     x = rng.random((600, 32, 32, 3), dtype=np.float32) * 0.5
     x[..., 0] += (y / 10)[:, None, None]  # a learnable signal in the red channel
-    return write_prepared(path, x_train=x[:500], y_train=y[:500], x_val=x[500:], y_val=y[500:])
+    return write_prepared(path, meta=DATA_META, x_train=x[:500], y_train=y[:500], x_val=x[500:], y_val=y[500:])
+
+
+DATA_META = {"archive": "mine.tar.gz", "archive_md5": "0123456789abcdef0123456789abcdef", "split_seed": 3,
+             "n_train": 500, "n_val": 100, "n_test": 0, "standardize": None, "scale": "pixel / 255"}  # fmt: skip
 
 
 def command(data, out, *extra):
@@ -75,8 +79,11 @@ def test_outputs_follow_the_contract(data, tmp_path):
     prov = metrics["provenance"]
     assert {"config", "versions", "git_commit", "device"} <= set(prov) and prov["versions"]["numpy"] == np.__version__
     assert prov["settings"]["device"] == "cpu" and prov["settings"]["jobs_per_gpu"] == 1  # not in config
+    # which data: the prepared file's record of its archive and split, not just its path
+    assert prov["data"] == {k: v for k, v in DATA_META.items() if k != "scale"}
     ck = load_checkpoint(tmp_path / "model.npz")
     assert ck.meta["epoch"] == metrics["best_epoch"] and ck.meta["val_acc"] == metrics["best_val_acc"]
+    assert ck.meta["data"] == prov["data"]
     assert not (tmp_path / "state.npz").exists()
 
 

@@ -30,18 +30,24 @@ def package_versions(backend=None) -> dict:
     return versions
 
 
-def git_commit() -> str | None:
-    """The project's commit (with ``-dirty`` when the tree has changes), or None."""
+#: The code that makes results: a change here (an untracked file too) marks the commit ``-dirty``;
+#: an edited config does not (every result records its config).
+CODE_PATHS = ("Snakefile", "workflow", "report")
+
+
+def git_commit(root=None) -> str | None:
+    """The project's commit (with ``-dirty`` when its code differs from it), or None. ``root``:
+    the repository (default: this package's)."""
     if os.environ.get("SCRATCHCNN_GIT_COMMIT"):
         return os.environ["SCRATCHCNN_GIT_COMMIT"]
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[2] if root is None else root
     try:
         sha = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],
             capture_output=True, text=True, check=True, timeout=10,
         ).stdout.strip()  # fmt: skip
         dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=all", "--", *CODE_PATHS],
             capture_output=True, text=True, check=True, timeout=10,
         ).stdout.strip()  # fmt: skip
     except (OSError, subprocess.SubprocessError):
@@ -77,14 +83,26 @@ def shared_gpu_jobs(metrics: dict) -> int | None:
     return int(jobs) if isinstance(jobs, (int, float)) and jobs >= 1 else None
 
 
-def provenance(config: dict, backend, settings: dict | None = None) -> dict:
-    """What made a result. ``config`` is the recipe; ``settings`` are the run's choices of where
+#: What a prepared data file's meta says of where its images came from and how they were split.
+DATA_RECORD_KEYS = ("archive", "archive_md5", "split_seed", "n_train", "n_val", "n_test", "standardize")
+
+
+def data_record(meta: dict) -> dict:
+    """The data a result was made from, out of the prepared file's meta (``cifar10.npz``): the
+    archive and its md5 tell the real CIFAR-10, a stand-in and the synthetic demo apart."""
+    return {k: meta.get(k) for k in DATA_RECORD_KEYS}
+
+
+def provenance(config: dict, backend, settings: dict | None = None, data: dict | None = None) -> dict:
+    """What made a result. ``config`` is the recipe; ``data`` the prepared data's meta (recorded
+    as :func:`data_record`); ``settings`` are the run's choices of where
     and how it ran (the device asked for, evaluation batch size, jobs per GPU, BLAS threads), which
     can move the float32 rounding but not the recipe. The workflow passes those outside its rerun
     triggers, so they are recorded here instead.
     A CuPy run also records ``gpu_numerics``."""
     prov = {
         "config": config,
+        "data": data_record(data or {}),
         "settings": {**(settings or {}), "threads": blas_threads()},
         "backend": backend.name,
         "device": backend.device_name,

@@ -43,12 +43,12 @@ def hyperparameters(meta: dict, arch: dict) -> dict:
     return {k: arch["filters1"] if k == "filters" else train.get(k) for k in RECORDED_SETTINGS}
 
 
-def load_test_data(path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``x_test``, ``y_test`` and the class names only (the training arrays stay on disk)."""
+def load_test_data(path) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
+    """``x_test``, ``y_test``, the class names and the file's meta (the training arrays stay on disk)."""
     data = load_prepared(path, arrays=("x_test", "y_test"))
     if not len(data.arrays["y_test"]):  # an accuracy of nothing would read as 0 %
         raise DataError(f"{path}: x_test holds no images")
-    return data.arrays["x_test"], data.arrays["y_test"].astype(np.int64), data.class_names
+    return data.arrays["x_test"], data.arrays["y_test"].astype(np.int64), data.class_names, data.meta
 
 
 def predict(params, arch, x, backend, batch_size: int) -> tuple[np.ndarray, float]:
@@ -108,7 +108,7 @@ def run_evaluation(model, data, out_dir, device, batch_size) -> dict:
     settings, ``device`` and ``batch_size`` (which do not)."""
     out_dir = Path(out_dir)
     ckpt = load_checkpoint(model)
-    x, y, class_names = load_test_data(data)
+    x, y, class_names, data_meta = load_test_data(data)
     if len(class_names) != ckpt.arch["num_classes"]:
         raise ValueError(f"{data} has {len(class_names)} classes, the model {ckpt.arch['num_classes']}")
     backend = get_backend(device)
@@ -121,7 +121,7 @@ def run_evaluation(model, data, out_dir, device, batch_size) -> dict:
     }
     metrics["hyperparameters"] = hyperparameters(ckpt.meta, ckpt.arch)
     metrics["provenance"] = provenance(
-        ckpt.meta.get("config") or {}, backend, {"device": device, "batch_size": batch_size}
+        ckpt.meta.get("config") or {}, backend, {"device": device, "batch_size": batch_size}, data_meta
     )
 
     outputs = [out_dir / name for name in ("predictions.npz", "per_class.csv", "confusion.csv", "test_metrics.json")]

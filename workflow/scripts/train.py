@@ -188,12 +188,12 @@ def run(args, held: contextlib.ExitStack) -> int:
 
     history = pd.DataFrame(state.history, columns=list(training.HISTORY_COLUMNS))
     seconds = float(history["seconds"].sum())
-    prov = provenance(run_config, backend, {"device": args.device, "jobs_per_gpu": args.jobs_per_gpu})
+    prov = provenance(run_config, backend, {"device": args.device, "jobs_per_gpu": args.jobs_per_gpu}, data_meta)
     best_params = state.best_params or state.params  # a run that diverged in epoch 1 has no best
     best_bn = state.best_bn_state or state.bn_state
     meta = {"epoch": state.best_epoch, "val_acc": state.best_val_acc if state.best_epoch else None,
             "config": run_config, "backend": backend.name, "device": backend.device_name,
-            "versions": prov["versions"], "git_commit": prov["git_commit"]}  # fmt: skip
+            "data": prov["data"], "versions": prov["versions"], "git_commit": prov["git_commit"]}  # fmt: skip
     with all_or_none([out / name for name in RESULTS]):
         save_checkpoint(out / "model.npz", best_params, best_bn, arch, meta)
         with atomic_path(out / "history.csv") as tmp:
