@@ -388,7 +388,7 @@ def test_each_figure_alone_through_the_script(name, inputs, tmp_path):
     """plot_figures.py builds NAME from only the inputs its registry entry names: valid
     PDF and PNG, and no glyph missing from the fonts (no empty boxes instead of CJK text)."""
     mod = load_script("plot_figures")
-    argv = ["--which", name, "--out-dir", str(tmp_path), "--lang", "zh", "--dpi", "60"]
+    argv = ["--which", name, "--out-dir", str(tmp_path), "--lang", "zh", "--dpi", "60", "--seed", "0"]
     for role in figures.FIGURES[name].inputs:
         flag = "--" + role.replace("_", "-")
         argv += [flag, str(inputs[flag])]
@@ -404,10 +404,21 @@ def test_each_figure_alone_through_the_script(name, inputs, tmp_path):
 def test_plot_script_names_the_missing_flag(tmp_path, capsys):
     mod = load_script("plot_figures")
     with pytest.raises(SystemExit) as exc:
-        mod.main(["--which", "loss_curve", "--out-dir", str(tmp_path)])
+        mod.main(["--which", "loss_curve", "--out-dir", str(tmp_path), "--lang", "en"])
     assert exc.value.code == 2
     assert "--history" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_figure_of_a_random_sample_needs_the_seed(inputs, tmp_path, capsys):
+    """test_samples shows a seeded sample of test images: the pipeline passes the config's seed."""
+    argv = ["--which", "test_samples", "--out-dir", str(tmp_path), "--lang", "en"]
+    for role in figures.FIGURES["test_samples"].inputs:
+        argv += ["--" + role.replace("_", "-"), str(inputs["--" + role.replace("_", "-")])]
+    with pytest.raises(SystemExit) as exc:
+        load_script("plot_figures").main(argv)
+    assert exc.value.code == 2 and "figure 'test_samples' needs --seed" in capsys.readouterr().err
+    assert [name for name, spec in figures.FIGURES.items() if spec.seeded] == ["test_samples"]
 
 
 @pytest.mark.parametrize("name, flag, damage, said", [
@@ -421,7 +432,7 @@ def test_a_bad_input_file_is_named_and_no_figure_is_written(inputs, tmp_path, na
     files = {f: inputs[f] for f in ["--" + role.replace("_", "-") for role in figures.FIGURES[name].inputs]}
     files[flag] = tmp_path / Path(inputs[flag]).name
     damage(files[flag])
-    argv = ["--which", name, "--out-dir", str(tmp_path / "out"), "--lang", "en"]
+    argv = ["--which", name, "--out-dir", str(tmp_path / "out"), "--lang", "en", "--seed", "0"]
     with pytest.raises(SystemExit) as ei:
         load_script("plot_figures").main(argv + [str(a) for pair in files.items() for a in pair])
     assert str(ei.value).startswith(f"error: figure {name!r}") and said.format(p=files[flag]) in str(ei.value), ei.value
@@ -450,7 +461,7 @@ def drawn(monkeypatch, tmp_path, name: str, files: dict):
 
     saved = []
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: saved.append(fig))
-    argv = ["--which", name, "--out-dir", str(tmp_path / "out"), "--lang", "en"]
+    argv = ["--which", name, "--out-dir", str(tmp_path / "out"), "--lang", "en", "--seed", "0"]
     for flag, path in files.items():
         argv += [flag, str(path)]
     assert load_script("plot_figures").main(argv) == 0

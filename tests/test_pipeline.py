@@ -60,6 +60,16 @@ def test_whole_numbers_reach_the_steps_in_the_form_their_flags_take(tmp_path):
     assert re.search(r"scripts/prepare\.py .*--n-val 100 ", r.stdout), r.stdout[-3000:]
 
 
+def test_the_figure_of_a_random_sample_of_test_images_takes_the_configs_seed():
+    """Every random choice comes from a seed in the config: test_samples' images too, and only it."""
+    r = dry_run("--configfile", "config/demo.yaml", "--config", "seed=3", "-p", "-F",
+                target=["results/figures/test_samples.pdf", "results/figures/loss_curve.pdf"])  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    drawn = {m[1]: m[0] for m in re.finditer(r"plot_figures\.py --which (\w+) .*", r.stdout)}
+    assert set(drawn) == {"test_samples", "loss_curve"}, r.stdout[-3000:]
+    assert " --seed 3 " in drawn["test_samples"] and "--seed" not in drawn["loss_curve"]
+
+
 def test_a_bad_value_is_refused_naming_the_key_and_its_file(tmp_path):
     cfg = write(tmp_path, "c.yaml", "train:\n  lr: fast\n")
     r = dry_run("--configfile", "config/demo.yaml", cfg, "--config", "device=tpu")

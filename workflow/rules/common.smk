@@ -354,6 +354,7 @@ def figure_inputs(wildcards):
 
 
 def figure_flags(wildcards, input):
-    return " ".join(
-        f"--{role.replace('_', '-')} {path}" for role, path in input.items()
-    )
+    flags = [f"--{role.replace('_', '-')} {path}" for role, path in input.items()]
+    if FIGURE_REGISTRY[wildcards.name].seeded:  # which test images it shows
+        flags.append(f"--seed {config['seed']}")
+    return " ".join(flags)

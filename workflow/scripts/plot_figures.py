@@ -33,16 +33,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--which", nargs="+", required=True, metavar="NAME",
                    choices=list(figures.FIGURES) + ["all"], help="figures to draw (or 'all')")  # fmt: skip
-    p.add_argument("--out-dir", type=Path, default=Path("results/figures"))
-    p.add_argument("--lang", choices=["zh", "en"], default="zh")
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--lang", choices=["zh", "en"], required=True, help="the figures' language (report.language)")
     p.add_argument("--dpi", type=int, default=figures.PNG_DPI, help="PNG resolution")
-    p.add_argument("--seed", type=int, default=0, help="which test images test_samples shows")
+    p.add_argument("--seed", type=int, help="which images the figures that draw a random sample show (test_samples)")
     for role, what in figures.INPUTS.items():
         p.add_argument(_flag(role), type=Path, help=what)
     args = p.parse_args(argv)
     if "all" in args.which:
         args.which = list(figures.FIGURES)
     for name in args.which:
+        if figures.FIGURES[name].seeded and args.seed is None:
+            p.error(f"figure {name!r} needs --seed (it draws a random sample)")
         for role in figures.FIGURES[name].inputs:
             path = getattr(args, role)
             if path is None:

@@ -34,6 +34,7 @@ class FigureSpec:
     draw: Callable[[Mapping[str, Any], str, int], Figure]  # (loaded inputs by role, lang, seed)
     title: dict  # drawn on the figure, {"zh": ..., "en": ...}
     caption: dict  # under the figure in the PDF report (zh) and Snakemake's HTML report (en)
+    seeded: bool = False  # draws a random sample: the pipeline passes the config's seed
 
 
 def _test_samples(i, lang, seed):
@@ -124,6 +125,7 @@ _SPECS = (
         _test_samples,
         title={"zh": "测试样本及其预测（红色为分类错误）", "en": "Test images with predictions (misclassified in red)"},
         caption={"zh": "测试样本及其预测结果", "en": "Test images with their predictions"},
+        seeded=True,
     ),
 )  # fmt: skip
 
