@@ -56,6 +56,8 @@ def section(results: dict) -> str:
         f"- Parity (32 filters, lr 0.1, L2 1e-4, seed 0, 20 epochs, stand-in archive): test accuracy {parity}, "
         f"best validation accuracy {pct(results.get('parity_best_val_accuracy'))}.",
     ]  # fmt: skip
+    if any("–" in line for line in lines):
+        lines.append("- A dash: not measured in that run.")
     return "\n".join(lines) + "\n"
 
 

@@ -31,6 +31,7 @@ def test_every_number_of_the_summary_appears_with_its_card_date_and_commit(tmp_p
     assert "45 with the custom kernels, 240 without (CUDA graph of one step)" in text
     assert "training 612 MB (batch 64), evaluation 301 MB" in text
     assert "test accuracy 70.63 % (+0.42 points against the CPU's 70.21 %), best validation accuracy 71.20 %" in text
+    assert "A dash" not in text  # every number measured
 
 
 def test_what_was_not_measured_shows_as_a_dash():
@@ -41,6 +42,7 @@ def test_what_was_not_measured_shows_as_a_dash():
     assert "on an unnamed card" in text and "– passed, – failed, – skipped" in text
     assert "– with the custom kernels, – without (not measured)" in text
     assert "test accuracy –, best validation accuracy –" in text
+    assert text.endswith("- A dash: not measured in that run.\n")
 
 
 def test_the_cuda_graph_column_appears_where_it_was_measured():
