@@ -320,7 +320,7 @@ def build_context(
     """Everything the template needs, as pre-formatted strings and computed facts.
 
     ``summary`` and ``history`` are DataFrames of ``results/sweep/summary.csv`` and
-    ``results/final/history.csv``; ``data_meta`` is the ``meta_json`` of the data
+    the ``history.csv`` of the final run shown (the first of ``train.seeds``); ``data_meta`` is the ``meta_json`` of the data
     file, optionally with ``shapes`` (array name -> shape) and ``class_names``;
     ``arch`` is the checkpoint's ``arch_json``; ``figures_dir`` is the figures
     folder as the LaTeX run will see it (relative to the folder of the .tex);
