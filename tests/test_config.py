@@ -108,3 +108,15 @@ def test_a_yaml_mistake_is_told_with_its_line_and_what_was_left_open():
     assert configcheck.yaml_syntax_error("a: *x\n") == "line 1, column 4: found undefined alias 'x'"
     for name in ("config.yaml", "demo.yaml", "quick.yaml", "grid.yaml", "demo_grid.yaml", "quick_grid.yaml"):
         assert configcheck.yaml_syntax_error((ROOT / "config" / name).read_text()) is None, name
+
+
+def test_the_models_own_defaults_are_the_schemas():
+    """model.make_arch() is the study's network for callers outside the pipeline (tests, benchmarks);
+    its defaults repeat the schema's, so they are held equal here."""
+    from scratchcnn import model as cnn
+
+    arch, m = cnn.make_arch(), schema_defaults()["model"]
+    assert arch["filters1"] == arch["filters2"] == m["filters"]
+    assert {k: arch[k] for k in ("kernel_size", "padding1", "padding2", "pool_size", "pool_stride")} == {
+        k: m[k] for k in ("kernel_size", "padding1", "padding2", "pool_size", "pool_stride")
+    }

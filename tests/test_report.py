@@ -688,6 +688,17 @@ def test_optional_fields_render():
     assert "推理速度" not in tex
 
 
+def test_the_reports_own_code_version_is_shown_where_it_is_not_the_training_runs():
+    """Figures and report made again after a code update (README: --forcerun figure render_report)."""
+    inputs = fixture_inputs()
+    trained = inputs["final_metrics"]["provenance"]["git_commit"]
+    for same in (None, trained):
+        assert "生成本报告的代码版本" not in text(R.build_context(**inputs, report_commit=same))
+    tex = text(R.build_context(**inputs, report_commit="fedcba9876543210fedcba9876543210fedcba98"))
+    assert r"生成本报告的代码版本 & \texttt{fedcba9876543210fedcba9876543210fedcba98}" in tex
+    assert f"代码版本（git commit） & \\texttt{{{trained}}}" in tex
+
+
 def test_gpu_numerics_rows_only_for_a_cupy_run():
     inputs = fixture_inputs()
     tex = text(R.build_context(**inputs))

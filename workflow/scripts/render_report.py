@@ -35,6 +35,7 @@ from scratchcnn.checkpoint import load_checkpoint
 from scratchcnn.data import load_prepared
 from scratchcnn.io import InputError, read_input, read_json_object, write_text_atomic
 from scratchcnn.logs import exit_on_sigterm
+from scratchcnn.provenance import git_commit
 
 
 def read_data_meta(npz_path) -> dict:
@@ -94,7 +95,8 @@ def render(argv=None) -> int:
     }  # fmt: skip
     try:
         context = report.build_context(**inputs, arch=arch, figures_dir=fig_rel, param_stats=report.array_stats(arrays),
-                                       first_layer=arrays["W1"], study_accuracy=args.study_accuracy)  # fmt: skip
+                                       first_layer=arrays["W1"], study_accuracy=args.study_accuracy,
+                                       report_commit=git_commit())  # fmt: skip
     except (KeyError, ValueError, TypeError, IndexError) as exc:  # a key, column or value the results lack
         files = ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k in inputs)
         raise InputError(f"the results lack or garble a value the report needs ({type(exc).__name__}: {exc}); "

@@ -87,15 +87,19 @@ def _env_context(prov: dict) -> dict:
     }
 
 
-def environments_context(final_metrics: dict, test_metrics: dict) -> dict:
-    """The training run's and the evaluation's environments, and whether they match."""
+def environments_context(final_metrics: dict, test_metrics: dict, report_commit: str | None = None) -> dict:
+    """The training run's and the evaluation's environments, and whether they match;
+    ``report_commit``, the code that writes the report, where it is not the training run's (the
+    figures and the report made again after a code update)."""
     prov = final_metrics.get("provenance") or {}
     train_env = _env_context(prov)
     train_env["backend"] = tex_escape(display_name(final_metrics.get("backend") or prov.get("backend", "?")))
     train_env["device"] = tex_escape(final_metrics.get("device") or prov.get("device", "?"))
     eval_env = _env_context(test_metrics.get("provenance") or {})
     same = str(train_env["device"]) == str(eval_env["device"]) and str(train_env["backend"]) == str(eval_env["backend"])
-    return {"train": train_env, "eval": eval_env, "same_device": same}
+    other = report_commit if report_commit and report_commit != prov.get("git_commit") else None
+    return {"train": train_env, "eval": eval_env, "same_device": same,
+            "report_commit": tex_escape(other) if other else None}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- data and architecture
@@ -316,6 +320,7 @@ def build_context(
     param_stats: dict | None = None,
     first_layer: "np.ndarray | None" = None,
     study_accuracy: float = facts.STUDY_TEST_ACCURACY,
+    report_commit: str | None = None,
 ) -> dict:
     """Everything the template needs, as pre-formatted strings and computed facts.
 
@@ -342,7 +347,7 @@ def build_context(
     shared_gpu = {"sweeps": facts.shared_gpu_jobs(summary), "final": facts.sharing(shared_gpu_jobs(final_metrics))}
     return {
         "test": test_context(test_metrics, study_accuracy, headline),
-        "env": environments_context(final_metrics, test_metrics),
+        "env": environments_context(final_metrics, test_metrics, report_commit),
         "data": data_context(data_meta, test_metrics, is_synthetic(data_meta), n_used),
         "arch": arch_context(arch, layers),
         "layers": layers_context(layers),
