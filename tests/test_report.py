@@ -1088,6 +1088,9 @@ def test_the_fit_is_read_from_the_gap_and_the_loss_together():
     tex = text(ctx(history=equal))
     assert "两者基本相同" in tex and "可能不足（欠拟合）" in shortcomings(tex)
     assert R.facts.fit_reading(0.75, 0.6252, R.val_loss_trend(falling), "diverged") == "diverged"
+    # exactly the overfitting margin (2 points) as printed, whatever the float subtraction gives
+    assert [R.facts.fit_reading(a, b, {}, "ok") for a, b in ((0.70, 0.68), (0.75, 0.73), (0.70, 0.6801))] == [
+        "overfit", "overfit", "close"]  # fmt: skip
     short = h.iloc[:2].copy()  # too few epochs for a trend: the gap alone decides
     short.loc[1, "train_acc"] = 0.9
     final = {**fixture_inputs()["final_metrics"], "epochs_run": 2, "best_epoch": 2, "best_val_acc": 0.4482}

@@ -32,10 +32,16 @@ OVERFIT_PP = 2.0
 COST_EQUAL_REL = 0.05
 
 
+def points_apart(a, b) -> float:
+    """Fraction ``a`` minus fraction ``b`` in percentage points, rounded off float noise: 0.6125
+    against 0.613 is -0.04999999999999449 points in floats, exactly 0.05 as printed; 0.70 against
+    0.68 is 1.99999999999999, exactly 2."""
+    return round(100.0 * (float(a) - float(b)), 12)
+
+
 def compare(a, b, equal_pp=EQUAL_PP) -> str:
     """``"above"``, ``"below"`` or ``"equal"``: fraction ``a`` against fraction ``b``."""
-    # rounded: 0.6125 against 0.613 is -0.04999999999999449 in floats, exactly 0.05 points apart
-    d = round(100.0 * (float(a) - float(b)), 12)
+    d = points_apart(a, b)
     if abs(d) < equal_pp:
         return "equal"
     return "above" if d > 0 else "below"
@@ -94,7 +100,7 @@ def fit_reading(train_acc, val_acc, trend: dict, status: str) -> str:
     (the training accuracy does not lead, and the loss did not rise); else ``close`` (a small lead)."""
     if status != "ok":
         return "diverged"
-    if trend.get("rose") or 100.0 * (float(train_acc) - float(val_acc)) >= OVERFIT_PP:
+    if trend.get("rose") or points_apart(train_acc, val_acc) >= OVERFIT_PP:
         return "overfit"
     return "underfit" if compare(train_acc, val_acc) != "above" else "close"
 
