@@ -203,6 +203,11 @@ def test_the_final_seed_that_repeats_the_chosen_points_run_reuses_it(tmp_path):
     reused = final[str(SETTINGS["seed"])]
     assert flags(reused["command"])["--reuse-from"] == CHOSEN_DIR and reused["resources"]["gpu"] == "0"
     assert "--reuse-from" not in final["4"]["command"] and final["4"]["resources"]["gpu"] == "1"
+    # with other epochs the same seed is another run: it trains, and holds its GPU slot
+    longer = {**same, "sweep": {"epochs": SETTINGS["train"]["epochs"] - 1}}
+    (tmp_path / "longer").mkdir()
+    for job in planned(tmp_path / "longer", longer)["train_final"]:
+        assert "--reuse-from" not in job["command"] and job["resources"]["gpu"] == "1", job
 
 
 # --------------------------------------------------------------------------- the commands, run

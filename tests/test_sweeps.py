@@ -14,6 +14,14 @@ def test_expand_product_and_fixed_values():
     assert pts == [{"lr": 0.01, "reg": 1e-3, "filters": 16}, {"lr": 0.01, "reg": 1e-3, "filters": 64}]
 
 
+def test_the_points_order_is_the_hyperparameters_not_the_grid_files():
+    """The order decides selection's ties (the earlier point wins): lr is the outer axis however
+    the grid file lists the keys."""
+    want = [(0.1, 1e-4), (0.1, 1e-3), (0.01, 1e-4), (0.01, 1e-3)]
+    for spec in ({"reg": [1e-4, 1e-3], "lr": [0.1, 0.01]}, {"lr": [0.1, 0.01], "reg": [1e-4, 1e-3]}):
+        assert [(p["lr"], p["reg"]) for p in sweeps.expand(spec, FIXED)] == want
+
+
 def test_plain_point_casts_numpy_scalars():
     import numpy as np  # a dependency of the project: never a reason to skip
     p = sweeps.plain_point({"lr": np.float64(0.1), "reg": np.float32(0.5), "filters": np.int64(8)})

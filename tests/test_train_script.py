@@ -134,6 +134,10 @@ def test_divergence_is_a_status_not_a_crash(data, tmp_path):
     assert metrics["status"] == "diverged"
     assert metrics["epochs_run"] < 4
     load_checkpoint(tmp_path / "model.npz")  # still a valid file
+    if metrics["best_epoch"] == 0:  # diverged in its first epoch: no best accuracy, not -1 (docs/outputs.md)
+        assert metrics["best_val_acc"] is None
+    else:
+        assert metrics["best_val_acc"] == pd.read_csv(tmp_path / "history.csv")["val_acc"].max()
 
 
 def test_ctrl_c_says_how_to_go_on_and_the_same_command_resumes(data, tmp_path):

@@ -97,6 +97,23 @@ def test_the_first_of_tied_best_epochs_is_kept():
         assert np.array_equal(state.best_params[k], snapshots[1][k]), k
 
 
+def test_a_validation_accuracy_of_zero_is_still_a_best_epoch():
+    """A run whose every epoch predicts no validation image right keeps its first epoch as the best
+    (0.0 beats "none yet"): without a best epoch its results would say best_val_acc null, and the
+    selection would pass over a point that trained normally."""
+    arch, data = tiny_problem()
+    cfg = train_config(lr=1e-6, reg=0.0, batch_size=8, epochs=3, bn_momentum=1.0)
+    params, bn = cnn.init_params(arch, cfg.seed)
+    predicted = cnn.predict_logits({**params, **bn}, arch, data["x_val"]).argmax(axis=1)
+    data = {**data, "y_val": (predicted + 1) % 10}
+    snapshots = {}
+    state = run(arch, data, cfg, on_epoch_end=lambda s: snapshots.update({s.epoch: tr.copy_arrays(s.params)}))
+    assert [r["val_acc"] for r in state.history] == [0.0] * 3
+    assert state.best_epoch == 1 and state.best_val_acc == 0.0
+    for k in state.best_params:
+        assert np.array_equal(state.best_params[k], snapshots[1][k]), k
+
+
 def test_bn_momentum_of_the_config_updates_the_running_statistics():
     """One batch: running = momentum * initial + (1 - momentum) * the batch's statistics."""
     arch, data = tiny_problem()
