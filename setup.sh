@@ -16,6 +16,7 @@
 # The PDF report needs XeLaTeX with ctex, latexmk and a CJK font, and the tests pdftotext: when
 # they are missing, apt-get installs them (through sudo when not root); without apt-get this
 # says what to install and stops. --no-tex goes on without them (everything but the PDF works).
+# The tests need g++ (a CPU emulator of the CUDA kernels): apt-get installs it when missing.
 # The command runs in the repository root, with the environment's bin/ first on PATH.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -194,6 +195,18 @@ else
     || die "apt-get failed (not root and no sudo?): as root run  apt-get install ${APT_PACKAGES[*]}  then this again, or use --no-tex"
   missing=$(tex_missing)
   [ -z "$missing" ] || die "still missing after apt-get: $missing"
+fi
+
+# The CUDA kernels' tests run them on the CPU through an emulator that g++ builds (tests/kernel_emulator.h)
+if ! command -v g++ >/dev/null; then
+  if [ $check -eq 1 ]; then
+    say "missing g++ (the CUDA kernels' tests build their CPU emulator with it): would run apt-get install g++"
+    todo=1
+  elif command -v apt-get >/dev/null; then
+    apt_install g++ || die "apt-get failed (not root and no sudo?): as root run  apt-get install g++  then this again"
+  else
+    say "missing g++: the CUDA kernels' tests skip, and tests/check.sh stops at them; install a C++17 compiler as g++"
+  fi
 fi
 
 if [ $check -eq 1 ]; then

@@ -79,6 +79,17 @@ def test_no_tex_goes_on_without_it(tmp_path):
     assert "--no-tex: xelatex latexmk pdftotext missing" in r.stderr and "no apt-get" not in r.stderr
 
 
+def test_without_g_plus_plus_it_would_install_it_for_the_kernel_emulator(tmp_path):
+    """The CUDA kernels' tests build their CPU emulator with g++ (tests/kernel_emulator.h)."""
+    fake_apt = {"apt-get": "#!/bin/sh\necho 'apt-get must not run under --check' >&2\nexit 99\n"}
+    r = setup_check(bin_without(tmp_path, {"g++"}, fake_apt))
+    assert r.returncode == 1, r.stderr
+    assert "missing g++ (the CUDA kernels' tests build their CPU emulator with it): would run apt-get install g++" in r.stderr
+    assert "must not run" not in r.stderr
+    (tmp_path / "all").mkdir()
+    assert "g++" not in setup_check(bin_without(tmp_path / "all", set())).stderr  # here it is
+
+
 OLD_PYTHON = f"""#!/bin/sh
 # a Python 3.10 as setup.sh sees it: too old for the version check, else the real interpreter
 case "$*" in *version_info*) exit 1 ;; -V | --version) echo "Python 3.10.12"; exit 0 ;; esac
