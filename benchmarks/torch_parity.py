@@ -6,6 +6,9 @@ only as a reference; the project itself never imports it.
 
     python benchmarks/torch_parity.py --data results/data/cifar10.npz \
         --lr 0.1 --reg 1e-4 --filters 32 --epochs 20
+
+The rest of the recipe (batch size, step decay, clipping, batch norm's momentum, the layers'
+kernel, padding and pooling) is config/config.yaml's, as the pipeline passes it.
 """
 
 from __future__ import annotations
@@ -13,19 +16,30 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
+from epoch_speed import config_recipe
+from scratchcnn import model as cnn
 from scratchcnn.data import load_prepared
 
+CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
 
-def build(filters):
+
+def build(filters, bn_momentum):
+    m = CONFIG["model"]
+    arch = cnn.make_arch(filters, kernel_size=m["kernel_size"], padding1=m["padding1"], padding2=m["padding2"],
+                         pool_size=m["pool_size"], pool_stride=m["pool_stride"])  # fmt: skip
+    k, pool = arch["kernel_size"], nn.MaxPool2d(arch["pool_size"], arch["pool_stride"])
+    mom = 1.0 - bn_momentum  # PyTorch weighs the new batch by its momentum, ours the running value
     net = nn.Sequential(
-        nn.Conv2d(3, filters, 3, padding=1), nn.BatchNorm2d(filters, momentum=0.1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(filters, filters, 3), nn.BatchNorm2d(filters, momentum=0.1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(7 * 7 * filters, 10),
+        nn.Conv2d(3, filters, k, padding=arch["padding1"]), nn.BatchNorm2d(filters, momentum=mom), nn.ReLU(), pool,
+        nn.Conv2d(filters, filters, k, padding=arch["padding2"]), nn.BatchNorm2d(filters, momentum=mom), nn.ReLU(), pool,
+        nn.Flatten(), nn.Linear(int(np.prod(cnn.layer_shapes(arch)["pool2"])), arch["num_classes"]),
     )  # fmt: skip
     for m in net:
         if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -48,14 +62,14 @@ def accuracy(net, x, y, batch=1000):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--reg", type=float, default=1e-4)
-    p.add_argument("--filters", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, required=True)
+    p.add_argument("--reg", type=float, required=True)
+    p.add_argument("--filters", type=int, required=True)
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0, help="PyTorch's own seed (its initialisation and order)")
     p.add_argument("--train-subset", type=int, default=0)
     args = p.parse_args()
+    recipe = config_recipe(args.epochs)
     torch.manual_seed(args.seed)
     z = load_prepared(args.data).arrays
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
@@ -63,23 +77,23 @@ def main():
     y_train, y_val, y_test = (torch.from_numpy(z[k].astype(np.int64)) for k in ("y_train", "y_val", "y_test"))
     if args.train_subset:
         x_train, y_train = x_train[: args.train_subset], y_train[: args.train_subset]
-    net = build(args.filters)
+    net = build(args.filters, recipe.bn_momentum)
     weights = [m.weight for m in net if isinstance(m, (nn.Conv2d, nn.Linear))]
     opt = torch.optim.SGD(net.parameters(), lr=args.lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.5)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=recipe.lr_step, gamma=recipe.lr_decay)
     best, best_acc = None, -1.0
     for epoch in range(args.epochs):
         net.train()
         start = time.perf_counter()
         order = torch.randperm(len(x_train))
-        for i in range(0, len(x_train), args.batch_size):
-            idx = order[i : i + args.batch_size]
+        for i in range(0, len(x_train), recipe.batch_size):
+            idx = order[i : i + recipe.batch_size]
             loss = nn.functional.cross_entropy(net(x_train[idx]), y_train[idx])
             loss = loss + 0.5 * args.reg * sum((w * w).sum() for w in weights)
             opt.zero_grad()
             loss.backward()
-            for prm in net.parameters():
-                nn.utils.clip_grad_norm_([prm], 5.0)
+            for prm in net.parameters() if recipe.clip else ():
+                nn.utils.clip_grad_norm_([prm], recipe.clip)
             opt.step()
         sched.step()
         val_acc, val_loss = accuracy(net, x_val, y_val)
