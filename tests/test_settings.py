@@ -26,6 +26,7 @@ from cifar_fixtures import write_prepared
 from recipe import ROOT, TRAIN_FLAGS, schema_defaults
 from scratchcnn import model as cnn
 from scratchcnn.checkpoint import load_checkpoint
+from step_scripts import load_script
 
 # Every value differs from its default (checked below), so a dropped flag shows.
 SETTINGS = {
@@ -192,6 +193,15 @@ def test_the_grid_points_and_the_chosen_point_reach_the_command_line(pipeline):
     for job in pipeline["train_final"]:
         assert dict(zip(("lr", "reg", "filters"), point_of(job))) == CHOSEN
         assert "--reuse-from" not in job["command"]  # no seed of train.seeds is the point's seed
+
+
+def test_the_rules_outputs_are_the_files_the_steps_write(pipeline):
+    """The file names live in the step scripts and in the rules: they must stay the same."""
+    written = {"train_point": load_script("train").RESULTS, "train_final": load_script("train").RESULTS,
+               "evaluate": load_script("evaluate").OUTPUTS}  # fmt: skip
+    for rule, names in written.items():
+        for job in pipeline[rule]:
+            assert sorted(os.path.basename(o) for o in job["output"]) == sorted(names), (rule, job["output"])
 
 
 def test_the_final_seed_that_repeats_the_chosen_points_run_reuses_it(tmp_path):

@@ -101,6 +101,10 @@ def confusion_csv(metrics: dict) -> str:
     return buf.getvalue()
 
 
+#: What an evaluation writes into --out-dir, in this order (the rule's outputs name the same files)
+OUTPUTS = ("predictions.npz", "per_class.csv", "confusion.csv", "test_metrics.json")
+
+
 def run_evaluation(model, data, out_dir, device, batch_size) -> dict:
     """Evaluate checkpoint ``model`` on ``data``'s test set; write the four outputs; return the metrics.
 
@@ -124,7 +128,7 @@ def run_evaluation(model, data, out_dir, device, batch_size) -> dict:
         ckpt.meta.get("config") or {}, backend, {"device": device, "batch_size": batch_size}, data_meta
     )
 
-    outputs = [out_dir / name for name in ("predictions.npz", "per_class.csv", "confusion.csv", "test_metrics.json")]
+    outputs = [out_dir / name for name in OUTPUTS]
     try:
         with all_or_none(outputs):
             save_npz_atomic(outputs[0], {"y_true": y.astype(np.int64), "y_pred": y_pred, "probs": probs})

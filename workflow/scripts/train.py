@@ -220,7 +220,8 @@ def run(args, held: contextlib.ExitStack) -> int:
     return 0
 
 
-RESULTS = ("model.npz", "history.csv", "metrics.json")  # all or none; the snapshot stays to resume from
+# all or none; the snapshot stays to resume from (the rules' outputs name the same files)
+RESULTS = ("model.npz", "history.csv", "metrics.json")
 
 
 def reuse(source: Path, run_config: dict, out: Path) -> bool:
