@@ -45,3 +45,12 @@ def test_outside_git_there_is_no_commit_unless_one_is_given(tmp_path, monkeypatc
     assert provenance.git_commit(tmp_path) is None
     monkeypatch.setenv("SCRATCHCNN_GIT_COMMIT", "abc123")
     assert provenance.git_commit(tmp_path) == "abc123"
+
+
+def test_the_versions_name_numpys_blas():
+    """BLAS sets the products' rounding on the CPU: the library and its version are recorded."""
+    import numpy as np
+
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    versions = provenance.package_versions()
+    assert versions["blas"] == f"{blas['name']} {blas['version']}" and versions["numpy"] == np.__version__

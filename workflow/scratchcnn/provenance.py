@@ -13,8 +13,19 @@ import numpy as np
 from . import __version__
 
 
+def blas_library() -> str | None:
+    """The BLAS NumPy was built with, as "name version" (its products' rounding is the library's)."""
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas['name']} {blas['version']}"
+    except Exception:  # informative only: a NumPy that does not say
+        return None
+
+
 def package_versions(backend=None) -> dict:
     versions = {"python": platform.python_version(), "numpy": np.__version__, "scratchcnn": __version__}
+    if blas := blas_library():
+        versions["blas"] = blas
     if backend is not None and backend.name == "cupy":
         versions["cupy"] = backend.xp.__version__
         try:
