@@ -688,6 +688,18 @@ def test_optional_fields_render():
     assert "推理速度" not in tex
 
 
+def test_the_blas_library_and_its_threads_are_shown_where_recorded():
+    """Both move a CPU run's rounding (README); results made before they were recorded lack them."""
+    inputs = fixture_inputs()
+    assert "BLAS" not in text(R.build_context(**inputs))
+    inputs["final_metrics"] = copy.deepcopy(inputs["final_metrics"])
+    prov = inputs["final_metrics"]["provenance"]
+    prov["versions"]["blas"] = "scipy-openblas 0.3.31.188.0"
+    prov["settings"] = {"device": "cpu", "jobs_per_gpu": 1, "threads": 2}
+    tex = text(R.build_context(**inputs))
+    assert "BLAS 库 & scipy-openblas 0.3.31.188.0" in tex and "训练的 BLAS 线程数 & 2" in tex
+
+
 def test_the_reports_own_code_version_is_shown_where_it_is_not_the_training_runs():
     """Figures and report made again after a code update (README: --forcerun figure render_report)."""
     inputs = fixture_inputs()

@@ -76,6 +76,9 @@ def _env_context(prov: dict) -> dict:
         "device": tex_escape(prov.get("device", "?")),
         "python": tex_escape(versions.get("python", "?")),
         "numpy": tex_escape(versions.get("numpy", "?")),
+        "blas": tex_escape(versions["blas"]) if versions.get("blas") else None,
+        # BLAS splits its sums by thread count: on the CPU the count moves the rounding
+        "threads": str(int(t)) if isinstance(t := (prov.get("settings") or {}).get("threads"), int) else None,
         "cupy": tex_escape(versions["cupy"]) if versions.get("cupy") else None,
         "cuda": cuda_version(versions.get("cuda_runtime")),
         "snakemake": tex_escape(versions["snakemake"]) if versions.get("snakemake") else None,
