@@ -343,6 +343,19 @@ def test_minmax_scales_each_kernel_independently():
     assert s[1].min() == 0 and s[1].max() == 1
 
 
+def test_the_fc_heat_map_draws_every_weight_unsmoothed_with_classes_as_rows():
+    """One large weight among 1,568 features (32 filters) keeps its own colour: no resampling."""
+    W3 = np.zeros((1568, 10))
+    W3[400, 7] = 0.5
+    W3[::97, 2] = -0.01  # a scale for the colours below the outlier
+    ax = figures.fc_weights(W3, CLASSES, "en").axes[0]
+    im = ax.images[0]
+    assert im.get_interpolation() == "none"
+    np.testing.assert_array_equal(im.get_array(), W3.T)
+    assert [t.get_text() for t in ax.get_yticklabels()] == [figures.class_label(c, "en") for c in CLASSES]
+    assert "classes × features" in ax.get_title()
+
+
 def test_display_images_undoes_standardization():
     x = np.full((1, 2, 2, 3), 0.25, np.float32)
     std = {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.2]}
@@ -595,3 +608,24 @@ def test_the_best_validation_star_skips_the_epoch_that_diverged(monkeypatch, tmp
     history.iloc[:1].to_csv(path, index=False)  # diverged in its first epoch: no best at all
     lines = drawn(monkeypatch, tmp_path / "one", "val_accuracy", {"--history": path}).axes[0].get_lines()
     assert not [ln for ln in lines if ln.get_label().startswith(figures.LABELS["best_val"]["en"])]
+
+
+def test_the_curves_mark_the_epoch_whose_loss_was_not_finite(monkeypatch, tmp_path):
+    """Both curves stop before it (NaN is not drawn): a cross on the axis says the run diverged
+    there; a run that diverged in its only epoch keeps its legend and gets one tick, epoch 1."""
+    history = make_history(epochs=4).assign(train_l2=0.01)
+    history = history.assign(train_ce=history["train_loss"] - 0.01)
+    history.loc[3, ["train_loss", "train_ce", "val_loss"]] = [np.nan, np.nan, np.nan]
+    path = tmp_path / "history.csv"
+    history.to_csv(path, index=False)
+    for name in ("loss_curve", "val_accuracy"):
+        lines = drawn(monkeypatch, tmp_path / name, name, {"--history": path}).axes[0].get_lines()
+        [cross] = [ln for ln in lines if ln.get_label() == figures.LABELS["not_finite"]["en"]]
+        assert list(cross.get_xdata()) == [4], name
+        curves = [ln for ln in lines if ln.get_label() in (figures.LABELS["train"]["en"], figures.LABELS["val"]["en"])]
+        assert curves and all(list(ln.get_xdata()) == [1, 2, 3] for ln in curves), name  # no NaN model's point
+    history.iloc[:1].assign(train_loss=np.nan, train_ce=np.nan, val_loss=np.nan).to_csv(path, index=False)
+    ax = drawn(monkeypatch, tmp_path / "first", "loss_curve", {"--history": path}).axes[0]
+    labels = [ln.get_label() for ln in ax.get_lines()]
+    assert figures.LABELS["train"]["en"] in labels and figures.LABELS["train_total"]["en"] not in labels
+    assert list(ax.get_xticks()) == [1]

@@ -33,10 +33,31 @@ def _mark_decays(ax, history: pd.DataFrame, lang: str) -> None:
 
 def _epoch_axis(ax, history: pd.DataFrame, lang: str) -> None:
     ax.set_xlabel(t("epoch", lang))
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     e = history["epoch"]
+    if 0 < len(e) <= 10:  # each epoch its tick (a locator would put 0.5 steps around a single one)
+        ax.set_xticks([int(v) for v in e])
+    else:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     if len(e):
         ax.set_xlim(float(e.min()) - 0.5, float(e.max()) + 0.5)
+
+
+def _not_finite(history: pd.DataFrame) -> pd.Series:
+    """The epochs whose training or validation loss was not finite: the run diverged there."""
+    losses = [pd.to_numeric(history[c], errors="coerce") for c in ("train_loss", "val_loss") if c in history]
+    bad = pd.Series(False, index=history.index)
+    for y in losses:
+        bad |= ~np.isfinite(y)
+    return bad
+
+
+def _mark_divergence(ax, history: pd.DataFrame, lang: str) -> None:
+    """A cross on the axis at each epoch whose loss was not finite, which the curves cannot show."""
+    bad = _not_finite(history)
+    if bad.any():
+        epochs = history["epoch"][bad]
+        ax.plot(epochs, [0.02] * len(epochs), transform=ax.get_xaxis_transform(), ls="none", marker="X", ms=10,
+                color="black", label=t("not_finite", lang), zorder=6, clip_on=False)  # fmt: skip
 
 
 def loss_curve(history: pd.DataFrame, lang: str) -> Figure:
@@ -49,7 +70,7 @@ def loss_curve(history: pd.DataFrame, lang: str) -> Figure:
     h = history.sort_values("epoch")
     fig = new_figure(3.4)
     ax = fig.add_subplot()
-    split = "train_ce" in h and pd.to_numeric(h["train_ce"], errors="coerce").notna().any()
+    split = "train_ce" in h
     curves = [("train_ce", "train", "-", "o"), ("val_loss", "val", "-", "o")] if split else [
         ("train_loss", "train_total", "-", "o"), ("val_loss", "val", "-", "o")]  # fmt: skip
     if split:
@@ -61,6 +82,7 @@ def loss_curve(history: pd.DataFrame, lang: str) -> Figure:
         ax.plot(h["epoch"][ok], y[ok], marker=marker, ls=ls, color=color, label=t(key, lang),
                 alpha=0.7 if key == "train_l2" else 1.0)  # fmt: skip
     _mark_decays(ax, h, lang)
+    _mark_divergence(ax, h, lang)
     _epoch_axis(ax, h, lang)
     ax.set_ylabel(t("loss", lang))
     ax.set_title(title("loss_curve", lang))
@@ -73,21 +95,21 @@ def val_accuracy(history: pd.DataFrame, lang: str) -> Figure:
     h = history.sort_values("epoch")
     fig = new_figure(3.4)
     ax = fig.add_subplot()
+    diverged = _not_finite(h)  # a NaN model's accuracy (about 10 %) is not a point of the curve
     for col, key in (("train_acc", "train"), ("val_acc", "val")):
         y = 100 * pd.to_numeric(h[col], errors="coerce")
-        ok = np.isfinite(y)
+        ok = np.isfinite(y) & ~diverged
         ax.plot(h["epoch"][ok], y[ok], marker="o", color=COLORS[key], label=t(key, lang))
     val = 100 * pd.to_numeric(h["val_acc"], errors="coerce")
     # as training keeps its best: not the epoch whose loss went non-finite (its accuracy is a NaN model's)
-    finite = np.isfinite(pd.to_numeric(h["train_loss"], errors="coerce")) & np.isfinite(
-        pd.to_numeric(h["val_loss"], errors="coerce"))
-    val = val.where(finite)
+    val = val.where(~diverged)
     if np.isfinite(val).any():
         i = int(np.nanargmax(val.to_numpy()))
         e, v = h["epoch"].iloc[i], val.iloc[i]
         ax.plot([e], [v], marker="*", ms=12, color=COLORS["val"], ls="none", zorder=5,
                 label=f"{t('best_val', lang)}: {v:.2f}%")  # fmt: skip
     _mark_decays(ax, h, lang)
+    _mark_divergence(ax, h, lang)
     _epoch_axis(ax, h, lang)
     ax.set_ylabel(t("accuracy_pct", lang))
     ax.set_title(title("val_accuracy", lang))

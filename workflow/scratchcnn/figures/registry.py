@@ -105,8 +105,10 @@ _SPECS = (
     FigureSpec(
         "fc_weights", ("model", "test_metrics"),
         lambda i, lang, seed: weights.fc_weights(i["model"].params["W3"], i["test_metrics"]["class_names"], lang),
-        title={"zh": "全连接层权重 $W_3$（特征 × 类别）", "en": "Fully connected weights $W_3$ (features × classes)"},
-        caption={"zh": "全连接层权重 $W_3$ 的热图", "en": "Heat map of the fully connected weights W3"},
+        title={"zh": "全连接层权重 $W_3$（类别 × 特征）", "en": "Fully connected weights $W_3$ (classes × features)"},
+        caption={"zh": "全连接层权重 $W_3$ 的热图（颜色范围截在权重绝对值的 99.5\\% 分位数）",
+                 "en": "Heat map of the fully connected weights W3 (colours clipped at the 99.5th percentile of "
+                       "their magnitudes)"},
     ),
     FigureSpec(
         "histograms", ("model",),

@@ -88,8 +88,8 @@ def fc_weights(W3: np.ndarray, class_names: Sequence[str], lang: str) -> Figure:
     m = m if m > 0 else 1.0
     fig = new_figure(3.0)
     ax = fig.add_subplot()
-    im = ax.imshow(W3.T, aspect="auto", cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -m, m),
-                   interpolation="antialiased")  # fmt: skip
+    # no resampling: smoothing 1,568 feature columns into a page's width hid single large weights
+    im = ax.imshow(W3.T, aspect="auto", cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -m, m), interpolation="none")
     ax.set_yticks(range(len(class_names)), [class_label(c, lang) for c in class_names])
     ax.set_xlabel(t("feature", lang))
     ax.set_ylabel(t("class", lang))
