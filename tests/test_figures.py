@@ -333,6 +333,11 @@ def test_filters_sweep_plots_accuracy_and_seconds_per_filter_count():
     assert list(acc_line.get_ydata()) == pytest.approx(list(100 * rows["best_val_acc"]))
     assert list(spe_line.get_ydata()) == pytest.approx(list(rows["seconds_per_epoch"]))
     assert [a.get_text() for a in ax.texts] == [f"{100 * a:.1f}" for a in rows["best_val_acc"]]
+    assert ax.get_legend() is None and len(fig.legends) == 1  # below the plot, not over its points
+    plt_close(fig)
+    diverged = summary.assign(best_val_acc=np.nan, status="diverged")
+    fig = figures.filters_sweep(diverged, "en")
+    assert fig.axes[0].get_ylim() == (0, 100)  # a percent scale, not matplotlib's -0.04..0.04
     plt_close(fig)
 
 

@@ -123,8 +123,11 @@ def filters_sweep(summary: pd.DataFrame, lang: str, sweep: str | None = None) ->
         lo, hi = np.nanmin(acc), np.nanmax(acc)
         margin = max(1.0, 0.15 * (hi - lo))
         ax.set_ylim(lo - margin, hi + 1.6 * margin)
+    else:  # every point diverged: no accuracy scale to show
+        ax.set_ylim(0, 100)
     if np.isfinite(spe).any():
         ax2.set_ylim(0, np.nanmax(spe) * 1.15)
-    ax.legend(handles=handles, loc="upper left")
+    # below the plot: inside it, the legend covered the points of the smallest filter count
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles))
     ax.set_title(title("filters_sweep", lang))
     return fig
