@@ -318,6 +318,12 @@ def test_per_class_bars_are_each_class_accuracy():
     assert [b.get_height() for b in ax.patches] == pytest.approx(want)
     assert [tl.get_text() for tl in ax.get_xticklabels()] == [figures.class_label(c, "en") for c in CLASSES]
     assert [tx.get_text() for tx in ax.texts] == [f"{a:.1f}" for a in want]
+    overall = 100 * metrics["test_accuracy"]
+    assert [ln.get_label() for ln in ax.get_lines()] == [f"Overall accuracy: {overall:.2f}%"]
+    plt_close(fig)
+    # one seed of several: the line is that seed's, not the report's headline (the seeds' mean)
+    fig = figures.per_class_accuracy({**metrics, "seeds": {"shown": 3, "n": 2}}, "en")
+    assert [ln.get_label() for ln in fig.axes[0].get_lines()] == [f"Overall accuracy of seed 3: {overall:.2f}%"]
     plt_close(fig)
 
 

@@ -70,6 +70,7 @@ LABELS: dict[str, dict[str, str]] = {
     "class": {"zh": "类别", "en": "Class"},
     "test_acc_pct": {"zh": "测试准确率 (%)", "en": "Test accuracy (%)"},
     "overall": {"zh": "总体准确率", "en": "Overall accuracy"},
+    "overall_of_seed": {"zh": "种子 {seed} 的总体准确率", "en": "Overall accuracy of seed {seed}"},
     "feature": {
         "zh": "特征索引（按 行、列、通道 展平）",
         "en": "Feature index (flattened row, column, channel)",
