@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import struct
@@ -365,6 +366,25 @@ def test_the_fc_heat_map_draws_every_weight_unsmoothed_with_classes_as_rows():
     np.testing.assert_array_equal(im.get_array(), W3.T)
     assert [t.get_text() for t in ax.get_yticklabels()] == [figures.class_label(c, "en") for c in CLASSES]
     assert "classes × features" in ax.get_title()
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_the_conv_bias_histograms_say_when_batch_norm_left_them_at_zero(lang):
+    """b1 and b2 get only rounding noise (about 1e-8): the panel says so rather than showing a spread."""
+    rng = np.random.default_rng(0)
+    params = {k: rng.standard_normal(50) for k in ("W1", "W2", "W3", "beta1", "gamma1", "beta2", "gamma2")}
+    params.update(b1=rng.standard_normal(8) * 1e-8, b2=rng.standard_normal(8) * 0.3)  # b2 learnt, say
+    figures.setup_style(lang)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig = figures.histograms(params, lang)
+        fig.savefig(io.BytesIO(), format="png")
+    assert not [str(w.message) for w in caught if "missing from" in str(w.message)]
+    said = {ax.get_title(): [tx.get_text() for tx in ax.texts] for ax in fig.axes}
+    note = figures.LABELS["bn_cancels_bias"][lang]
+    assert note in said[figures.LABELS["b1"][lang]] and note not in said[figures.LABELS["b2"][lang]]
+    assert sum(note in texts for texts in said.values()) == 1
+    plt_close(fig)
 
 
 def test_display_images_undoes_standardization():

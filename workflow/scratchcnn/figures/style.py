@@ -64,6 +64,7 @@ LABELS: dict[str, dict[str, str]] = {
     "best_val_pct": {"zh": "最佳验证准确率 (%)", "en": "Best validation accuracy (%)"},
     "diverged": {"zh": "发散", "en": "diverged"},
     "not_finite": {"zh": "发散（损失不再有限）", "en": "diverged (loss not finite)"},
+    "bn_cancels_bias": {"zh": "约为 0：被批归一化抵消", "en": "about 0: batch norm cancels it"},
     "not_run": {"zh": "未运行", "en": "not run"},
     "filters": {"zh": "卷积核数量（每个卷积层）", "en": "Number of filters per convolutional layer"},
     "sec_per_epoch": {"zh": "每轮耗时 (s)", "en": "Time per epoch (s)"},

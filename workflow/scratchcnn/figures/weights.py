@@ -100,6 +100,7 @@ def fc_weights(W3: np.ndarray, class_names: Sequence[str], lang: str) -> Figure:
 
 
 HIST_PANELS = (("W1", "W2", "W3"), ("b1", "beta1", "gamma1"), ("b2", "beta2", "gamma2"))
+BIAS_NOISE = 1e-4  # conv biases all below this are batch norm's rounding noise, not a learnt shift
 
 
 def histograms(params: Mapping[str, np.ndarray], lang: str) -> Figure:
@@ -119,6 +120,11 @@ def histograms(params: Mapping[str, np.ndarray], lang: str) -> Figure:
             if v.size:
                 ax.text(0.98, 0.95, f"μ={v.mean():.3g}\nσ={v.std():.3g}", transform=ax.transAxes,
                         ha="right", va="top", fontsize=6.5, color="0.25")  # fmt: skip
+            # the conv biases start at 0 and get only rounding noise (batch norm subtracts them):
+            # a spread of 1e-8 drawn full width would read as a distribution
+            if name in ("b1", "b2") and v.size and np.abs(v).max() < BIAS_NOISE:
+                ax.text(0.02, 0.95, t("bn_cancels_bias", lang), transform=ax.transAxes, ha="left", va="top",
+                        fontsize=6.5, color="0.25")  # fmt: skip
             ax.tick_params(labelsize=7)
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
             ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4, integer=True))
