@@ -175,6 +175,45 @@ def test_read_archive_str_keys_plain_pickles(tmp_path):
     assert d["class_names"][-1] == "truck"
 
 
+def test_read_archive_members_named_with_a_leading_dot_slash(tmp_path, archive):
+    """tar run as `tar czf a.tar.gz ./cifar-10-batches-py` names the members ./cifar-10-batches-py/...:
+    the same archive, read the same."""
+    dotted = io.BytesIO()
+    with tarfile.open(archive, "r:gz") as src, tarfile.open(fileobj=dotted, mode="w") as dst:
+        for info in src:
+            data = src.extractfile(info).read()
+            info.name = "./" + info.name
+            dst.addfile(info, io.BytesIO(data))
+    p = tmp_path / "dotted.tar.gz"
+    p.write_bytes(gzip.compress(dotted.getvalue()))
+    with tarfile.open(p, "r:gz") as tf:
+        assert "./cifar-10-batches-py/test_batch" in tf.getnames()
+    d = cifar_data.read_archive(p, fx.N_TRAIN, fx.N_TEST)
+    plain = cifar_data.read_archive(archive, fx.N_TRAIN, fx.N_TEST)
+    for key in ("x_train_all", "y_train_all", "x_test", "y_test"):
+        np.testing.assert_array_equal(d[key], plain[key])
+    assert d["x_test"][7, 3, 4, 2] == fx.known_pixel(fx.TEST_OFFSET + 7, 2, 3, 4)
+    assert d["class_names"] == list(cifar_data.CLASS_NAMES)
+
+
+def test_read_archive_refuses_a_numpy_function_in_a_pickle(tmp_path):
+    """Only the few NumPy globals an array needs are resolved, not every name in numpy: a batch
+    calling numpy.save would write a file wherever it liked while being read."""
+    target = tmp_path / "planted.npy"
+
+    class Planter:
+        def __reduce__(self):
+            return (np.save, (str(target), [1, 2]))
+
+    members = fx.official_members()
+    members["data_batch_1"] = pickle.dumps(Planter(), protocol=2)
+    assert b"cnumpy\nsave\n" in members["data_batch_1"]  # the GLOBAL opcode naming numpy.save
+    path = fx.write_tar(tmp_path / "bad.tar.gz", members)
+    with pytest.raises(DataError, match=r"data_batch_1 is not a readable pickle: .*disallowed global numpy\.save"):
+        cifar_data.read_archive(path, fx.N_TRAIN, fx.N_TEST)
+    assert not target.exists()
+
+
 def _damaged(members_edit):
     def build(tmp_path):
         members = fx.official_members()
@@ -519,6 +558,16 @@ def test_fetch_all_attempts_cut(server, tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_fetch_waits_twice_as_long_before_each_retry(server, tmp_path, monkeypatch):
+    """Backoff 1 s and four failures: waits of 1, 2, 4 and 8 s, then the fifth attempt succeeds."""
+    waits = []
+    monkeypatch.setattr(download_module.time, "sleep", waits.append)
+    server.plan = ["500"] * 4
+    fetch(server.url, tmp_path / "a.tar.gz", server.md5, retries=4, backoff=1.0)
+    assert waits == [1.0, 2.0, 4.0, 8.0]
+    assert len(server.requests) == 5 and (tmp_path / "a.tar.gz").read_bytes() == server.payload
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a disk that is always full)")
 @pytest.mark.parametrize("size", [300_000, 100])  # the write fails / only the final flush does
 @pytest.mark.parametrize("kind", ["http", "file"])
@@ -648,6 +697,15 @@ def test_synthetic_archive_roundtrip(tmp_path):
     np.testing.assert_array_equal(d["y_test"], yt)
 
 
+def test_demo_images_saturate_instead_of_wrapping():
+    """The truck's red (170) plus its shape (50..90) often passes 255: such a pixel must stay
+    bright (255), not wrap round to near black. The demo's archive, seed 0."""
+    x, y, *_ = cifar_data.make_synthetic_images(40, 20, seed=0)
+    red = x[y == 9][..., 0]
+    assert (red == 255).mean() > 0.02  # saturated: about 8.6 %
+    assert (red < 50).mean() < 0.001  # wrapped round, 7.9 % of them would be this dark
+
+
 # ------------------------------------------------------------------------------------------
 # the step scripts (as a user or Snakemake's shell: would run them)
 # ------------------------------------------------------------------------------------------
@@ -721,6 +779,20 @@ def test_script_error_exit_without_traceback(tmp_path):
     assert r.returncode == 1
     assert "not an existing file" in r.stderr and "by other means" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_download_script_passes_its_retry_settings_on(monkeypatch, keep_root_logging):
+    """The download rule gives no --retries, --backoff or --timeout: the script's defaults (4
+    retries, waits from 1 s, a 60 s socket timeout) are what the fetch gets; given ones go through."""
+    download = load_script("download")
+    calls = []
+    monkeypatch.setattr(download, "fetch_archive", lambda *a, **kw: calls.append((a, kw)))
+    argv = ["--source", "http://example.invalid/c.tar.gz", "--md5", "f" * 32, "--out", "o.tar.gz"]
+    assert download.main(argv) == 0
+    assert calls[0] == (("http://example.invalid/c.tar.gz", Path("o.tar.gz"), "f" * 32),
+                        {"retries": 4, "backoff": 1.0, "timeout": 60})  # fmt: skip
+    assert download.main([*argv, "--retries", "2", "--backoff", "0.5", "--timeout", "9"]) == 0
+    assert calls[1][1] == {"retries": 2, "backoff": 0.5, "timeout": 9.0}
 
 
 def test_a_malformed_md5_or_count_is_a_usage_error_before_any_work(tmp_path):

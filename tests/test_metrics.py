@@ -365,3 +365,81 @@ def test_summarize_seeds_takes_a_diverged_seed_and_names_the_file_and_key_of_a_b
     with pytest.raises(SystemExit, match="holds a JSON list, expected an object"):
         mod.main(["--runs", ok, "--shown-seed", "0", "--out", str(tmp_path / "x.json")])
     assert not (tmp_path / "x.json").exists()
+
+
+def test_summarize_seeds_refuses_a_seed_that_is_not_a_whole_number(tmp_path):
+    """A seed of 1.5 is no seed train.py wrote: reading it as 1 would credit seed 1 with another run."""
+    mod = load_script("summarize_seeds")
+    d = tmp_path / "half"
+    d.mkdir()
+    train = {"hyperparameters": {"seed": 1.5}, "best_val_acc": 0.5, "best_epoch": 2}
+    (d / "metrics.json").write_text(json.dumps(train))
+    (d / "test_metrics.json").write_text(json.dumps({"test_accuracy": 0.4}))
+    with pytest.raises(SystemExit, match=re.escape(f"error: {d}/metrics.json: hyperparameters.seed is 1.5, "
+                                                   "expected a number (an integer)")):  # fmt: skip
+        mod.main(["--runs", str(d), "--shown-seed", "1", "--out", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_summarize_seeds_refuses_a_null_best_epoch(tmp_path):
+    """train.py writes best_epoch 0, never null, for a diverged seed; a null one would pass here
+    and break the report later (int(None)), so it is named now."""
+    mod = load_script("summarize_seeds")
+    d = tmp_path / "null-epoch"
+    d.mkdir()
+    train = {"hyperparameters": {"seed": 0}, "best_val_acc": None, "best_epoch": None}
+    (d / "metrics.json").write_text(json.dumps(train))
+    (d / "test_metrics.json").write_text(json.dumps({"test_accuracy": 0.1}))
+    with pytest.raises(SystemExit, match=re.escape(f"error: {d}/metrics.json: best_epoch is None, "
+                                                   "expected a number (an integer)")):  # fmt: skip
+        mod.main(["--runs", str(d), "--shown-seed", "0", "--out", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()
+
+
+def _clocked_predict(monkeypatch, seconds):
+    """evaluate.py with a fake model whose passes take ``seconds`` (one per call) on a fake clock."""
+    ev = load_script("evaluate")
+    now, calls = [0.0], []
+
+    def predict_logits(params, arch, x, backend, batch_size):
+        now[0] += seconds[len(calls)]
+        calls.append(len(x))
+        return np.zeros((len(x), 10), np.float32)
+
+    monkeypatch.setattr(ev, "predict_logits", predict_logits)
+    monkeypatch.setattr(ev, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    return ev, calls
+
+
+def test_evaluate_throughput_leaves_out_the_warm_up_batch(monkeypatch):
+    """The first batch compiles the GPU kernels: 10 s of warm-up, then 12 images in 1 s is 12
+    images/s, not 12 / 11."""
+    ev, calls = _clocked_predict(monkeypatch, [10.0, 1.0])
+    backend = types.SimpleNamespace(synchronize=lambda: None)
+    logits, ips = ev.predict(None, None, np.zeros((12, 32, 32, 3), np.float32), backend, batch_size=5)
+    assert calls == [5, 12]  # the warm-up batch, then every image
+    assert ips == 12.0 and logits.shape == (12, 10)
+
+
+def test_evaluate_throughput_is_unknown_when_the_clock_does_not_move(tmp_path, monkeypatch):
+    """A clock too coarse to see the pass gives no throughput (null in the file), not 0 images/s."""
+    ev, _ = _clocked_predict(monkeypatch, [0.0, 0.0])
+    known_checkpoint(tmp_path / "model.npz")
+    write_prepared(tmp_path / "cifar10.npz", class_names=[f"k{i}" for i in range(10)],
+                   x_test=np.zeros((3, 32, 32, 3), np.float32), y_test=np.zeros(3))  # fmt: skip
+    m = ev.run_evaluation(tmp_path / "model.npz", tmp_path / "cifar10.npz", tmp_path / "out", "cpu", batch_size=2)
+    assert math.isnan(m["throughput"]["images_per_second"])
+    on_disk = json.loads((tmp_path / "out" / "test_metrics.json").read_text(encoding="utf-8"))
+    assert on_disk["throughput"]["images_per_second"] is None
+
+
+def test_evaluate_refuses_data_with_another_number_of_classes(tmp_path, capsys):
+    """A model of 10 classes on a test set of 12 would misname every class past the tenth."""
+    ev = load_script("evaluate")
+    known_checkpoint(tmp_path / "model.npz")
+    write_prepared(tmp_path / "cifar10.npz", class_names=[f"k{i}" for i in range(12)])
+    rc = ev.main(["--model", str(tmp_path / "model.npz"), "--data", str(tmp_path / "cifar10.npz"),
+                  "--out-dir", str(tmp_path / "out"), "--device", "cpu", "--batch-size", "2"])  # fmt: skip
+    assert rc == 1
+    assert capsys.readouterr().err == f"error: {tmp_path / 'cifar10.npz'} has 12 classes, the model 10\n"
+    assert not (tmp_path / "out").exists()

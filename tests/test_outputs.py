@@ -45,6 +45,13 @@ def test_json_has_null_where_a_number_is_not_finite(tmp_path):
     assert json.loads(text) == {"loss": None, "runs": [{"x": None}, None], "ok": 0.5, "a": [1.0, None], "n": 3}
 
 
+def test_json_has_null_where_a_number_in_a_tuple_is_not_finite(tmp_path):
+    """A tuple is written as a JSON list, so a NaN in it becomes null as in a list (json.dumps
+    would refuse the bare NaN and the whole file with it)."""
+    write_json_atomic(tmp_path / "t.json", {"a": (1.0, float("nan")), "b": (np.float32(2.5), (np.inf,))})
+    assert json.loads((tmp_path / "t.json").read_text()) == {"a": [1.0, None], "b": [2.5, [None]]}
+
+
 def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path):
     with pytest.raises(RuntimeError):
         with atomic_path(tmp_path / "a.txt") as tmp:
