@@ -368,6 +368,29 @@ def test_the_fc_heat_map_draws_every_weight_unsmoothed_with_classes_as_rows():
     assert "classes × features" in ax.get_title()
 
 
+def test_the_fc_heat_maps_colours_reach_the_995th_percentile_of_the_magnitudes():
+    """Weights almost all -2 (one +0.5): 99.5 % of |W3| is 2, so the colours span -2..2 about 0;
+    the percentile of the signed weights would be -2, and the range would fall back to -1..1."""
+    W3 = np.full((200, 10), -2.0)
+    W3[0, 0] = 0.5
+    norm = figures.fc_weights(W3, CLASSES, "en").axes[0].images[0].norm
+    assert (norm.vmin, norm.vcenter, norm.vmax) == (-2.0, 0.0, 2.0)
+
+
+def test_the_histograms_of_a_diverged_model_draw_its_finite_values():
+    """W1 all NaN and W2 with an inf among 1, 2, 3 (training diverged): the figure still draws,
+    W1's panel is empty and W2's mean and spread are those of 1, 2, 3 (2 and sqrt(2/3))."""
+    rng = np.random.default_rng(0)
+    params = {k: rng.standard_normal(50) for k in ("W3", "b1", "b2", "beta1", "gamma1", "beta2", "gamma2")}
+    params.update(W1=np.full(27, np.nan), W2=np.array([1.0, np.inf, 2.0, np.nan, 3.0]))
+    fig = figures.histograms(params, "en")
+    fig.savefig(io.BytesIO(), format="png")
+    said = {ax.get_title(): [tx.get_text() for tx in ax.texts] for ax in fig.axes}
+    assert said[figures.LABELS["W1"]["en"]] == []
+    assert said[figures.LABELS["W2"]["en"]] == ["μ=2\nσ=0.816"]
+    plt_close(fig)
+
+
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_the_conv_bias_histograms_say_when_batch_norm_left_them_at_zero(lang):
     """b1 and b2 get only rounding noise (about 1e-8): the panel says so rather than showing a spread."""
@@ -384,6 +407,47 @@ def test_the_conv_bias_histograms_say_when_batch_norm_left_them_at_zero(lang):
     note = figures.LABELS["bn_cancels_bias"][lang]
     assert note in said[figures.LABELS["b1"][lang]] and note not in said[figures.LABELS["b2"][lang]]
     assert sum(note in texts for texts in said.values()) == 1
+    plt_close(fig)
+
+
+def test_the_conv2_figure_draws_the_second_layers_kernels():
+    """The registry passes W2 (2 kernels here), input channel 0 of each min-max scaled: a ramp
+    0..8 becomes 0..1 by eighths, a constant kernel mid grey, a NaN column between the tiles."""
+    params = make_params(f1=4, f2=2)
+    params["W2"][0, :, :, 0] = np.arange(9).reshape(3, 3)
+    params["W2"][1, :, :, 0] = 7.0
+    model = type("Model", (), {"params": params})
+    fig = figures.FIGURES["conv2_kernels"].draw({"model": model}, "en", 0)
+    want = np.full((3, 7), np.nan)
+    want[:, :3] = np.arange(9).reshape(3, 3) / 8
+    want[:, 4:] = 0.5
+    np.testing.assert_array_equal(np.ma.filled(fig.axes[0].images[0].get_array().astype(float), np.nan), want)
+    plt_close(fig)
+
+
+def test_each_sample_tile_shows_its_own_image_under_its_own_title():
+    """Images 5, 0 and 3 (each a flat grey of a tenth of its index) in a 2 x 2 grid: the third
+    tile, on the second row, is image 3 with its labels; the fourth is empty."""
+    images = np.stack([np.full((4, 4, 3), i / 10, np.float32) for i in range(6)])
+    y_true = np.arange(6)
+    y_pred = np.array([0, 1, 2, 9, 4, 5])
+    fig = figures.test_samples(images, y_true, y_pred, CLASSES, "en", rows=2, cols=2, indices=[5, 0, 3])
+    axes = fig.axes
+    for ax, i, title in zip(axes, (5, 0, 3), ("pred: dog\ntrue: dog", "pred: airplane\ntrue: airplane",
+                                                "pred: truck\ntrue: cat")):  # fmt: skip
+        np.testing.assert_allclose(ax.images[0].get_array(), np.full((4, 4, 3), i / 10), rtol=1e-6)
+        assert ax.get_title() == title
+    assert not axes[3].images and axes[3].get_title() == ""
+    plt_close(fig)
+
+
+def test_the_network_diagram_gives_the_pools_own_stride():
+    """A 3x3 pooling window moved by 2: the pool boxes say s=2, not the window's 3."""
+    arch = {"input_shape": [32, 32, 3], "num_classes": 10, "filters1": 8, "filters2": 8, "kernel_size": 3,
+            "padding1": 1, "padding2": 0, "stride": 1, "pool_size": 3, "pool_stride": 2, "bn_eps": 1e-5}  # fmt: skip
+    fig = figures.network_diagram(arch, "en")
+    pools = [tx.get_text() for tx in fig.axes[0].texts if tx.get_text().startswith("pool")]
+    assert len(pools) == 2 and all(p.endswith("(3×3, s=2)") for p in pools), pools
     plt_close(fig)
 
 

@@ -347,6 +347,16 @@ def test_layer_table_16_64_padding_2():
     assert rows["fc"]["params"] == 9 * 9 * 64 * 10 + 10
 
 
+def test_a_pool_reads_its_conv_and_has_its_own_stride():
+    """Each pool takes the conv block's output (not the block's input), and its stride is
+    pool_stride, not the window: a 3x3 window moved by 2 maps 32 -> 15 and 13 -> 6."""
+    rows = {r["name"]: r for r in R.layer_table({**arch(32, 32, k=3, p1=1, p2=0), "pool_size": 3})}
+    assert rows["pool1"]["input"] == rows["conv1"]["output"] == (32, 32, 32)
+    assert rows["pool2"]["input"] == rows["conv2"]["output"] == (13, 13, 32)
+    assert (rows["pool1"]["kernel"], rows["pool1"]["stride"], rows["pool1"]["output"]) == (3, 2, (15, 15, 32))
+    assert (rows["pool2"]["kernel"], rows["pool2"]["stride"], rows["pool2"]["output"]) == (3, 2, (6, 6, 32))
+
+
 def test_layer_table_agrees_with_the_model():
     from scratchcnn import model  # a project module: failing to import is a failure, not a skip
     for a in (arch(32, 32), arch(16, 64, k=5, p1=2, p2=2), arch(8, 24, k=3, p1=2, p2=1)):
@@ -469,6 +479,23 @@ def test_confusions_and_mutual_pairs():
     assert confused[0]["share_pct"] == "18.0"
     pairs = {frozenset((m["raw_a"], m["raw_b"])) for m in c["classes"]["mutual"]}
     assert frozenset(("cat", "dog")) in pairs and frozenset(("automobile", "truck")) in pairs
+
+
+def test_a_class_exactly_at_the_overall_accuracy_is_not_above_it():
+    """Every class at 50 % and the test accuracy 50 %: no class is above it."""
+    y_true = np.repeat(np.arange(10), 2)
+    y_pred = np.array([c if n == 0 else (c + 1) % 10 for c in range(10) for n in range(2)])
+    classes = R.analysis.classes_context(classification_report(y_true, y_pred, CIFAR))
+    assert (classes["n_above"], classes["n_classes"]) == ("0", "10")
+
+
+def test_a_confusions_share_is_of_the_true_classs_images():
+    """5 of class 0's 10 images taken for class 1 (which has 40) is 50 % of class 0, not 12.5 %."""
+    y_true = np.array([0] * 10 + [1] * 40)
+    y_pred = np.array([0] * 5 + [1] * 5 + [1] * 40)
+    [confused] = R.analysis.classes_context(classification_report(y_true, y_pred, ["a", "b"]))["confused"]
+    said = (confused["raw_true"], confused["raw_pred"], confused["count"], confused["share_pct"])
+    assert said == ("a", "b", "5", "50.0")
 
 
 def test_val_loss_trend_wording():
@@ -623,6 +650,41 @@ def test_compile_into_a_folder_it_cannot_write_says_so_in_one_line_and_keeps_its
     assert (tmp_path / "r.pdf").read_bytes() == b"%PDF-1.5 stand-in"
 
 
+def test_a_failed_compile_shows_the_first_errors_each_with_the_lines_after_it():
+    """The first error is the cause, the later ones its echoes: the first 40 lines are kept; and
+    TeX names the undefined command on the line after "! Undefined control sequence"."""
+    flood = "\n".join(f"! Error {i}" for i in range(50))
+    assert compile_report.relevant_log_lines(flood) == [f"! Error {i}" for i in range(40)]
+    log = "This is XeTeX\n! Undefined control sequence.\n<recently read> \\foo"
+    assert compile_report.relevant_log_lines(log) == ["! Undefined control sequence.", "<recently read> \\foo"]
+
+
+def test_a_failed_latexmk_does_not_ship_the_old_pdf_left_in_the_build_folder(tmp_path, monkeypatch, capsys):
+    """latexmk exits 1 while report.pdf from an earlier run still lies in build/: the exit status
+    is 1 and --out is not written from that stale PDF."""
+
+    def failing_latexmk(cmd, cwd, **kw):
+        outdir = Path(next(a for a in cmd if a.startswith("-outdir=")).split("=", 1)[1])
+        (outdir / "report.log").write_text("./report.tex:3: Undefined control sequence.\n")
+        return subprocess.CompletedProcess(cmd, 1, "", "")
+
+    monkeypatch.setattr(compile_report, "find_tools", lambda: [])
+    monkeypatch.setattr(compile_report.subprocess, "run", failing_latexmk)
+    tex = tmp_path / "report.tex"
+    tex.write_text("x")
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "report.pdf").write_bytes(b"%PDF-1.5 from the last run")
+    assert compile_report.main(["--tex", str(tex), "--out", str(tmp_path / "r.pdf")]) == 1
+    assert not (tmp_path / "r.pdf").exists()
+    err = capsys.readouterr().err
+    assert "latexmk failed (1)" in err and "./report.tex:3: Undefined control sequence." in err
+
+
+def test_overfull_boxes_are_counted_on_every_line_of_the_log():
+    """The log's first line is never an Overfull warning: the count reads each line's start."""
+    assert compile_report.log_warnings("x\nOverfull \\hbox (1.5pt too wide)\ny")["overfull_boxes"] == 1
+
+
 HAVE_TEX = all(shutil.which(t) for t in ("xelatex", "latexmk", "pdftotext", "pdfinfo"))
 
 
@@ -760,6 +822,48 @@ def test_first_layer_kernels_tells_colour_from_edges():
     assert facts["mean_flat_share"] == pytest.approx(1 / 3)
     # chroma share: red alone -> 2/3 of its energy off the grey mean; grey edge 0; red/green edge 1
     assert facts["mean_chroma_share"] == pytest.approx((2 / 3 + 0 + 1) / 3)
+
+
+def test_as_many_colour_as_edge_kernels_read_as_equal():
+    """Two flat colour kernels and two edge kernels: neither kind is the majority."""
+    flat = np.zeros((3, 3, 3))
+    flat[..., 0] = 1.0
+    edge = np.zeros((3, 3, 3))
+    edge[:, 0, :], edge[:, 2, :] = -1.0, 1.0
+    kernels = ctx(first_layer=np.stack([flat, flat, edge, edge]))["kernels"]
+    assert (kernels["n_colour"], kernels["n_edge"], kernels["mostly"]) == ("2", "2", "equal")
+
+
+def test_a_test_accuracy_above_the_validation_accuracy_is_said_to_be_above():
+    """Test 70 % against the best validation accuracy 60 %: 10 points higher, not lower."""
+    inputs = fixture_inputs()
+    inputs["final_metrics"]["best_val_acc"] = 0.60
+    inputs["test_metrics"]["test_accuracy"] = 0.70
+    c = R.build_context(**inputs)
+    assert (c["train"]["test_vs_val"], c["train"]["test_val_diff_pp"]) == ("above", "10.00")
+    assert says(text(c), r"测试准确率比验证集上的最好准确率（60.00\%）高 10.00 个百分点")
+
+
+def test_a_shortened_history_table_keeps_the_best_epoch():
+    """30 epochs are shown every third (1, 4, 7, ..., 28) and the last; the best epoch, 8, is
+    not among them and gets its own row, marked best."""
+    val_loss = [1.6 - 0.05 * min(e, 8) + 0.01 * max(0, e - 8) for e in range(1, 31)]
+    inputs = fixture_inputs()
+    inputs["history"] = make_history(val_loss, best_epoch=8)
+    inputs["final_metrics"].update(best_epoch=8, epochs_run=30, epochs_planned=30)
+    rows = R.build_context(**inputs)["history_rows"]
+    assert [r["epoch"] for r in rows] == ["1", "4", "7", "8", "10", "13", "16", "19", "22", "25", "28", "30"]
+    assert [r["epoch"] for r in rows if r["is_best"]] == ["8"]
+
+
+def test_two_cpus_with_the_same_backend_are_not_the_same_device():
+    """Training and evaluation both on NumPy, but on different processors: both are listed."""
+    inputs = fixture_inputs()
+    other = "AMD EPYC 7763 64-Core Processor"
+    inputs["test_metrics"]["provenance"] = {**inputs["test_metrics"]["provenance"], "device": other}
+    c = R.build_context(**inputs)
+    assert c["env"]["same_device"] is False
+    assert says(text(c), rf"评估设备 & {other} \\")
 
 
 def test_full_batch_bytes():

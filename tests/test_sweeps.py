@@ -85,3 +85,25 @@ def test_a_points_row_says_how_many_jobs_could_share_its_gpu():
     assert sweeps.summary_row("s", point, {**on_gpu, "backend": "numpy"})["jobs_per_gpu"] is None
     assert sweeps.summary_row("s", point, {**on_gpu, "provenance": {}})["jobs_per_gpu"] is None
     assert list(sweeps.summary_row("s", point, on_gpu)) == sweeps.SUMMARY_COLUMNS
+
+
+def test_a_points_row_gives_the_epochs_it_ran_not_those_planned():
+    """A point that diverged in its third of ten planned epochs ran 3."""
+    metrics = {"best_val_acc": 0.3, "status": "diverged", "epochs_run": 3, "epochs_planned": 10}
+    assert sweeps.summary_row("s", {"lr": 0.1, "reg": 0.0, "filters": 8}, metrics)["epochs"] == 3
+
+
+def test_a_cell_whose_only_point_diverged_has_no_accuracy():
+    """The diverged point recorded 0.3 before it diverged: its cell is NaN and marked diverged;
+    the finished point's cell keeps 0.6."""
+    import pandas as pd  # a dependency of the project: never a reason to skip
+
+    rows = pd.DataFrame([
+        {"lr": 0.1, "reg": 0.0, "best_val_acc": 0.3, "seconds_per_epoch": 4.0, "status": "diverged"},
+        {"lr": 0.01, "reg": 0.0, "best_val_acc": 0.6, "seconds_per_epoch": 2.0, "status": "ok"},
+    ])  # fmt: skip
+    table = sweeps.by_value(rows, ["lr", "reg"])
+    assert list(table["lr"]) == [0.01, 0.1]
+    assert table["best_val_acc"].iloc[0] == 0.6 and pd.isna(table["best_val_acc"].iloc[1])
+    assert list(table["diverged"]) == [False, True]
+    assert list(table["seconds_per_epoch"]) == [2.0, 4.0]
