@@ -133,3 +133,33 @@ def test_a_snapshot_resumes_only_when_whole_and_of_the_same_run(tmp_path):
         np.save(f, np.zeros(3))
     assert load_train_state(path, "run-a", backend) is None
     assert load_train_state(tmp_path / "none.npz", "run-a", backend) is None
+
+
+def test_a_snapshot_without_a_fingerprint_does_not_resume(tmp_path):
+    """A snapshot that does not say which run wrote it may be any run's: start afresh."""
+    from scratchcnn.backend import get_backend
+    from scratchcnn.checkpoint import load_train_state, save_train_state
+    from scratchcnn.training import TrainState
+
+    params, bn = cnn.init_params(cnn.make_arch(filters1=2), seed=1)
+    path = tmp_path / "state.npz"
+    save_train_state(path, TrainState(params, bn, epoch=1), "run-a")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    info = json.loads(str(arrays["info_json"]))
+    del info["fingerprint"]
+    arrays["info_json"] = np.array(json.dumps(info))
+    np.savez(path, **arrays)
+    assert load_train_state(path, "run-a", get_backend("cpu")) is None
+
+
+def test_a_diverged_snapshot_loads_as_diverged(tmp_path):
+    """The status is part of the snapshot: a diverged run must not resume as a running one."""
+    from scratchcnn.backend import get_backend
+    from scratchcnn.checkpoint import load_train_state, save_train_state
+    from scratchcnn.training import TrainState
+
+    params, bn = cnn.init_params(cnn.make_arch(filters1=2), seed=1)
+    path = tmp_path / "state.npz"
+    save_train_state(path, TrainState(params, bn, epoch=3, status="diverged"), "run-a")
+    assert load_train_state(path, "run-a", get_backend("cpu")).status == "diverged"

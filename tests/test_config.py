@@ -49,6 +49,15 @@ def test_a_bad_value_names_the_last_file_that_sets_it_or_the_command_line(tmp_pa
     ]
 
 
+def test_a_list_item_only_a_later_file_holds_is_named_with_that_file(tmp_path):
+    """An earlier file's shorter list does not hold the item: it is skipped, not indexed past its end."""
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("train: {seeds: [0]}\n")
+    second.write_text("train: {seeds: [0, -1]}\n")
+    lines = configcheck.problems({"train": {"seeds": [0, -1]}}, _schema(), [first, second])
+    assert lines == [f"train.seeds[1] (in {second}): -1 is less than the minimum of 0"]
+
+
 def test_a_valid_config_has_no_problems_and_an_unset_key_names_no_file(tmp_path):
     assert configcheck.problems(schema_defaults(), _schema(), [tmp_path / "missing.yaml"]) == []
     assert configcheck.problems({"seed": -1}, _schema()) == ["seed: -1 is less than the minimum of 0"]
@@ -74,6 +83,14 @@ def test_command_line_strings_are_read_as_the_schema_types_them():
     }
     lines = configcheck.problems({"model": {"filters": 2.5}}, _schema(), command_line={"model": {"filters": "2.5"}})
     assert lines == ["model.filters (in --config): 2.5 is not of type 'integer'"]
+
+
+def test_an_exponent_without_a_dot_or_a_sign_is_a_number():
+    """YAML 1.1 reads 1e4 as a string, like 1e-4: --config train='{reg: 1e4}' is 10000.0, and
+    a config file's reg: 1e4 is matched for coerce_float_strings (workflow/rules/common.smk)."""
+    assert configcheck.typed_command_line({"train": {"reg": "1e4"}}, _schema()) == {"train": {"reg": 10000.0}}
+    assert yaml.safe_load("reg: 1e4") == {"reg": "1e4"}
+    assert configcheck.FLOAT_STRING.match("1e4") and configcheck.FLOAT_STRING.match("2E3")
 
 
 def test_numbers_take_the_form_their_key_asks_for():

@@ -435,6 +435,15 @@ def test_a_pooling_window_larger_than_the_kernels_take_runs_the_reference_layers
         kernels.bn_relu_pool_forward(*(cp.asarray(a) for a in (x, gamma, beta, rm, rv)), need_cache=True, **kw)
 
 
+def test_the_kernels_take_float32_cupy_arrays_alone(monkeypatch):
+    """kernels.cu is written for float (float32): a float64 CuPy array (a float64 gradient check,
+    say) must take the reference layers, as a NumPy array does."""
+    kernels_on(monkeypatch)
+    assert kernels.use(cp.zeros(3, np.float32))
+    assert not kernels.use(cp.zeros(3, np.float64))
+    assert not kernels.use(np.zeros(3, np.float32))
+
+
 # --------------------------------------------------------------------------- #
 # The CUDA graph of the training step (scratchcnn.graph). Last in the file: a cuBLAS call through
 # ctypes that went wrong could leave the CUDA context unusable for every test after it.

@@ -307,6 +307,19 @@ def test_the_default_lock_folder_is_private_and_another_users_is_refused(tmp_pat
             pass
 
 
+def test_a_lock_folder_open_to_its_group_is_made_private(tmp_path, monkeypatch):
+    """Group members are other users too: a folder at 0o750 (made by hand or by an older
+    version) is ours alone after a claim, as one open to all is."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setattr(devices.tempfile, "tempdir", None)
+    folder = devices.default_lock_dir()
+    folder.mkdir()
+    os.chmod(folder, 0o750)
+    with claim_gpu(1, visible=None, timeout=0, log=lambda m: None):
+        assert os.stat(folder).st_mode & 0o777 == 0o700
+
+
 @pytest.mark.parametrize("kind", ["file", "dangling link", "link to a folder of mine"])
 def test_a_default_lock_folder_that_is_a_file_or_a_link_is_refused_by_name(tmp_path, monkeypatch, kind):
     monkeypatch.setenv("TMPDIR", str(tmp_path))

@@ -158,6 +158,14 @@ def test_evaluation_memory_stays_within_its_budget(how, monkeypatch):
     assert peak < budget, f"peak {peak / 2**20:.1f} MiB"
 
 
+def test_eval_batch_limit_is_the_budget_over_the_docstrings_bound():
+    """The study's network, counted by hand: conv1 32x32x32 (im2col 32*32*27 = 27648, three maps
+    3*32768 = 98304), pool1 16*16*32 = 8192; conv2 14x14x32 (im2col 196*288 = 56448, three maps
+    3*6272 = 18816), pool2 7*7*32 = 1568; 10 logits: 210986 floats, 843944 bytes an image."""
+    assert cnn.eval_batch_limit(cnn.make_arch(32)) == 268435456 // 843944 == 318
+    assert cnn.eval_batch_limit(cnn.make_arch(32), np.float64) == 268435456 // (2 * 843944) == 159
+
+
 def test_eval_slices_are_large_enough_and_do_not_change_results(monkeypatch):
     # the default budget leaves the GPU whole slices of images even at 256 filters
     assert cnn.eval_batch_limit(cnn.make_arch(256)) >= 32
