@@ -367,32 +367,20 @@ def test_summarize_seeds_takes_a_diverged_seed_and_names_the_file_and_key_of_a_b
     assert not (tmp_path / "x.json").exists()
 
 
-def test_summarize_seeds_refuses_a_seed_that_is_not_a_whole_number(tmp_path):
-    """A seed of 1.5 is no seed train.py wrote: reading it as 1 would credit seed 1 with another run."""
+@pytest.mark.parametrize("train, said", [
+    # a seed of 1.5 is no seed train.py wrote: reading it as 1 would credit seed 1 with another run
+    ({"hyperparameters": {"seed": 1.5}, "best_val_acc": 0.5, "best_epoch": 2}, "hyperparameters.seed is 1.5"),
+    # train.py writes best_epoch 0, never null, for a diverged seed: a null one would break the report (int(None))
+    ({"hyperparameters": {"seed": 1}, "best_val_acc": None, "best_epoch": None}, "best_epoch is None"),
+], ids=["half-seed", "null-best-epoch"])  # fmt: skip
+def test_summarize_seeds_refuses_a_value_that_is_not_a_whole_number(tmp_path, train, said):
     mod = load_script("summarize_seeds")
-    d = tmp_path / "half"
+    d = tmp_path / "run"
     d.mkdir()
-    train = {"hyperparameters": {"seed": 1.5}, "best_val_acc": 0.5, "best_epoch": 2}
     (d / "metrics.json").write_text(json.dumps(train))
     (d / "test_metrics.json").write_text(json.dumps({"test_accuracy": 0.4}))
-    with pytest.raises(SystemExit, match=re.escape(f"error: {d}/metrics.json: hyperparameters.seed is 1.5, "
-                                                   "expected a number (an integer)")):  # fmt: skip
+    with pytest.raises(SystemExit, match=re.escape(f"error: {d}/metrics.json: {said}, expected a number (an integer)")):
         mod.main(["--runs", str(d), "--shown-seed", "1", "--out", str(tmp_path / "x.json")])
-    assert not (tmp_path / "x.json").exists()
-
-
-def test_summarize_seeds_refuses_a_null_best_epoch(tmp_path):
-    """train.py writes best_epoch 0, never null, for a diverged seed; a null one would pass here
-    and break the report later (int(None)), so it is named now."""
-    mod = load_script("summarize_seeds")
-    d = tmp_path / "null-epoch"
-    d.mkdir()
-    train = {"hyperparameters": {"seed": 0}, "best_val_acc": None, "best_epoch": None}
-    (d / "metrics.json").write_text(json.dumps(train))
-    (d / "test_metrics.json").write_text(json.dumps({"test_accuracy": 0.1}))
-    with pytest.raises(SystemExit, match=re.escape(f"error: {d}/metrics.json: best_epoch is None, "
-                                                   "expected a number (an integer)")):  # fmt: skip
-        mod.main(["--runs", str(d), "--shown-seed", "0", "--out", str(tmp_path / "x.json")])
     assert not (tmp_path / "x.json").exists()
 
 
