@@ -1404,3 +1404,84 @@ def test_filter_counts_tied_for_the_best_are_all_named():
     summary.loc[(summary["sweep"] == "filters") & (summary["filters"] == 32), "best_val_acc"] = 0.6531
     assert "这一组中验证准确率最高的卷积核数量为 32、64（并列）。" in text(ctx(summary=summary))
     assert "这一组中验证准确率最高的卷积核数量为 64。" in text(ctx())
+
+
+def chance_level_inputs():
+    """A final run that finished without learning (the fuzzed lr 1000 of 2026-12-08): accuracies
+    near 10 %, a validation loss falling at first, then rising again."""
+    inputs = fixture_inputs()
+    h = make_history([2.40, 2.35, 2.30, 2.45, 2.60, 2.80], best_epoch=3)
+    h["train_acc"] = [0.101, 0.112, 0.125, 0.131, 0.140, 0.1467]
+    h["val_acc"] = [0.098, 0.104, 0.1212, 0.100, 0.100, 0.100]
+    inputs["history"] = h
+    inputs["final_metrics"] = {**inputs["final_metrics"], "best_val_acc": 0.1212, "best_epoch": 3, "epochs_run": 6,
+                               "epochs_planned": 6}  # fmt: skip
+    n = 1000  # every test image called airplane: 10 % correct
+    cm = np.zeros((10, 10), dtype=int)
+    cm[:, 0] = n
+    inputs["test_metrics"] = make_test_metrics(cm, CIFAR, inputs["final_metrics"]["provenance"])
+    return inputs
+
+
+def test_a_model_at_chance_is_not_read_as_overfitting_or_as_still_learning():
+    """A run that learned nothing gets no overfitting verdict nor advice to train longer: the report
+    says it is at chance, in the summary and the shortcomings, and what to check."""
+    near = R.facts.near_chance
+    assert near(0.10, 10) and near(0.1499, 10) and not near(0.15, 10) and not near(0.5733, 10)
+    assert near(0.52, 2) and not near(0.55, 2) and not near(None, 10) and not near(float("nan"), 10)
+    assert R.facts.fit_reading(0.1467, 0.10, {"rose": True}, "ok", learned=False) == "chance"
+    assert R.facts.fit_reading(0.1467, 0.10, {"rose": True}, "diverged", learned=False) == "diverged"
+    tex = text(R.build_context(**chance_level_inputs()))
+    assert "过拟合" not in shortcomings(tex) and "欠拟合" not in tex
+    assert says(tex, "最终模型没有学到东西：验证集上的最好准确率只有 12.12\\%，接近随机猜测的 10.00\\%")
+    assert says(tex, "注意：这一测试准确率接近随机猜测（10 个类别时为 10.00\\%）")
+    assert "这一回升并不是过拟合" in tex and "模型在后期开始过拟合" not in tex
+    assert "以缩小训练与验证之间的差距" not in tex
+    # the same history with accuracies that learned: the old readings stand
+    learned = chance_level_inputs()
+    learned["history"]["train_acc"] += 0.5
+    learned["history"]["val_acc"] += 0.4
+    learned["final_metrics"]["best_val_acc"] = 0.5212
+    learned["test_metrics"] = fixture_inputs()["test_metrics"]
+    tex = text(R.build_context(**learned))
+    assert "模型在后期开始过拟合" in tex and "存在过拟合" in shortcomings(tex) and "接近随机猜测" not in tex
+
+
+def test_a_model_at_chance_with_a_falling_loss_is_not_told_to_train_longer():
+    inputs = chance_level_inputs()
+    inputs["history"]["val_loss"] = [2.40, 2.35, 2.30, 2.20, 2.10, 2.00]
+    tex = text(R.build_context(**inputs))
+    assert "与其增加 epoch 数，不如先检查学习率等设置" in tex
+    assert "增加训练的 epoch 数可能还能进一步提高准确率" not in tex and "可以增加训练的 epoch 数" not in tex
+
+
+def test_a_batch_larger_than_the_training_set_is_not_said_to_need_less_memory():
+    """B above M: one batch is the whole training set, so the two memory figures are one."""
+    inputs = fixture_inputs()
+    tex = text(R.build_context(**inputs))
+    assert says(tex, "而一个小批量只需约 16.8~MB")  # 64 x 32 x 32 x 64 float32
+    inputs["data_meta"] = {**inputs["data_meta"], "shapes": {**inputs["data_meta"]["shapes"], "x_train": [300, 32, 32, 3]}}
+    inputs["final_metrics"]["hyperparameters"] = {**HP, "batch_size": 1000}
+    tex = text(R.build_context(**inputs))
+    assert "训练集不超过一个小批量" in tex and "本实验的一个小批量就是整个训练集，占用相同。" in tex
+    assert "只需约" not in tex
+
+
+def test_learning_rates_after_decay_print_as_written():
+    """0.05 decayed three times by 0.1 is 5.0000000000000016e-05 in floats: the report says 0.00005."""
+    assert [R.plain(v) for v in (0.05 * 0.1**3, 0.05 * 0.1, 1e20, 5e-7, 1e-6, 1234567.0, 0.0)] == [
+        "0.00005", "0.005", "1e+20", "5e-07", "0.000001", "1234567", "0"]  # fmt: skip
+    inputs = fixture_inputs()
+    h = make_history()
+    h["lr"] = [0.05 * 0.1 ** (e // 5) for e in range(len(h))]
+    tex = text(R.build_context(**{**inputs, "history": h}))
+    assert "0.00005" in tex and "00000000001" not in tex
+
+
+def test_one_diverged_point_is_it_not_they():
+    inputs = fixture_inputs()
+    assert "（网格中仍有 1 个点发散，它被如实记录并排除在选择之外）" in text(R.build_context(**inputs))
+    summary = inputs["summary"].copy()
+    summary.loc[0, ["status", "best_val_acc"]] = ["diverged", 0.1]
+    tex = text(R.build_context(**{**inputs, "summary": summary}))
+    assert "（网格中仍有 2 个点发散，它们被如实记录并排除在选择之外）" in tex

@@ -49,8 +49,10 @@ def test_choose_best_ignores_diverged_and_keeps_first_of_ties():
 def test_choose_best_fails_clearly_when_all_diverged():
     with pytest.raises(sweeps.SelectionError, match=r"all 2 points ended without a usable result \(diverged\)"):
         sweeps.choose_best([row(None, "diverged"), row(0.9, "diverged")])
-    with pytest.raises(sweeps.SelectionError, match=r"the only point ended without a usable result \(diverged\)"):
+    with pytest.raises(sweeps.SelectionError, match=r"the only point ended without a usable result \(diverged\)") as exc:
         sweeps.choose_best([row(None, "diverged")])
+    # the grid may be any file (sweep.grid): the message names the setting, not the default path
+    assert str(exc.value).endswith("lower the learning rates in the grid file (sweep.grid)")
 
 
 def test_shown_sweep_varies_most_then_has_most_combinations_then_comes_first():

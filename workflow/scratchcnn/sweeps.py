@@ -93,7 +93,7 @@ def choose_best(rows: list[dict]) -> dict:
         which = "the only point" if len(rows) == 1 else f"all {len(rows)} points"
         raise SelectionError(
             f"no grid point can be chosen: {which} ended without a usable result ({statuses}); "
-            "lower the learning rates in config/grid.yaml"
+            "lower the learning rates in the grid file (sweep.grid)"
         )
     return max(usable, key=lambda r: r["best_val_acc"])  # max keeps the first of equals
 

@@ -345,7 +345,8 @@ def method_context(n_train: int | None, layers: list[dict], hp: dict, summary) -
         "updates_per_epoch": integer(-(-int(n_train) // batch)) if n_train else None,
         "conv1_shape": shape(conv1),
         "full_batch": size(facts.full_batch_bytes(n_train, conv1)),
-        "batch": size(facts.full_batch_bytes(batch, conv1)),
+        # a batch holds at most the whole training set
+        "batch": size(facts.full_batch_bytes(min(batch, n_train) if n_train else batch, conv1)),
         "sweep_epochs": str(sweep_epochs) if sweep_epochs else None,
         "sweep_same_length": sweep_epochs is not None and hp.get("epochs") is not None
         and sweep_epochs == int(hp["epochs"]),

@@ -345,11 +345,16 @@ def build_context(
     train = train_context(final_metrics, h, hp, float(test_metrics["test_accuracy"]))
     train["n_rows_shown"] = str(len(history_rows))
     trend = facts.val_loss_trend(h)
-    train["fit"] = facts.fit_reading(h.iloc[-1]["train_acc"], h.iloc[-1]["val_acc"], trend, train["status"])
+    num_classes = int(arch["num_classes"])
+    learned = not (train["has_best"] and facts.near_chance(final_metrics["best_val_acc"], num_classes))
+    train["fit"] = facts.fit_reading(h.iloc[-1]["train_acc"], h.iloc[-1]["val_acc"], trend, train["status"], learned)
+    train["chance_pct"] = pct(1.0 / num_classes)
+    test = test_context(test_metrics, study_accuracy, headline)
+    test["near_chance"] = facts.near_chance(test_metrics["test_accuracy"], num_classes)
     n_used = facts.training_images(data_meta, final_metrics)
     shared_gpu = {"sweeps": facts.shared_gpu_jobs(summary), "final": facts.sharing(shared_gpu_jobs(final_metrics))}
     return {
-        "test": test_context(test_metrics, study_accuracy, headline),
+        "test": test,
         "env": environments_context(final_metrics, test_metrics, report_commit),
         "data": data_context(data_meta, test_metrics, is_synthetic(data_meta), n_used),
         "arch": arch_context(arch, layers),

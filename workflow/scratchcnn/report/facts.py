@@ -30,6 +30,9 @@ FLAT_REL = 0.02
 OVERFIT_PP = 2.0
 #: Epoch times within this fraction of each other count as the same cost.
 COST_EQUAL_REL = 0.05
+#: An accuracy less than this many percentage points above guessing (1 / classes) learned nothing
+#: worth reading: a rising validation loss there is not overfitting, a falling one not progress.
+CHANCE_PP = 5.0
 
 
 def points_apart(a, b) -> float:
@@ -93,13 +96,23 @@ def val_loss_trend(history, window=None, flat_rel=FLAT_REL) -> dict:
     }
 
 
-def fit_reading(train_acc, val_acc, trend: dict, status: str) -> str:
+def near_chance(acc, num_classes: int) -> bool:
+    """True where accuracy ``acc`` (a fraction) is less than :data:`CHANCE_PP` points above
+    guessing among ``num_classes`` classes; a missing or non-finite accuracy is not."""
+    return finite(acc) and points_apart(acc, 1.0 / num_classes) < CHANCE_PP
+
+
+def fit_reading(train_acc, val_acc, trend: dict, status: str, learned: bool = True) -> str:
     """How the final run ended, for the report's shortcomings: ``diverged`` (it did not finish);
-    ``overfit`` (the validation loss rose at the end above an earlier minimum, as :func:`val_loss_trend`
-    reads it, or the training accuracy leads by :data:`OVERFIT_PP` points or more); ``underfit``
-    (the training accuracy does not lead, and the loss did not rise); else ``close`` (a small lead)."""
+    ``chance`` (it finished without learning: ``learned`` False, its best validation accuracy
+    :func:`near_chance`); ``overfit`` (the validation loss rose at the end above an earlier
+    minimum, as :func:`val_loss_trend` reads it, or the training accuracy leads by
+    :data:`OVERFIT_PP` points or more); ``underfit`` (the training accuracy does not lead, and the
+    loss did not rise); else ``close`` (a small lead)."""
     if status != "ok":
         return "diverged"
+    if not learned:
+        return "chance"
     if trend.get("rose") or points_apart(train_acc, val_acc) >= OVERFIT_PP:
         return "overfit"
     return "underfit" if compare(train_acc, val_acc) != "above" else "close"

@@ -23,9 +23,15 @@ def integer(x) -> str:
 
 
 def plain(x) -> str:
-    """A hyper-parameter as written in a config: ``0.001``, ``1e-05 -> 0.00001``, ``64``."""
-    x = float(x)
-    if x == int(x) and abs(x) < 1e15:
+    """A hyper-parameter as written in a config: ``0.001``, ``1e-05 -> 0.00001``, ``64``.
+
+    To 12 significant digits, so that a value computed from one reads as written (the step decay's
+    ``0.05 * 0.1**3`` is 5.0000000000000016e-05: ``0.00005``); below a millionth, or beyond twelve
+    digits, in powers of ten (``1e+20``, not twenty-one digits)."""
+    x = float(f"{float(x):.12g}")
+    if not math.isfinite(x) or (x != 0 and not 1e-6 <= abs(x) < 1e6):
+        return f"{x:.12g}"
+    if x == int(x):
         return str(int(x))
     return np.format_float_positional(x, trim="-")
 
