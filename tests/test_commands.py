@@ -200,6 +200,18 @@ def test_a_run_directory_of_its_own_runs_the_demo_and_leaves_the_repository_as_i
         assert "--workflow-profile profiles/gpu: no such profile, and Snakemake would go on without one" in said, said
         assert f"beside the Snakefile in {repo}" in said
         assert "This workflow's profiles: default, gpu, slurm; give one by its path" in said
+    # a damaged selection is named, with the way out, which the next lines take
+    best = run / "results" / "sweep" / "best.json"
+    good, stamp = best.read_text(), best.stat().st_mtime_ns
+    best.write_text("{\n bad")
+    os.utime(best, ns=(stamp, stamp))  # as old as before: only its content is wrong
+    bad = snakemake(run, "-s", str(repo / "Snakefile"), "-n", target, "--configfile", "config/demo.yaml")
+    said = bad.stdout + bad.stderr
+    assert bad.returncode != 0 and "results/sweep/best.json cannot be read (JSONDecodeError: " in said, said
+    assert "delete it, then `snakemake results/sweep/best.json` with the same --configfile writes it again" in said
+    best.unlink()
+    again = snakemake(run, "-s", str(repo / "Snakefile"), "results/sweep/best.json", "--configfile", "config/demo.yaml")
+    assert again.returncode == 0 and best.read_text() == good, again.stdout + again.stderr
 
 
 def test_the_gpu_profile_shares_one_gpu_between_its_jobs(repo):

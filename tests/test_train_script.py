@@ -111,6 +111,17 @@ def test_a_snapshot_of_another_run_is_not_resumed(data, tmp_path):
     kill_after_first_snapshot(data, tmp_path)
     out = subprocess.run(command(data, tmp_path, "--lr", "0.02"), check=True, capture_output=True, text=True)
     assert "resuming" not in out.stderr
+    assert f"{tmp_path / 'state.npz'} is not a snapshot of this run (unreadable, or made with other settings or data): " \
+           "training from epoch 1" in out.stderr
+
+
+def test_an_unreadable_snapshot_is_said_and_the_run_starts_again(data, tmp_path):
+    (tmp_path / "state.npz").write_bytes(os.urandom(4096))
+    out = subprocess.run(command(data, tmp_path), check=True, capture_output=True, text=True)
+    assert "is not a snapshot of this run" in out.stderr and "resuming" not in out.stderr
+    assert (tmp_path / "metrics.json").is_file() and not (tmp_path / "state.npz").exists()
+    fresh = subprocess.run(command(data, tmp_path / "fresh"), check=True, capture_output=True, text=True)
+    assert "snapshot" not in fresh.stderr  # no snapshot, nothing to say
 
 
 def test_a_snapshot_taken_on_other_data_at_the_same_path_is_not_resumed(data, tmp_path):
@@ -283,3 +294,26 @@ def test_a_full_disk_says_what_failed_and_that_the_run_resumes(data, tmp_path, c
     assert f"cannot write {tmp_path / 'state.npz'} (No space left on device); once it can be, the same command " \
            f"resumes after the last completed epoch from {tmp_path / 'state.npz'}" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.npz"]
+
+
+def test_a_second_run_on_the_same_folder_waits_for_the_first(data, tmp_path):
+    """A train.py left running by a killed Snakemake holds its folder: the rerun's train.py waits
+    for it, says so, and then goes on, instead of both writing the same snapshot and results."""
+    import fcntl
+    import time
+
+    fd = os.open(tmp_path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as that other train.py holds it
+    proc = subprocess.Popen(command(data, tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)
+        assert proc.poll() is None and not any(tmp_path.iterdir())  # waiting: nothing trained, nothing written
+    finally:
+        os.close(fd)  # the other one ends
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 0, err
+    assert f"another train.py is training {tmp_path} (one left running by a Snakemake that was killed?): " \
+           "waiting for it to end" in err and f"{tmp_path} is free: going on" in err
+    assert (tmp_path / "metrics.json").is_file()
+    alone = subprocess.run(command(data, tmp_path / "alone"), check=True, capture_output=True, text=True)
+    assert "another train.py" not in alone.stderr

@@ -13,6 +13,7 @@ from snakemake.utils import Paramspace, update_config, validate
 from scratchcnn import backend as backendlib
 from scratchcnn import configcheck
 from scratchcnn import data as datalib
+from scratchcnn import io as ioutil
 from scratchcnn import model as modellib
 from scratchcnn import sweeps as sweeplib
 from scratchcnn.figures import FIGURES as FIGURE_REGISTRY
@@ -226,8 +227,16 @@ if unused_gpu := backendlib.unused_gpu_warning(config["device"]):
 
 
 def read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """A selection's result (best.json), or an error naming it: Snakemake would show the
+    decoder's traceback through this file instead."""
+    try:
+        return ioutil.read_json_object(path)
+    except (OSError, ValueError) as exc:
+        raise WorkflowError(
+            f"{path} cannot be read ({type(exc).__name__}: {exc}); delete it, then "
+            f"`snakemake {path}` with the same --configfile writes it again, and the same "
+            "command goes on (a deleted result is made again only when named, README.md)"
+        ) from None
 
 
 def sweep_points(sweep):

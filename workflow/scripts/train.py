@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -96,11 +98,36 @@ def claim_device(args, held: contextlib.ExitStack) -> int | None:
     return held.enter_context(claim_gpu(n_devices, args.jobs_per_gpu, args.gpu_lock_dir, log=log.info))
 
 
+@contextlib.contextmanager
+def training_folder(out: Path):
+    """``out``, made if need be and held by this run until it ends: a second train.py on the same
+    folder (one left running by a Snakemake that was killed, say) waits for the first and then
+    resumes from its snapshot, rather than both writing the same snapshot and results. A lock on
+    the folder itself (nothing is written), gone with the process that held it; where the file
+    system cannot lock a folder (some network file systems), the run goes on without it."""
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another train.py is training %s (one left running by a Snakemake that was killed?): "
+                        "waiting for it to end; stop it to go on at once from its last snapshot", out)  # fmt: skip
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            log.info("%s is free: going on", out)
+        except OSError:
+            pass  # no locks on this file system
+        yield
+    finally:
+        os.close(fd)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
     try:
-        with contextlib.ExitStack() as held:  # the claimed GPU stays ours until the run ends
+        # the folder, and the claimed GPU, stay ours until the run ends
+        with training_folder(args.out_dir), contextlib.ExitStack() as held:
             return run(args, held)
     except KeyboardInterrupt:  # Ctrl-C: say how to go on instead of a traceback
         log.error("interrupted; the same command (in the pipeline: snakemake --rerun-incomplete, the default) %s",
@@ -170,6 +197,9 @@ def run(args, held: contextlib.ExitStack) -> int:
     state_path = out / "state.npz"
     state = load_train_state(state_path, fingerprint, backend)
     if state is None:
+        if state_path.exists():  # said, so that a run that starts again is not taken for a resumed one
+            log.warning("%s is not a snapshot of this run (unreadable, or made with other settings or data): "
+                        "training from epoch 1", state_path)  # fmt: skip
         params, bn_state = cnn.init_params(arch, cfg.seed, backend)
         state = training.TrainState(params, bn_state)
     else:
