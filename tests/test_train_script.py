@@ -317,3 +317,17 @@ def test_a_second_run_on_the_same_folder_waits_for_the_first(data, tmp_path):
     assert (tmp_path / "metrics.json").is_file()
     alone = subprocess.run(command(data, tmp_path / "alone"), check=True, capture_output=True, text=True)
     assert "another train.py" not in alone.stderr
+
+
+def test_what_a_killed_run_left_half_written_is_removed(data, tmp_path):
+    """A SIGKILL in the middle of writing a snapshot leaves atomic_path's temporary file (never the
+    snapshot itself): the next run in that folder, its only writer, removes it."""
+    left = [tmp_path / ".state.npz.9877d2e8.tmp.npz", tmp_path / ".metrics.json.0a1b2c3d.tmp"]
+    for path in left:
+        path.write_bytes(b"")
+    keep = [tmp_path / ".hidden", tmp_path / "notes.state.npz.12345678.tmp"]  # not atomic_path's names
+    for path in keep:
+        path.write_text("mine")
+    err = subprocess.run(command(data, tmp_path), check=True, capture_output=True, text=True).stderr
+    assert not any(p.exists() for p in left) and all(p.exists() for p in keep)
+    assert f"removed {left[0]}, left half-written by a run that was killed" in err

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 import zipfile
 from contextlib import contextmanager, suppress
@@ -55,6 +56,16 @@ def atomic_path(path, suffix=""):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# atomic_path's temporary files: a process killed outright (SIGKILL) leaves its one behind
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.tmp.*")
+
+
+def leftover_temporaries(folder) -> list:
+    """The temporary files of :func:`atomic_path` in ``folder``: a writer's in progress, or one
+    left by a writer that was killed. Only the folder's sole writer may remove them."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and _TEMPORARY.fullmatch(p.name))
 
 
 @contextmanager

@@ -40,7 +40,7 @@ from scratchcnn.cli import integer
 from scratchcnn.checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from scratchcnn.data import DataError, load_prepared
 from scratchcnn.devices import GpuClaimError, claim_gpu, count_gpus
-from scratchcnn.io import READ_ERRORS, all_or_none, atomic_path, read_json_object, write_json_atomic
+from scratchcnn.io import READ_ERRORS, all_or_none, atomic_path, leftover_temporaries, read_json_object, write_json_atomic
 from scratchcnn.logs import exit_on_sigterm, setup_logging
 from scratchcnn.provenance import provenance
 
@@ -108,6 +108,7 @@ def training_folder(out: Path):
     out.mkdir(parents=True, exist_ok=True)
     fd = os.open(out, os.O_RDONLY)
     try:
+        held = True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -116,7 +117,11 @@ def training_folder(out: Path):
             fcntl.flock(fd, fcntl.LOCK_EX)
             log.info("%s is free: going on", out)
         except OSError:
-            pass  # no locks on this file system
+            held = False  # no locks on this file system
+        if held:  # the folder's sole writer: what a killed writer left half-written goes
+            for tmp in leftover_temporaries(out):
+                tmp.unlink(missing_ok=True)
+                log.info("removed %s, left half-written by a run that was killed", tmp)
         yield
     finally:
         os.close(fd)
