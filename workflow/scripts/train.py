@@ -171,8 +171,7 @@ def run(args, held: contextlib.ExitStack) -> int:
         lr_step=args.lr_step, clip=args.clip or None, bn_momentum=args.bn_momentum, seed=args.seed,
     )  # fmt: skip
     run_config = {"arch": arch, "train": cfg.__dict__, "data": str(args.data), "train_subset": args.train_subset}
-    out = args.out_dir
-    out.mkdir(parents=True, exist_ok=True)
+    out = args.out_dir  # made by training_folder
     if args.reuse_from is not None and reuse(args.reuse_from, run_config, out):
         return 0
     try:
